@@ -1,4 +1,4 @@
-"""Media join tokens: Ed25519-signed JWTs from the control plane, checked by media nodes.
+"""Media join tokens: Ed25519-signed JWTs from the control plane, checked by media.
 
 The control plane signs with :func:`sign_media_token` and publishes its public keys
 as a JWKS (:func:`public_jwk`). A media node verifies with :class:`TokenVerifier`,
@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ALGORITHM = "EdDSA"
 #: The JOSE ``typ`` header of a media join token; other JWTs are refused.
-TOKEN_TYPE = "beeldbel-media+jwt"
+TOKEN_TYPE = "beeldbel-media+jwt"  # noqa: S105 (a type name, not a secret)
 ROLES = ("agent", "citizen", "interpreter")
 
 
