@@ -1,0 +1,395 @@
+"""Beeldbel configuration: dataclass defaults < TOML file < ``BEELDBEL_*`` variables.
+
+Every section is a frozen dataclass. Unknown sections or keys and values of the
+wrong type stop the start with a :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key and the value."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    code: str
+    nl: str
+    en: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{1,31}", self.code):
+            raise ValueError(f"topic code {self.code!r} must be 2-32 of a-z, 0-9, _")
+
+    def label(self, lang: str) -> str:
+        return self.en if lang == "en" else self.nl
+
+
+DEFAULT_TOPICS = (
+    Topic("report_crime", "Aangifte doen", "Report a crime"),
+    Topic("report_question", "Vraag over een aangifte", "Question about a report"),
+    Topic("other", "Iets anders", "Something else"),
+)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+DEFAULT_OPENING_HOURS: dict[str, str] = {
+    "mon": "08:00-20:00",
+    "tue": "08:00-20:00",
+    "wed": "08:00-20:00",
+    "thu": "08:00-20:00",
+    "fri": "08:00-20:00",
+    "sat": "09:00-17:00",
+    "sun": "",
+}
+
+_HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
+
+
+def parse_hours(spec: str) -> tuple[int, int] | None:
+    """``"08:00-20:00"`` → minutes since midnight ``(480, 1200)``; ``""`` → closed."""
+    if not spec:
+        return None
+    match = _HOURS.fullmatch(spec)
+    if match is None:
+        raise ValueError(f"opening hours {spec!r} must look like 08:00-20:00")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if end <= start or end > 24 * 60:
+        raise ValueError(f"opening hours {spec!r} must end after they start")
+    return start, end
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: The address citizens and staff use; links in e-mails are built on it.
+    public_url: str = "https://127.0.0.1:8443"
+    #: Where the SQLite file, generated secrets and dev certificates live.
+    data_dir: str = "var"
+    #: Number of proxies in front of us whose X-Forwarded-For we trust.
+    trusted_proxies: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is not a TCP port")
+        if not self.public_url.startswith(("https://", "http://")):
+            raise ValueError(f"public_url {self.public_url!r} must be an http(s) URL")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    #: Serve HTTPS. Only turn off behind a TLS-terminating proxy.
+    enabled: bool = True
+    cert_file: str = "var/certs/server.crt"
+    key_file: str = "var/certs/server.key"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str = "sqlite+aiosqlite:///var/beeldbel.sqlite3"
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                f"url {self.url!r} must start with sqlite+aiosqlite:// "
+                "or postgresql+asyncpg://"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    #: "auto" renders JSON unless stderr is a terminal.
+    format: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"level {self.level!r} must be debug/info/warning/error")
+        if self.format not in ("auto", "json", "console"):
+            raise ValueError(f"format {self.format!r} must be auto/json/console")
+
+
+@dataclass(frozen=True, slots=True)
+class DeskConfig:
+    name: str = "Politie - Beeldbel"
+    timezone: str = "Europe/Amsterdam"
+    topics: tuple[Topic, ...] = DEFAULT_TOPICS
+    opening_hours: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_OPENING_HOURS)
+    )
+    slot_minutes: int = 30
+    booking_days: int = 7
+    retry_delay_minutes: int = 15
+    max_attempts: int = 3
+    #: A request nobody handled this long after it was due becomes expired.
+    expire_after_hours: int = 24
+    #: A claim untouched this long may be released by a supervisor.
+    stale_claim_minutes: int = 30
+
+    def __post_init__(self) -> None:
+        if not self.topics:
+            raise ValueError("topics must name at least one topic")
+        codes = [t.code for t in self.topics]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"topics has a duplicate code in {codes}")
+        unknown = set(self.opening_hours) - set(WEEKDAYS)
+        if unknown:
+            raise ValueError(f"opening_hours has unknown days {sorted(unknown)}")
+        for spec in self.opening_hours.values():
+            parse_hours(spec)
+        for name in ("slot_minutes", "booking_days", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    #: Signs CSRF tokens; generated into data_dir when empty.
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 10
+    intake_per_ip_per_hour: int = 10
+    intake_global_per_minute: int = 120
+    login_per_ip_per_minute: int = 20
+    api_per_key_per_minute: int = 600
+    max_body_bytes: int = 64 * 1024
+    #: Failed logins before the account is locked for a growing period.
+    lockout_threshold: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    #: Personal data is erased this many days after a request closes.
+    personal_data_days: int = 30
+    audit_days: int = 730
+    purge_interval_minutes: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    #: /metrics is served on its own plain-HTTP listener; port 0 turns it off.
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True, slots=True)
+class MediaServerConfig:
+    #: Address of the signalling/API HTTP listener (WebSocket /ws, /api, /metrics).
+    host: str = "127.0.0.1"
+    #: Port of the signalling/API HTTP listener; worker n listens on port + n.
+    port: int = 8444
+    #: This node's name: the ``aud`` a join token must carry.
+    node_id: str = "media-1"
+    #: The UDP port that carries every peer's ICE, DTLS and SRTP (worker n: + n).
+    udp_port: int = 40000
+    #: The local address the UDP port binds to.
+    udp_bind: str = "127.0.0.1"
+    #: The address put in ICE candidates (public IP behind NAT); "" = udp_bind.
+    advertised_address: str = ""
+    #: stun: URLs handed to clients as ICE servers; never a public default.
+    stun_urls: tuple[str, ...] = ()
+    #: turn:/turns: URLs for which time-limited TURN REST credentials are issued.
+    turn_urls: tuple[str, ...] = ()
+    #: coturn's static-auth-secret shared with this node (TURN REST API).
+    turn_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: Lifetime in seconds of TURN credentials handed to a client.
+    turn_ttl_seconds: int = 3600
+    #: HTTPS URL of the control plane's JWKS (public keys of join tokens).
+    jwks_url: str = "https://127.0.0.1:8443/.well-known/jwks.json"
+    #: CA bundle to trust for jwks_url; "" = the system store.
+    jwks_ca_file: str = ""
+    #: The ``iss`` a join token must carry (the control plane's public URL).
+    token_issuer: str = "https://127.0.0.1:8443"
+    #: Bearer secret the control plane presents on the server-to-server API.
+    api_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: Bearer secret for /metrics; "" serves /metrics only to 127.0.0.1.
+    metrics_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: After SIGTERM, calls in progress may go on this many seconds.
+    drain_timeout_seconds: int = 3600
+    #: A peer with no packet for this many seconds is removed.
+    peer_timeout_seconds: int = 30
+    #: Worker processes (one per core); 0 = one per CPU.
+    workers: int = 1
+    #: Participants per room (agent, citizen, interpreter and a spare).
+    max_participants: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("port", "udp_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise ValueError(f"{name} {getattr(self, name)} is not a port")
+        if not self.jwks_url.startswith("https://"):
+            raise ValueError(f"jwks_url {self.jwks_url!r} must be an https:// URL")
+        if self.workers < 0 or self.peer_timeout_seconds < 1:
+            raise ValueError("workers must be >= 0 and peer_timeout_seconds >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    desk: DeskConfig = field(default_factory=DeskConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    mediaserver: MediaServerConfig = field(default_factory=MediaServerConfig)
+
+
+ENV_PREFIX = "BEELDBEL_"
+
+
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Build the configuration from defaults, an optional TOML file and ``environ``."""
+    environ = environ if environ is not None else {}
+    if path is None and environ.get(ENV_PREFIX + "CONFIG"):
+        path = environ[ENV_PREFIX + "CONFIG"]
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _merge_environ(raw, environ)
+    return _build(Config, raw, "")
+
+
+def _merge_environ(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in sections or not key:
+            raise ConfigError(f"unknown environment variable {name}")
+        raw.setdefault(section, {})[key] = _EnvValue(value, name)
+
+
+class _EnvValue(str):
+    """A value from the environment, converted by the field's type at build."""
+
+    source: str
+
+    def __new__(cls, value: str, source: str) -> _EnvValue:
+        obj = super().__new__(cls, value)
+        obj.source = source
+        return obj
+
+
+def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]}")
+    kwargs = {
+        name: _convert(hints[name], value, f"{prefix}{name}")
+        for name, value in raw.items()
+    }
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid config [{prefix.rstrip('.') or 'root'}]: {exc}")
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if isinstance(value, _EnvValue) and tp not in (str, Secret):
+        value = _parse_env(tp, value, key)
+    if tp is Secret:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key} must be a string")
+        return Secret(str(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key} must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key} must be a whole number, not {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key} must be a string, not {value!r}")
+        return str(value)
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key} must be a list")
+        return tuple(_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(
+            isinstance(v, str) for v in value.values()
+        ):
+            raise ConfigError(f"config key {key} must be a table of strings")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"config key {key} has an unsupported type")
+    raise ConfigError(f"config key {key} has an unsupported type {tp!r}")
+
+
+def _parse_env(tp: Any, value: _EnvValue, key: str) -> Any:
+    if tp is bool:
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{value.source}={value!r} must be true or false")
+    if tp is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{value.source}={value!r} must be a whole number")
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{value.source} for {key} must be JSON")
