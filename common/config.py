@@ -294,7 +294,8 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _merge_environ(raw, environ)
-    return _build(Config, raw, "")
+    config: Config = _build(Config, raw, "")
+    return config
 
 
 def _merge_environ(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -335,12 +336,13 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid config [{prefix.rstrip('.') or 'root'}]: {exc}")
+        section = prefix.rstrip(".") or "root"
+        raise ConfigError(f"invalid config [{section}]: {exc}") from None
 
 
-def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911
+def _convert(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".")
     if isinstance(value, _EnvValue) and tp not in (str, Secret):
         value = _parse_env(tp, value, key)
@@ -388,8 +390,10 @@ def _parse_env(tp: Any, value: _EnvValue, key: str) -> Any:
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"{value.source}={value!r} must be a whole number")
+            raise ConfigError(
+                f"{value.source}={value!r} must be a whole number"
+            ) from None
     try:
         return json.loads(value)
     except json.JSONDecodeError:
-        raise ConfigError(f"{value.source} for {key} must be JSON")
+        raise ConfigError(f"{value.source} for {key} must be JSON") from None

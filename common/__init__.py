@@ -1,0 +1,1 @@
+"""Pieces both Beeldbel processes use: configuration, logging, tokens."""

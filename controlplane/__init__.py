@@ -1,0 +1,1 @@
+"""The Beeldbel control plane: callback requests, staff console, citizen pages, API."""

@@ -1,0 +1,77 @@
+"""``python -m controlplane``: parse args, load config, configure logging, serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+import sys
+
+import structlog
+from aiohttp import web
+
+from common.config import Config, ConfigError, load_config
+from common.logging import configure_logging
+from controlplane.app import create_app, create_metrics_app
+from controlplane.state import CONFIG as CONFIG_KEY
+from controlplane.state import DB, METRICS
+
+log = structlog.get_logger()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="beeldbel controlplane")
+    parser.add_argument("--config", help="TOML config file (or BEELDBEL_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        print(f"beeldbel: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    web.run_app(
+        build(config),
+        host=config.server.host,
+        port=config.server.port,
+        ssl_context=ssl_context(config),
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+def build(config: Config) -> web.Application:
+    """The control plane plus, when configured, its metrics listener."""
+    app = create_app(config)
+    if config.metrics.port:
+        app.cleanup_ctx.append(_metrics_listener)
+    return app
+
+
+async def _metrics_listener(app: web.Application):  # type: ignore[no-untyped-def]
+    config = app[CONFIG_KEY]
+    from controlplane.metrics_refresh import refresh_queue_depth
+
+    async def refresh() -> None:
+        await refresh_queue_depth(app[DB], app[METRICS])
+
+    runner = web.AppRunner(create_metrics_app(app[METRICS], refresh), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.metrics.host, config.metrics.port)
+    await site.start()
+    log.info("metrics_listening", port=config.metrics.port)
+    yield
+    await runner.cleanup()
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    if not config.tls.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
+    return context
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Errors the control plane shows to people and programs.
+
+Handlers raise these; the error middleware turns them into a page or a JSON body
+``{"error": {"code", "message"}}`` with the status. Messages are Dutch-first
+translation keys where a citizen may see them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ControlPlaneError(Exception):
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str, *, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class BadRequest(ControlPlaneError):
+    code = "bad_request"
+    status = 400
+
+
+class ValidationFailed(ControlPlaneError):
+    """One or more fields are wrong; ``details`` maps field to message."""
+
+    code = "validation_failed"
+    status = 422
+
+
+class Unauthorized(ControlPlaneError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(ControlPlaneError):
+    code = "forbidden"
+    status = 403
+
+
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+
+
+class NotFound(ControlPlaneError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ControlPlaneError):
+    """The request is not in a state that allows this (already claimed, closed…)."""
+
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(ControlPlaneError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(ControlPlaneError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class RateLimited(ControlPlaneError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,9 @@
+"""Staff sign-in: password, TOTP second factor, sessions, roles."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def setup(app: web.Application) -> None:
+    """Register this module's routes and background tasks on ``app``."""

@@ -1,0 +1,1 @@
+"""Storage of the control plane: SQLAlchemy Core tables, the engine and migrations."""

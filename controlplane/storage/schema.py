@@ -1,0 +1,187 @@
+"""The control plane's tables (SQLAlchemy Core). Alembic migrations follow these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Stores UTC without a zone (SQLite has none) and returns aware UTC datetimes."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("UtcDateTime needs an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)  # noqa: S101
+        return value.replace(tzinfo=UTC)
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    # agent, supervisor or admin
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("totp_secret", sa.String(64), nullable=True),
+    sa.Column("totp_confirmed", sa.Boolean, nullable=False, default=False),
+    # last accepted TOTP time step, so a code cannot be replayed
+    sa.Column("totp_last_step", sa.BigInteger, nullable=False, default=0),
+    sa.Column("must_change_password", sa.Boolean, nullable=False, default=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", UtcDateTime, nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    # SHA-256 of the cookie value: a leaked table does not leak sessions
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    # password checked but second factor not yet
+    sa.Column("mfa_done", sa.Boolean, nullable=False, default=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+)
+
+callback_requests = sa.Table(
+    "callback_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # shown to the citizen, e.g. BB-4K7Q-9M2X; random, not sequential
+    sa.Column("reference", sa.String(16), nullable=False, unique=True),
+    # form nonce or API idempotency scope: one submission makes one request
+    sa.Column("submission_key", sa.String(96), nullable=True, unique=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("topic", sa.String(32), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    # web, phone (entered by staff) or api
+    sa.Column("source", sa.String(8), nullable=False),
+    # personal data: erased by the purge
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("phone", sa.String(20), nullable=True),
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("accessibility_note", sa.Text, nullable=True),
+    # accessibility needs as codes; kept for statistics after the purge
+    sa.Column("accessibility", sa.JSON, nullable=False, default=list),
+    # asap or slot
+    sa.Column("preferred", sa.String(8), nullable=False),
+    sa.Column("slot_start", UtcDateTime, nullable=True),
+    sa.Column("due_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column(
+        "claimed_by",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    sa.Column("claimed_at", UtcDateTime, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("first_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("closed_at", UtcDateTime, nullable=True, index=True),
+    sa.Column("purged_at", UtcDateTime, nullable=True),
+    sa.Column("api_key_id", sa.Integer, nullable=True),
+)
+
+request_notes = sa.Table(
+    "request_notes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "request_id",
+        sa.Integer,
+        sa.ForeignKey("callback_requests.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("user_id", sa.Integer, nullable=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False, index=True),
+    sa.Column("user_id", sa.Integer, nullable=True),
+    # kept as text so the entry outlives the account
+    sa.Column("username", sa.String(64), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.Integer, nullable=True, index=True),
+    # never personal data of citizens: codes, states, reasons chosen from lists
+    sa.Column("details", sa.JSON, nullable=False, default=dict),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    # first characters of the key, to find it without storing it
+    sa.Column("prefix", sa.String(16), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("api_key_id", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    # hash of method, path and body: the same key with another body is refused
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("api_key_id", "key", name="uq_idempotency_keys_key"),
+)
+
+desk_settings = sa.Table(
+    "desk_settings",
+    metadata,
+    # "topics" or "opening_hours": admin changes on top of the config file
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
