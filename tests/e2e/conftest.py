@@ -1,0 +1,179 @@
+"""Browser-test fixtures: the real system as processes over HTTPS, and Debian Chromium.
+
+Playwright drives /usr/bin/chromium; it never downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from certs.devca import ensure_dev_certificates
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+AXE_SOURCE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveSystem:
+    base_url: str
+    db_url: str
+    config_file: Path
+    ca_file: Path
+    process: subprocess.Popen[bytes]
+
+
+async def wait_until_up(
+    url: str, ca_file: Path, process: subprocess.Popen[bytes]
+) -> None:
+    """Poll until the server answers; fail early if the process died."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca_file))
+    deadline = asyncio.get_running_loop().time() + 30
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}")
+            try:
+                async with session.get(url, ssl=context) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"server at {url} did not come up")
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def live_system(tmp_path: Path) -> AsyncIterator[LiveSystem]:
+    """The control plane as a real process, on HTTPS with a dev CA, SQLite in tmp."""
+    certs = ensure_dev_certificates(tmp_path / "certs")
+    port = free_port()
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'beeldbel.sqlite3'}"
+    config_file = tmp_path / "beeldbel.toml"
+    config_file.write_text(
+        f"""
+[server]
+port = {port}
+public_url = "https://127.0.0.1:{port}"
+data_dir = "{tmp_path / "data"}"
+[tls]
+cert_file = "{certs.cert_file}"
+key_file = "{certs.key_file}"
+[database]
+url = "{db_url}"
+[metrics]
+port = 0
+[logging]
+format = "json"
+""",
+        encoding="utf-8",
+    )
+    # migrate first, so tests can add staff accounts before the server starts
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "--config", str(config_file), "migrate", cwd=ROOT
+    )
+    assert await migrate.wait() == 0, "beeldbel migrate failed"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEELDBEL_")}
+    log_file = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(  # noqa: S603, ASYNC220
+        [sys.executable, "-m", "controlplane", "--config", str(config_file)],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"https://127.0.0.1:{port}"
+    try:
+        await wait_until_up(base + "/privacy", certs.ca_file, process)
+        yield LiveSystem(base, db_url, config_file, certs.ca_file, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log_file.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not HAVE_CHROMIUM:
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        await browser.close()
+
+
+async def new_page(browser: Browser, **options: Any) -> Page:
+    """A page in a fresh context that records CSP violations and page errors."""
+    context = await browser.new_context(ignore_https_errors=True, **options)
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    page.problems = problems  # type: ignore[attr-defined]
+    return page
+
+
+async def assert_accessible(page: Page, what: str) -> None:
+    """axe-core finds no WCAG 2.1 A/AA violation on the page as it is now."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        # evaluate() runs outside the page's CSP, so the policy stays strict
+        await page.evaluate(AXE_SOURCE.read_text(encoding="utf-8"))
+    result = await page.evaluate(
+        """() => axe.run(document, {runOnly: {type: 'tag',
+            values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"""
+    )
+    violations = [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+        for v in result["violations"]
+    ]
+    assert not violations, f"axe on {what}:\n" + "\n".join(violations)
+    problems = getattr(page, "problems", [])
+    assert not problems, f"{what}: {problems}"
