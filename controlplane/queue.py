@@ -1,0 +1,794 @@
+"""The staff queue: listing open callback requests and moving them through states.
+
+Every change is one conditional ``UPDATE`` (the row must still be in an allowed
+state, and held by the actor unless a supervisor acts), so two people racing for
+the same request cannot both win, on SQLite and PostgreSQL alike. Each change is
+audited in the same transaction. Citizens' personal data never reaches a log line
+or an audit entry; free-text notes live in ``request_notes`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from common.config import DeskConfig
+from controlplane import audit
+from controlplane.callbacks import CHANNELS, OPEN_STATES, State
+from controlplane.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from controlplane.metrics import Metrics
+from controlplane.storage.database import Database
+from controlplane.storage.schema import callback_requests, request_notes, users
+
+log = structlog.get_logger()
+
+#: How a completed call ended.
+OUTCOMES = ("resolved", "report_taken", "referred", "information_given", "other")
+#: Why a request was cancelled.
+CANCEL_REASONS = ("citizen_withdrew", "duplicate", "wrong_desk", "unreachable", "other")
+#: Why a request moved between video and phone.
+SWITCH_REASONS = ("citizen_asked", "technical_problem", "accessibility", "other")
+ROLES = ("agent", "supervisor", "admin")
+NOTE_MAX_CHARS = 2000
+
+_req = callback_requests
+_CLAIMED_OR_CALLING = (State.CLAIMED, State.CALLING)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts on the queue: a signed-in staff member, or the system itself."""
+
+    id: int | None
+    username: str
+    role: str
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+
+SYSTEM = Actor(id=None, username="system", role="admin")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """Narrows the queue; ``None`` means any. ``mine`` keeps the actor's claims."""
+
+    channel: str | None = None
+    topic: str | None = None
+    state: str | None = None
+    claimed_by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One callback request as staff see it, with the claimer's username."""
+
+    id: int
+    reference: str
+    state: State
+    channel: str
+    topic: str
+    language: str
+    source: str
+    name: str | None
+    phone: str | None
+    email: str | None
+    accessibility: tuple[str, ...]
+    accessibility_note: str | None
+    preferred: str
+    slot_start: datetime | None
+    due_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    claimed_by: int | None
+    claimed_by_username: str | None
+    claimed_at: datetime | None
+    attempts: int
+    first_attempt_at: datetime | None
+    outcome: str | None
+    closed_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def is_retry(self) -> bool:
+        """Back in the queue after an unanswered call."""
+        return self.state is State.NEW and self.attempts > 0
+
+    def is_stale(self, desk: DeskConfig, now: datetime) -> bool:
+        """Held by someone and untouched for ``desk.stale_claim_minutes``."""
+        return self.state in _CLAIMED_OR_CALLING and self.updated_at <= _stale_cutoff(
+            desk, now
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Request:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            reference=m["reference"],
+            state=State(m["state"]),
+            channel=m["channel"],
+            topic=m["topic"],
+            language=m["language"],
+            source=m["source"],
+            name=m["name"],
+            phone=m["phone"],
+            email=m["email"],
+            accessibility=tuple(m["accessibility"] or ()),
+            accessibility_note=m["accessibility_note"],
+            preferred=m["preferred"],
+            slot_start=m["slot_start"],
+            due_at=m["due_at"],
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            claimed_by=m["claimed_by"],
+            claimed_by_username=m["claimer"],
+            claimed_at=m["claimed_at"],
+            attempts=m["attempts"],
+            first_attempt_at=m["first_attempt_at"],
+            outcome=m["outcome"],
+            closed_at=m["closed_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    author: str | None
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    id: int
+    username: str
+    role: str
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def _stale_cutoff(desk: DeskConfig, now: datetime) -> datetime:
+    return now - timedelta(minutes=desk.stale_claim_minutes)
+
+
+def _select_requests() -> sa.Select[Any]:
+    return sa.select(_req, users.c.username.label("claimer")).select_from(
+        _req.outerjoin(users, users.c.id == _req.c.claimed_by)
+    )
+
+
+# reading
+
+
+async def list_open(db: Database, where: QueueFilter | None = None) -> list[Request]:
+    """Open requests (new, claimed, calling), the one due first on top."""
+    where = where or QueueFilter()
+    states = [s.value for s in OPEN_STATES]
+    if where.state is not None:
+        states = [where.state] if where.state in states else []
+    query = _select_requests().where(_req.c.state.in_(states))
+    if where.channel is not None:
+        query = query.where(_req.c.channel == where.channel)
+    if where.topic is not None:
+        query = query.where(_req.c.topic == where.topic)
+    if where.claimed_by is not None:
+        query = query.where(_req.c.claimed_by == where.claimed_by)
+    query = query.order_by(_req.c.due_at, _req.c.id)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [Request.from_row(row) for row in rows]
+
+
+async def get_request(db: Database, request_id: int) -> Request:
+    """The request with ``request_id``; raises :class:`NotFound`."""
+    async with db.read() as conn:
+        return await _load(conn, request_id)
+
+
+async def _load(conn: AsyncConnection, request_id: int) -> Request:
+    row = (
+        await conn.execute(_select_requests().where(_req.c.id == request_id))
+    ).first()
+    if row is None:
+        raise NotFound("console_error_not_found")
+    return Request.from_row(row)
+
+
+async def list_notes(db: Database, request_id: int) -> list[Note]:
+    query = (
+        sa.select(request_notes, users.c.username)
+        .select_from(
+            request_notes.outerjoin(users, users.c.id == request_notes.c.user_id)
+        )
+        .where(request_notes.c.request_id == request_id)
+        .order_by(request_notes.c.created_at, request_notes.c.id)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [Note(row.username, row.body, row.created_at) for row in rows]
+
+
+async def active_staff(db: Database) -> list[StaffMember]:
+    """Staff accounts that can take over a claim, by username."""
+    query = (
+        sa.select(users.c.id, users.c.username, users.c.role)
+        .where(users.c.active.is_(True))
+        .order_by(users.c.username)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [StaffMember(row.id, row.username, row.role) for row in rows]
+
+
+def may_work(request: Request, actor: Actor) -> bool:
+    """Only the claimer, supervisors and admins open and work a request."""
+    return actor.is_supervisor or (
+        request.claimed_by is not None and request.claimed_by == actor.id
+    )
+
+
+# transitions
+
+
+async def _transition(
+    conn: AsyncConnection,
+    request_id: int,
+    actor: Actor,
+    from_states: Sequence[State],
+    values: dict[str, Any],
+    *,
+    holder_only: bool = True,
+) -> Request:
+    """Apply ``values`` if the request is in ``from_states`` (and, unless a
+    supervisor acts, held by ``actor``); otherwise say why not."""
+    conditions = [_req.c.id == request_id, _req.c.state.in_(from_states)]
+    if holder_only and not actor.is_supervisor:
+        conditions.append(_req.c.claimed_by == actor.id)
+    result = await conn.execute(
+        sa.update(_req).where(*conditions).values(**values).returning(_req.c.id)
+    )
+    if result.first() is None:
+        await _refuse(conn, request_id, actor, holder_only=holder_only)
+    return await _load(conn, request_id)
+
+
+async def _refuse(
+    conn: AsyncConnection, request_id: int, actor: Actor, *, holder_only: bool
+) -> None:
+    current = await _load(conn, request_id)
+    if not current.is_open:
+        raise Conflict("console_conflict_closed")
+    if holder_only and not may_work(current, actor) and current.claimed_by is not None:
+        raise Forbidden("console_error_not_yours")
+    raise Conflict("console_conflict_state")
+
+
+def _logged(event: str, request: Request, actor: Actor, **fields: Any) -> None:
+    log.info(
+        event,
+        request_id=request.id,
+        state=request.state.value,
+        user_id=actor.id,
+        **fields,
+    )
+
+
+async def claim(
+    db: Database, request_id: int, actor: Actor, *, now: datetime | None = None
+) -> Request:
+    """Take a new request; exactly one of many racing claims wins (:class:`Conflict`
+    for the others)."""
+    now = _now(now)
+    async with db.write() as conn:
+        result = await conn.execute(
+            sa.update(_req)
+            .where(_req.c.id == request_id, _req.c.state == State.NEW.value)
+            .values(
+                state=State.CLAIMED.value,
+                claimed_by=actor.id,
+                claimed_at=now,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:
+            current = await _load(conn, request_id)
+            if not current.is_open:
+                raise Conflict("console_conflict_closed")
+            raise Conflict("console_conflict_taken")
+        await audit.record(
+            conn,
+            "request_claimed",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=request_id,
+        )
+        request = await _load(conn, request_id)
+    _logged("request_claimed", request, actor)
+    return request
+
+
+async def release(
+    db: Database, request_id: int, actor: Actor, *, now: datetime | None = None
+) -> Request:
+    """Give a claimed request back to the queue (the holder or a supervisor)."""
+    now = _now(now)
+    async with db.write() as conn:
+        before = await _load(conn, request_id)
+        request = await _transition(
+            conn,
+            request_id,
+            actor,
+            (State.CLAIMED,),
+            {
+                "state": State.NEW.value,
+                "claimed_by": None,
+                "claimed_at": None,
+                "updated_at": now,
+            },
+        )
+        await audit.record(
+            conn,
+            "claim_released",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=request_id,
+            from_user_id=before.claimed_by,
+        )
+    _logged("claim_released", request, actor)
+    return request
+
+
+async def start_attempt(
+    db: Database,
+    metrics: Metrics,
+    request_id: int,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+) -> Request:
+    """Start calling the citizen: claimed → calling, one more attempt."""
+    now = _now(now)
+    async with db.write() as conn:
+        request = await _transition(
+            conn,
+            request_id,
+            actor,
+            (State.CLAIMED,),
+            {
+                "state": State.CALLING.value,
+                "attempts": _req.c.attempts + 1,
+                "first_attempt_at": sa.func.coalesce(_req.c.first_attempt_at, now),
+                "updated_at": now,
+            },
+        )
+        await audit.record(
+            conn,
+            "call_started",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=request_id,
+            attempt=request.attempts,
+            channel=request.channel,
+        )
+    if request.attempts == 1:
+        waited = max(0.0, (now - request.due_at).total_seconds())
+        metrics.time_to_first_attempt.observe(waited)
+    _logged("call_started", request, actor, attempt=request.attempts)
+    return request
+
+
+async def _close(
+    db: Database,
+    metrics: Metrics,
+    request_id: int,
+    actor: Actor,
+    *,
+    state: State,
+    outcome: str,
+    from_states: Sequence[State],
+    now: datetime,
+) -> Request:
+    async with db.write() as conn:
+        request = await _transition(
+            conn,
+            request_id,
+            actor,
+            from_states,
+            {
+                "state": state.value,
+                "outcome": outcome,
+                "closed_at": now,
+                "updated_at": now,
+            },
+        )
+        await audit.record(
+            conn,
+            "request_closed",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=request_id,
+            state=state.value,
+            outcome=outcome,
+            attempts=request.attempts,
+        )
+    metrics.outcomes.labels(state.value, outcome).inc()
+    _logged("request_closed", request, actor, outcome=outcome)
+    return request
+
+
+async def complete(
+    db: Database,
+    metrics: Metrics,
+    request_id: int,
+    actor: Actor,
+    outcome: str,
+    *,
+    now: datetime | None = None,
+) -> Request:
+    """The call took place: calling → completed, with one of :data:`OUTCOMES`."""
+    if outcome not in OUTCOMES:
+        raise ValidationFailed(
+            "console_error_form", details={"outcome": "console_field_outcome_invalid"}
+        )
+    return await _close(
+        db,
+        metrics,
+        request_id,
+        actor,
+        state=State.COMPLETED,
+        outcome=outcome,
+        from_states=(State.CALLING,),
+        now=_now(now),
+    )
+
+
+async def cancel(
+    db: Database,
+    metrics: Metrics,
+    request_id: int,
+    actor: Actor,
+    reason: str,
+    *,
+    now: datetime | None = None,
+) -> Request:
+    """Stop working a request for a reason from :data:`CANCEL_REASONS`."""
+    if reason not in CANCEL_REASONS:
+        raise ValidationFailed(
+            "console_error_form", details={"reason": "console_field_reason_invalid"}
+        )
+    return await _close(
+        db,
+        metrics,
+        request_id,
+        actor,
+        state=State.CANCELLED,
+        outcome=reason,
+        from_states=_CLAIMED_OR_CALLING,
+        now=_now(now),
+    )
+
+
+async def no_answer(
+    db: Database,
+    metrics: Metrics,
+    desk: DeskConfig,
+    request_id: int,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+) -> Request:
+    """Nobody answered: back to the queue after ``retry_delay_minutes``, or closed as
+    ``no_answer`` once ``max_attempts`` calls were made."""
+    now = _now(now)
+    async with db.write() as conn:
+        current = await _load(conn, request_id)
+        if current.attempts >= desk.max_attempts:
+            closing = True
+        else:
+            closing = False
+            request = await _transition(
+                conn,
+                request_id,
+                actor,
+                (State.CALLING,),
+                {
+                    "state": State.NEW.value,
+                    "claimed_by": None,
+                    "claimed_at": None,
+                    "due_at": now + timedelta(minutes=desk.retry_delay_minutes),
+                    "updated_at": now,
+                },
+            )
+            await audit.record(
+                conn,
+                "retry_scheduled",
+                user_id=actor.id,
+                username=actor.username,
+                request_id=request_id,
+                attempts=request.attempts,
+                retry_in_minutes=desk.retry_delay_minutes,
+            )
+    if closing:
+        return await _close(
+            db,
+            metrics,
+            request_id,
+            actor,
+            state=State.NO_ANSWER,
+            outcome=State.NO_ANSWER.value,
+            from_states=(State.CALLING,),
+            now=now,
+        )
+    _logged("retry_scheduled", request, actor, attempts=request.attempts)
+    return request
+
+
+async def switch_channel(
+    db: Database,
+    request_id: int,
+    actor: Actor,
+    channel: str,
+    reason: str,
+    note: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> Request:
+    """Move between video and phone. The audit keeps the reason code; the optional
+    free-text note goes to the request's notes."""
+    errors: dict[str, str] = {}
+    if channel not in CHANNELS:
+        errors["channel"] = "console_field_channel_invalid"
+    if reason not in SWITCH_REASONS:
+        errors["reason"] = "console_field_reason_invalid"
+    note = _clean_note(note, errors, required=False)
+    if errors:
+        raise ValidationFailed("console_error_form", details=errors)
+    now = _now(now)
+    async with db.write() as conn:
+        before = await _load(conn, request_id)
+        if before.channel == channel and before.is_open:
+            raise ValidationFailed(
+                "console_error_form", details={"channel": "console_field_channel_same"}
+            )
+        request = await _transition(
+            conn,
+            request_id,
+            actor,
+            _CLAIMED_OR_CALLING,
+            {"channel": channel, "updated_at": now},
+        )
+        await audit.record(
+            conn,
+            "channel_switched",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=request_id,
+            from_channel=before.channel,
+            to_channel=channel,
+            reason=reason,
+        )
+        if note:
+            await _insert_note(conn, request_id, actor, note, now)
+    _logged("channel_switched", request, actor, channel=channel, reason=reason)
+    return request
+
+
+def _clean_note(
+    body: str | None, errors: dict[str, str], *, required: bool
+) -> str | None:
+    text = (body or "").strip()
+    if not text:
+        if required:
+            errors["note"] = "console_field_note_required"
+        return None
+    if len(text) > NOTE_MAX_CHARS:
+        errors["note"] = "console_field_note_too_long"
+    return text
+
+
+async def _insert_note(
+    conn: AsyncConnection, request_id: int, actor: Actor, body: str, now: datetime
+) -> None:
+    await conn.execute(
+        sa.insert(request_notes).values(
+            request_id=request_id, user_id=actor.id, body=body, created_at=now
+        )
+    )
+
+
+async def add_note(
+    db: Database,
+    request_id: int,
+    actor: Actor,
+    body: str,
+    *,
+    now: datetime | None = None,
+) -> Request:
+    """Keep a free-text note with the request (personal data: erased by retention,
+    never copied to the audit log)."""
+    errors: dict[str, str] = {}
+    text = _clean_note(body, errors, required=True)
+    if errors or text is None:
+        raise ValidationFailed("console_error_form", details=errors)
+    now = _now(now)
+    async with db.write() as conn:
+        request = await _load(conn, request_id)
+        if not may_work(request, actor):
+            raise Forbidden("console_error_not_yours")
+        if request.is_open:
+            await conn.execute(
+                sa.update(_req).where(_req.c.id == request_id).values(updated_at=now)
+            )
+        await _insert_note(conn, request_id, actor, text, now)
+        await audit.record(
+            conn,
+            "note_added",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=request_id,
+        )
+    _logged("note_added", request, actor)
+    return request
+
+
+async def reassign(
+    db: Database,
+    request_id: int,
+    actor: Actor,
+    to_user_id: int,
+    *,
+    now: datetime | None = None,
+) -> Request:
+    """A supervisor hands a held request to another active staff member."""
+    if not actor.is_supervisor:
+        raise Forbidden("console_error_supervisor_only")
+    now = _now(now)
+    async with db.write() as conn:
+        target = (
+            await conn.execute(
+                sa.select(users.c.id).where(
+                    users.c.id == to_user_id, users.c.active.is_(True)
+                )
+            )
+        ).first()
+        if target is None:
+            raise ValidationFailed(
+                "console_error_form", details={"user_id": "console_field_user_invalid"}
+            )
+        before = await _load(conn, request_id)
+        request = await _transition(
+            conn,
+            request_id,
+            actor,
+            _CLAIMED_OR_CALLING,
+            {"claimed_by": to_user_id, "claimed_at": now, "updated_at": now},
+        )
+        await audit.record(
+            conn,
+            "request_reassigned",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=request_id,
+            from_user_id=before.claimed_by,
+            to_user_id=to_user_id,
+        )
+    _logged("request_reassigned", request, actor, to_user_id=to_user_id)
+    return request
+
+
+async def release_stale(
+    db: Database,
+    desk: DeskConfig,
+    actor: Actor,
+    *,
+    request_id: int | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """A supervisor releases claims untouched for ``stale_claim_minutes`` (one, or
+    all of them); returns the released ids."""
+    if not actor.is_supervisor:
+        raise Forbidden("console_error_supervisor_only")
+    now = _now(now)
+    conditions = [
+        _req.c.state.in_([s.value for s in _CLAIMED_OR_CALLING]),
+        _req.c.updated_at <= _stale_cutoff(desk, now),
+    ]
+    if request_id is not None:
+        conditions.append(_req.c.id == request_id)
+    async with db.write() as conn:
+        if request_id is not None:
+            await _load(conn, request_id)
+        released = await _update_many(
+            conn,
+            conditions,
+            state=State.NEW.value,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=now,
+        )
+        for rid, holder in released:
+            await audit.record(
+                conn,
+                "stale_claim_released",
+                user_id=actor.id,
+                username=actor.username,
+                request_id=rid,
+                from_user_id=holder,
+                stale_after_minutes=desk.stale_claim_minutes,
+            )
+        if request_id is not None and not released:
+            raise Conflict("console_conflict_not_stale")
+    ids = [rid for rid, _ in released]
+    log.info("stale_claims_released", count=len(ids), user_id=actor.id)
+    return ids
+
+
+async def _update_many(
+    conn: AsyncConnection, conditions: list[Any], **values: Any
+) -> list[tuple[int, int | None]]:
+    """Update every row that still matches; returns (id, previous holder) pairs."""
+    candidates = (
+        await conn.execute(sa.select(_req.c.id, _req.c.claimed_by).where(*conditions))
+    ).all()
+    changed: list[tuple[int, int | None]] = []
+    for rid, holder in candidates:
+        result = await conn.execute(
+            sa.update(_req).where(_req.c.id == rid, *conditions).values(**values)
+        )
+        if result.rowcount == 1:
+            changed.append((rid, holder))
+    return changed
+
+
+async def expire_overdue(
+    db: Database,
+    metrics: Metrics,
+    desk: DeskConfig,
+    *,
+    now: datetime | None = None,
+) -> list[int]:
+    """Close unclaimed requests nobody handled ``expire_after_hours`` after they
+    were due, as a system action; returns their ids."""
+    now = _now(now)
+    conditions = [
+        _req.c.state == State.NEW.value,
+        _req.c.claimed_by.is_(None),
+        _req.c.due_at <= now - timedelta(hours=desk.expire_after_hours),
+    ]
+    async with db.write() as conn:
+        expired = await _update_many(
+            conn,
+            conditions,
+            state=State.EXPIRED.value,
+            outcome=State.EXPIRED.value,
+            closed_at=now,
+            updated_at=now,
+        )
+        for rid, _ in expired:
+            await audit.record(
+                conn,
+                "request_expired",
+                user_id=SYSTEM.id,
+                username=SYSTEM.username,
+                request_id=rid,
+                expire_after_hours=desk.expire_after_hours,
+            )
+    if expired:
+        metrics.outcomes.labels(State.EXPIRED.value, State.EXPIRED.value).inc(
+            len(expired)
+        )
+        log.info("requests_expired", count=len(expired))
+    return [rid for rid, _ in expired]
