@@ -253,9 +253,10 @@ class MediaServerConfig:
     max_participants: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("port", "udp_port"):
-            if not 0 < getattr(self, name) < 65536:
-                raise ValueError(f"{name} {getattr(self, name)} is not a port")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is not a TCP port")
+        if not 0 <= self.udp_port < 65536:  # 0: any free port (tests)
+            raise ValueError(f"udp_port {self.udp_port} is not a UDP port")
         if not self.jwks_url.startswith("https://"):
             raise ValueError(f"jwks_url {self.jwks_url!r} must be an https:// URL")
         if self.workers < 0 or self.peer_timeout_seconds < 1:

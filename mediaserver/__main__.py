@@ -1,0 +1,92 @@
+"""``beeldbel mediaserver``: parse args, load config, configure logging, serve.
+
+With ``workers`` > 1 this process starts one worker process per core, sharing
+nothing: worker *n* listens on ``port + n`` and ``udp_port + n`` and is its own
+media node ``<node_id>-<n>`` (the control plane places each room on one worker).
+SIGTERM drains: no new rooms, readiness 503, calls go on until they end or
+``drain_timeout_seconds`` pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+
+import structlog
+from aiohttp import web
+
+from common.config import ConfigError, MediaServerConfig, load_config
+from common.logging import configure_logging
+from mediaserver.app import create_app, drain
+
+log = structlog.get_logger()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="beeldbel mediaserver")
+    parser.add_argument("--config", help="TOML configuration file")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        print(f"beeldbel mediaserver: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    media = config.mediaserver
+    workers = media.workers or os.cpu_count() or 1
+    if args.worker is not None:
+        media = worker_config(media, args.worker)
+    elif workers > 1:
+        return _supervise(args.config, workers)
+    asyncio.run(serve(media))
+    return 0
+
+
+def worker_config(config: MediaServerConfig, index: int) -> MediaServerConfig:
+    return dataclasses.replace(
+        config,
+        port=config.port + index,
+        udp_port=config.udp_port + index,
+        node_id=f"{config.node_id}-{index}",
+    )
+
+
+def _supervise(config_path: str | None, workers: int) -> int:
+    base = [sys.executable, "-m", "mediaserver"]
+    if config_path:
+        base += ["--config", config_path]
+    children = [subprocess.Popen([*base, "--worker", str(i)]) for i in range(workers)]  # noqa: S603
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(child.wait() for child in children)
+
+
+async def serve(config: MediaServerConfig) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.port).start()
+    log.info("media_server_listening", host=config.host, port=config.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    drained = await drain(app, config.drain_timeout_seconds)
+    log.info("media_worker_stopping", drained=drained)
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

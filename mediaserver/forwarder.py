@@ -1,0 +1,528 @@
+"""The short media path: SRTP in, route by SSRC, rewrite per leg, SRTP out.
+
+Everything here runs synchronously inside the UDP socket's receive callback
+(:meth:`PeerMedia.handle_datagram`); there is no task or queue per packet. A
+publisher's stream (:class:`InboundStream`) fans out to one :class:`OutboundLeg`
+per subscriber. Each leg owns its SSRC, payload types, sequence-number and
+timestamp offsets, a send history for NACKs and its sender-report counters.
+RTCP is bridged: PLI/FIR from a subscriber becomes a rate-limited PLI to the
+publisher, NACKs are answered from the leg's history, the publisher's sender
+reports are translated per leg (lip-sync), and the publisher gets our receiver
+reports, NACKs and REMB.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from mediaserver import packet as rtp
+from mediaserver.packet import MalformedPacket
+from mediaserver.transport import MediaTransport, SrtpError
+
+log = structlog.get_logger()
+
+HISTORY_SIZE = 512
+PLI_INTERVAL = 0.5
+MAX_NACK_GAP = 64
+#: REMB sent to a publisher when no subscriber reported an estimate yet.
+DEFAULT_REMB_BPS = 1_500_000
+#: One in this many forwarded packets is timed for the forwarding histogram.
+TIMING_SAMPLE = 16
+
+_HEADER = struct.Struct("!BBHII")
+
+
+def _ntp_now() -> int:
+    now = time.time() + 2208988800
+    return int(now * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+
+
+def _noop(value: float) -> None:
+    """Default observer: metrics are wired in by the app."""
+
+
+@dataclass(slots=True)
+class ForwarderStats:
+    """Plain counters bumped per packet; the metrics collector reads them."""
+
+    packets_in: dict[str, int] = field(
+        default_factory=lambda: {"audio": 0, "video": 0, "rtcp": 0}
+    )
+    bytes_in: dict[str, int] = field(
+        default_factory=lambda: {"audio": 0, "video": 0, "rtcp": 0}
+    )
+    packets_out: dict[str, int] = field(
+        default_factory=lambda: {"audio": 0, "video": 0, "rtcp": 0}
+    )
+    bytes_out: dict[str, int] = field(
+        default_factory=lambda: {"audio": 0, "video": 0, "rtcp": 0}
+    )
+    forwarded: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
+    dropped: dict[str, int] = field(default_factory=dict)
+    pli: dict[str, int] = field(
+        default_factory=lambda: {"from_subscriber": 0, "to_publisher": 0}
+    )
+    nack: dict[str, int] = field(
+        default_factory=lambda: {"from_subscriber": 0, "to_publisher": 0}
+    )
+    retransmitted: int = 0
+    keyframes: int = 0
+    on_forward_time: Callable[[float], None] = _noop
+    on_rtt: Callable[[float], None] = _noop
+    on_jitter: Callable[[float], None] = _noop
+    on_loss: Callable[[float], None] = _noop
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    """What the publisher's SDP says about one of its streams."""
+
+    kind: str
+    ssrc: int
+    rtx_ssrc: int | None
+    #: payload type → lower-case MIME type, e.g. ``{96: "video/vp8"}``.
+    payload_types: dict[int, str]
+    #: RTX payload type → the payload type it repairs.
+    rtx_payload_types: dict[int, int]
+    clock_rate: int
+
+
+@dataclass(slots=True)
+class LegInfo:
+    """What the subscriber's negotiation says about the leg that sends to it."""
+
+    ssrc: int
+    rtx_ssrc: int
+    #: lower-case MIME type → payload type on this leg.
+    payload_types: dict[str, int]
+    #: payload type → its RTX payload type on this leg.
+    rtx_payload_types: dict[int, int]
+
+
+class OutboundLeg:
+    """One publisher stream as sent to one subscriber."""
+
+    def __init__(self, source: InboundStream, subscriber: PeerMedia, info: LegInfo):
+        self.source = source
+        self.subscriber = subscriber
+        self.kind = source.info.kind
+        self.ssrc = info.ssrc
+        self.rtx_ssrc = info.rtx_ssrc
+        self.payload_map = {
+            pt: info.payload_types[mime]
+            for pt, mime in source.info.payload_types.items()
+            if mime in info.payload_types
+        }
+        self.rtx_payload_types = info.rtx_payload_types
+        self.started = self.kind == "audio"
+        self.seq_offset = 0
+        self.ts_offset = random.getrandbits(32)
+        self._first_seq = random.getrandbits(16)
+        self._rtx_seq = random.getrandbits(16)
+        self.history: list[bytes | None] = [None] * HISTORY_SIZE
+        self.packets = 0
+        self.octets = 0
+        self._sr_sent: dict[int, float] = {}
+
+    def forward(self, data: bytes, header: rtp.RtpHeader, keyframe: bool) -> None:
+        if not self.started:
+            if not keyframe:
+                self.subscriber.stats.drop("awaiting_keyframe")
+                return
+            self.started = True
+            self.seq_offset = (self._first_seq - header.sequence_number) & 0xFFFF
+        payload_type = self.payload_map.get(header.payload_type)
+        if payload_type is None:
+            self.subscriber.stats.drop("unknown_payload_type")
+            return
+        seq = (header.sequence_number + self.seq_offset) & 0xFFFF
+        out = rtp.rewrite_rtp(
+            data,
+            header,
+            payload_type,
+            seq,
+            (header.timestamp + self.ts_offset) & 0xFFFFFFFF,
+            self.ssrc,
+        )
+        self.history[seq % HISTORY_SIZE] = out
+        self.packets += 1
+        self.octets += header.payload_end - header.payload_offset
+        self.subscriber.send_rtp(out, self.kind)
+        self.subscriber.stats.forwarded[self.kind] += 1
+
+    def retransmit(self, seq: int) -> bool:
+        """Resend ``seq`` from history, on RTX where negotiated."""
+        out = self.history[seq % HISTORY_SIZE]
+        if out is None or _sequence_number(out) != seq:
+            return False
+        rtx_pt = self.rtx_payload_types.get(out[1] & 0x7F)
+        if rtx_pt is not None:
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            out = rtp.rtx_wrap(out, rtx_pt, self._rtx_seq, self.rtx_ssrc)
+        self.subscriber.send_rtp(out, self.kind)
+        return True
+
+    def send_sender_report(self, ntp: int, rtp_ts: int) -> None:
+        """The publisher's NTP↔RTP mapping in this leg's timestamp space."""
+        if not self.started:
+            return
+        report = rtp.build_sr(
+            self.ssrc, ntp, rtp_ts + self.ts_offset, self.packets, self.octets
+        )
+        lsr = (ntp >> 16) & 0xFFFFFFFF
+        if len(self._sr_sent) > 8:
+            self._sr_sent.clear()
+        self._sr_sent[lsr] = time.monotonic()
+        self.subscriber.send_rtcp(report)
+
+    def on_report(self, block: rtp.ReportBlock) -> None:
+        stats = self.subscriber.stats
+        sent_at = self._sr_sent.get(block.lsr)
+        if sent_at is not None and block.lsr:
+            rtt = time.monotonic() - sent_at - block.dlsr / 65536
+            if rtt >= 0:
+                stats.on_rtt(rtt)
+        stats.on_jitter(block.jitter / self.source.info.clock_rate)
+        stats.on_loss(block.fraction_lost / 256)
+
+
+def _sequence_number(packet: bytes) -> int:
+    return (packet[2] << 8) | packet[3]
+
+
+class InboundStream:
+    """One stream a participant publishes, with its receive statistics."""
+
+    def __init__(self, publisher: PeerMedia, info: StreamInfo) -> None:
+        self.publisher = publisher
+        self.info = info
+        self.kind = info.kind
+        self.legs: list[OutboundLeg] = []
+        self._max_seq = -1
+        self._cycles = 0
+        self._base_seq = 0
+        self._received = 0
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._jitter = 0.0
+        self._transit: float | None = None
+        self._last_sr = 0
+        self._last_sr_at = 0.0
+        self._last_pli = 0.0
+        self.remb: dict[int, int] = {}
+
+    def on_rtp(self, data: bytes, header: rtp.RtpHeader, now: float) -> None:
+        self._update_stats(header, now)
+        keyframe = False
+        if self.kind == "video":
+            payload = memoryview(data)[header.payload_offset : header.payload_end]
+            mime = self.info.payload_types.get(header.payload_type, "")
+            if mime == "video/h264":
+                keyframe = rtp.is_h264_keyframe_start(payload)
+            else:
+                keyframe = rtp.is_vp8_keyframe_start(payload)
+            if keyframe:
+                self.publisher.stats.keyframes += 1
+        self.forward(data, header, keyframe)
+
+    def forward(self, data: bytes, header: rtp.RtpHeader, keyframe: bool) -> None:
+        stats = self.publisher.stats
+        if not self.publisher.forwarding:
+            stats.drop("lobby")
+            return
+        for leg in self.legs:
+            leg.forward(data, header, keyframe)
+
+    def on_rtx(self, data: bytes, header: rtp.RtpHeader) -> None:
+        """A retransmission the publisher sent on RTX after our NACK."""
+        if header.payload_end - header.payload_offset < 2:
+            self.publisher.stats.drop("rtx_padding")
+            return
+        apt = self.info.rtx_payload_types.get(header.payload_type)
+        if apt is None:
+            self.publisher.stats.drop("unknown_payload_type")
+            return
+        at = header.payload_offset
+        osn = (data[at] << 8) | data[at + 1]
+        original = (
+            _HEADER.pack(
+                header.first_byte & 0xCF,
+                header.marker | apt,
+                osn,
+                header.timestamp,
+                self.info.ssrc,
+            )
+            + data[12 : header.csrc_end]
+            + data[header.payload_offset + 2 : header.payload_end]
+        )
+        self.forward(original, rtp.parse_rtp(original), False)
+
+    def _update_stats(self, header: rtp.RtpHeader, now: float) -> None:
+        seq = header.sequence_number
+        if self._max_seq < 0:
+            self._max_seq = self._base_seq = seq
+        else:
+            delta = (seq - self._max_seq) & 0xFFFF
+            if 0 < delta < 0x8000:
+                if seq < self._max_seq:
+                    self._cycles += 1 << 16
+                if 1 < delta <= MAX_NACK_GAP and self.kind == "video":
+                    missing = [(self._max_seq + i) & 0xFFFF for i in range(1, delta)]
+                    self.publisher.send_nack(self.info.ssrc, missing)
+                self._max_seq = seq
+        self._received += 1
+        arrival = now * self.info.clock_rate
+        transit = arrival - header.timestamp
+        if self._transit is not None:
+            d = abs(transit - self._transit)
+            self._jitter += (d - self._jitter) / 16
+        self._transit = transit
+
+    def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
+        self._last_sr = (ntp >> 16) & 0xFFFFFFFF
+        self._last_sr_at = time.monotonic()
+        for leg in self.legs:
+            leg.send_sender_report(ntp, rtp_ts)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most every ``PLI_INTERVAL``."""
+        if self.kind != "video":
+            return
+        now = time.monotonic()
+        if now - self._last_pli < PLI_INTERVAL:
+            return
+        self._last_pli = now
+        self.publisher.send_pli(self.info.ssrc)
+
+    def report_block(self) -> rtp.ReportBlock | None:
+        if self._max_seq < 0:
+            return None
+        extended_max = self._cycles + self._max_seq
+        expected = extended_max - self._base_seq + 1
+        lost = max(0, expected - self._received)
+        expected_interval = expected - self._expected_prior
+        lost_interval = expected_interval - (self._received - self._received_prior)
+        self._expected_prior = expected
+        self._received_prior = self._received
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = min(255, (lost_interval << 8) // expected_interval)
+        dlsr = 0
+        if self._last_sr:
+            dlsr = int((time.monotonic() - self._last_sr_at) * 65536)
+        return rtp.ReportBlock(
+            self.info.ssrc,
+            fraction,
+            min(lost, 0x7FFFFF),
+            extended_max,
+            int(self._jitter),
+            self._last_sr,
+            dlsr,
+        )
+
+
+class PeerMedia:
+    """One participant's end of the short path: what it publishes and receives."""
+
+    def __init__(self, transport: MediaTransport, stats: ForwarderStats) -> None:
+        self.transport = transport
+        self.stats = stats
+        self.rtcp_ssrc = random.getrandbits(32)
+        self.streams: dict[int, InboundStream] = {}
+        self.rtx_streams: dict[int, InboundStream] = {}
+        self.legs: dict[int, OutboundLeg] = {}
+        #: False while the participant waits in the lobby: nothing is forwarded.
+        self.forwarding = False
+        self.last_packet_at = time.monotonic()
+        self._timing_count = 0
+
+    # wiring (called by the room, not per packet)
+
+    def add_stream(self, info: StreamInfo) -> InboundStream:
+        stream = InboundStream(self, info)
+        self.streams[info.ssrc] = stream
+        if info.rtx_ssrc is not None:
+            self.rtx_streams[info.rtx_ssrc] = stream
+        return stream
+
+    def add_leg(self, source: InboundStream, info: LegInfo) -> OutboundLeg:
+        leg = OutboundLeg(source, self, info)
+        self.legs[info.ssrc] = leg
+        source.legs.append(leg)
+        source.request_keyframe()
+        return leg
+
+    def remove_leg(self, leg: OutboundLeg) -> None:
+        self.legs.pop(leg.ssrc, None)
+        if leg in leg.source.legs:
+            leg.source.legs.remove(leg)
+
+    def on_transport_started(self) -> None:
+        """Video legs set up before DTLS was up start again from a keyframe."""
+        for leg in self.legs.values():
+            if leg.kind == "video":
+                leg.started = False
+                leg.source.request_keyframe()
+
+    def close(self) -> None:
+        for leg in list(self.legs.values()):
+            self.remove_leg(leg)
+        for stream in self.streams.values():
+            for leg in list(stream.legs):
+                leg.subscriber.remove_leg(leg)
+        self.transport.stop()
+
+    # the per-packet path
+
+    def handle_datagram(self, data: bytes) -> None:
+        """One SRTP/SRTCP datagram from this peer; never raises."""
+        stats = self.stats
+        now = time.monotonic()
+        self.last_packet_at = now
+        try:
+            if rtp.is_rtcp(data):
+                plain = self.transport.unprotect_rtcp(data)
+                stats.packets_in["rtcp"] += 1
+                stats.bytes_in["rtcp"] += len(data)
+                self._handle_rtcp(plain)
+                return
+            self._timing_count += 1
+            if self._timing_count % TIMING_SAMPLE:
+                self._handle_rtp(self.transport.unprotect(data), len(data), now)
+            else:
+                start = time.perf_counter()
+                self._handle_rtp(self.transport.unprotect(data), len(data), now)
+                stats.on_forward_time(time.perf_counter() - start)
+        except SrtpError:
+            stats.drop("srtp")
+        except (MalformedPacket, ValueError, IndexError, struct.error):
+            stats.drop("malformed")
+        except Exception:
+            log.exception("packet_handling_failed")
+            stats.drop("error")
+
+    def _handle_rtp(self, data: bytes, size: int, now: float) -> None:
+        header = rtp.parse_rtp(data)
+        stream = self.streams.get(header.ssrc)
+        if stream is not None:
+            self.stats.packets_in[stream.kind] += 1
+            self.stats.bytes_in[stream.kind] += size
+            stream.on_rtp(data, header, now)
+            return
+        stream = self.rtx_streams.get(header.ssrc)
+        if stream is not None:
+            self.stats.packets_in[stream.kind] += 1
+            self.stats.bytes_in[stream.kind] += size
+            stream.on_rtx(data, header)
+            return
+        self.stats.drop("unknown_ssrc")
+
+    def _handle_rtcp(self, data: bytes) -> None:
+        for packet_type, count, packet in rtp.iter_rtcp(data):
+            if packet_type == rtp.RTCP_SR:
+                ssrc, ntp, rtp_ts = rtp.sender_info(packet)
+                stream = self.streams.get(ssrc)
+                if stream is not None:
+                    stream.on_sender_report(ntp, rtp_ts)
+                self._on_report_blocks(rtp.report_blocks(packet, count, 28))
+            elif packet_type == rtp.RTCP_RR:
+                self._on_report_blocks(rtp.report_blocks(packet, count, 8))
+            elif packet_type == rtp.RTCP_PSFB:
+                self._on_payload_feedback(count, packet)
+            elif packet_type == rtp.RTCP_RTPFB and count == rtp.FMT_NACK:
+                self._on_nack(packet)
+
+    def _on_report_blocks(self, blocks: list[rtp.ReportBlock]) -> None:
+        for block in blocks:
+            leg = self.legs.get(block.ssrc)
+            if leg is not None:
+                leg.on_report(block)
+
+    def _on_payload_feedback(self, fmt: int, packet: bytes) -> None:
+        _, media_ssrc = rtp.feedback_ssrcs(packet)
+        if fmt in (rtp.FMT_PLI, rtp.FMT_FIR):
+            if fmt == rtp.FMT_FIR and len(packet) >= 16:
+                media_ssrc = struct.unpack_from("!I", packet, 12)[0]
+            leg = self.legs.get(media_ssrc)
+            if leg is not None:
+                self.stats.pli["from_subscriber"] += 1
+                leg.source.request_keyframe()
+        elif fmt == rtp.FMT_REMB:
+            bitrate = rtp.remb_bitrate(packet)
+            if bitrate is not None:
+                for ssrc in _remb_ssrcs(packet):
+                    leg = self.legs.get(ssrc)
+                    if leg is not None:
+                        leg.source.remb[self.rtcp_ssrc] = bitrate
+
+    def _on_nack(self, packet: bytes) -> None:
+        _, media_ssrc = rtp.feedback_ssrcs(packet)
+        leg = self.legs.get(media_ssrc)
+        if leg is None:
+            return
+        self.stats.nack["from_subscriber"] += 1
+        for seq in rtp.nack_sequence_numbers(packet):
+            if leg.retransmit(seq):
+                self.stats.retransmitted += 1
+            else:
+                self.stats.drop("nack_not_in_history")
+
+    # sending
+
+    def send_rtp(self, packet: bytes, kind: str) -> None:
+        self.stats.packets_out[kind] += 1
+        self.stats.bytes_out[kind] += len(packet)
+        self.transport.send_rtp(packet)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self.stats.packets_out["rtcp"] += 1
+        self.stats.bytes_out["rtcp"] += len(packet)
+        self.transport.send_rtcp(packet)
+
+    def send_pli(self, media_ssrc: int) -> None:
+        self.stats.pli["to_publisher"] += 1
+        self.send_rtcp(rtp.build_pli(self.rtcp_ssrc, media_ssrc))
+
+    def send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        self.stats.nack["to_publisher"] += 1
+        self.send_rtcp(rtp.build_nack(self.rtcp_ssrc, media_ssrc, lost))
+
+    def send_receiver_report(self) -> None:
+        """RR for every stream this peer publishes, plus REMB for its video.
+
+        Called about once a second by the room, not per packet. Legs still
+        waiting for a keyframe ask for one again here.
+        """
+        blocks = [b for s in self.streams.values() if (b := s.report_block())]
+        compound = rtp.build_rr(self.rtcp_ssrc, blocks)
+        video = [s for s in self.streams.values() if s.kind == "video"]
+        if video:
+            estimates = [bps for s in video for bps in s.remb.values()]
+            bitrate = min(estimates) if estimates else DEFAULT_REMB_BPS
+            compound += rtp.build_remb(
+                self.rtcp_ssrc, bitrate, [s.info.ssrc for s in video]
+            )
+        self.send_rtcp(compound)
+        for leg in self.legs.values():
+            if not leg.started:
+                leg.source.request_keyframe()
+
+
+def _remb_ssrcs(packet: bytes) -> list[int]:
+    if len(packet) < 20:
+        return []
+    count = packet[16]
+    return [
+        struct.unpack_from("!I", packet, 20 + 4 * i)[0]
+        for i in range(count)
+        if 24 + 4 * i <= len(packet)
+    ]

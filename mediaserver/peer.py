@@ -1,0 +1,235 @@
+"""One participant's RTCPeerConnection: negotiation by aiortc, media by the forwarder.
+
+aiortc answers the participant's offer (what it publishes) and makes the offers
+that add or drop what it receives. Once DTLS is up, :class:`Peer` hands the
+transport to :class:`~mediaserver.forwarder.PeerMedia`. Senders carry a
+:class:`ForwardedTrack` that never yields a frame: aiortc announces their SSRCs in
+SDP, the forwarder sends their packets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import structlog
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription
+
+from mediaserver.forwarder import ForwarderStats, LegInfo, PeerMedia, StreamInfo
+from mediaserver.transport import (
+    MediaTransport,
+    dtls_transport,
+    ice_connection,
+    negotiated_codecs,
+    sender_ssrcs,
+)
+from mediaserver.udp_mux import UdpMux
+
+log = structlog.get_logger()
+
+VIDEO_CODECS = ("VP8", "H264")
+H264_PROFILE = "42e01f"
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """A sending transceiver's track: never yields, so aiortc never sends on it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> None:  # type: ignore[override]
+        await self._never
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._never.done():
+            self._never.cancel()
+
+
+def codec_preferences(kind: str, video_codec: str) -> list[object]:
+    """The one video codec of the room (with RTX), or Opus."""
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    if kind == "audio":
+        return [c for c in codecs if c.mimeType.lower() == "audio/opus"]
+    return [c for c in codecs if _allowed_video(c.mimeType, c.parameters, video_codec)]
+
+
+def _allowed_video(mime: str, parameters: dict[str, object], video_codec: str) -> bool:
+    mime = mime.lower()
+    if mime == "video/rtx":
+        return True
+    if video_codec == "H264":
+        return (
+            mime == "video/h264"
+            and str(parameters.get("profile-level-id", "")).lower() == H264_PROFILE
+            and str(parameters.get("packetization-mode", "0")) == "1"
+        )
+    return mime == "video/vp8"
+
+
+_OPUS = re.compile(r"^a=rtpmap:(\d+) opus/48000/2\r?$", re.MULTILINE | re.IGNORECASE)
+
+
+def with_opus_fec(sdp: str) -> str:
+    """Ask for Opus in-band FEC (aiortc's SDP carries no Opus fmtp)."""
+    for pt in _OPUS.findall(sdp):
+        if f"a=fmtp:{pt} " not in sdp:
+            sdp = re.sub(
+                rf"^(a=rtpmap:{pt} opus/48000/2)\r?$",
+                rf"\1\r\na=fmtp:{pt} minptime=10;useinbandfec=1",
+                sdp,
+                count=1,
+                flags=re.MULTILINE | re.IGNORECASE,
+            )
+    return sdp
+
+
+class Peer:
+    """The server end of one participant's peer connection."""
+
+    def __init__(
+        self,
+        stats: ForwarderStats,
+        mux: UdpMux,
+        video_codec: str,
+    ) -> None:
+        if video_codec not in VIDEO_CODECS:
+            raise ValueError(f"video_codec {video_codec!r} must be one of {VIDEO_CODECS}")
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self.media = PeerMedia(MediaTransport(), stats)
+        self.video_codec = video_codec
+        self._mux = mux
+        self.connected = asyncio.Event()
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and not self.media.transport.started:
+            self.media.transport.start(dtls_transport(self.pc), self.media.handle_datagram)
+            self.media.on_transport_started()
+            self.connected.set()
+
+    async def answer(self, offer: str) -> tuple[str, list[StreamInfo]]:
+        """Answer the participant's offer; returns our SDP and what it publishes."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        self._mux.adopt(ice_connection(dtls_transport(self.pc)))
+        for transceiver in self.pc.getTransceivers():
+            codecs = negotiated_codecs(transceiver)
+            kept = [c for c in codecs if self._keeps(transceiver.kind, c)]
+            kept_pts = {c.payloadType for c in kept}
+            codecs[:] = [
+                c
+                for c in kept
+                if c.mimeType.lower() != "video/rtx"
+                or c.parameters.get("apt") in kept_pts
+            ]
+            if transceiver.direction == "sendrecv":
+                transceiver.direction = "recvonly"
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(
+            RTCSessionDescription(with_opus_fec(answer.sdp), "answer")
+        )
+        return self.pc.localDescription.sdp, self._published_streams(offer)
+
+    def _keeps(self, kind: str, codec: object) -> bool:
+        mime = str(getattr(codec, "mimeType", "")).lower()
+        if kind == "audio":
+            return mime == "audio/opus"
+        parameters = getattr(codec, "parameters", {})
+        return _allowed_video(mime, parameters, self.video_codec)
+
+    def _published_streams(self, offer: str) -> list[StreamInfo]:
+        description = SessionDescription.parse(offer)
+        streams = []
+        for media in description.media:
+            if media.kind not in ("audio", "video") or not media.ssrc:
+                continue
+            if media.direction not in ("sendrecv", "sendonly"):
+                continue
+            transceiver = self._transceiver(media.rtp.muxId)
+            if transceiver is None:
+                continue
+            streams.append(_stream_info(media, negotiated_codecs(transceiver)))
+        return streams
+
+    def _transceiver(self, mid: str | None) -> RTCRtpTransceiver | None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid == mid:
+                return transceiver
+        return None
+
+    def add_sender(self, kind: str) -> RTCRtpTransceiver:
+        """A new sendonly m-line, negotiated at the next :meth:`offer`."""
+        transceiver = self.pc.addTransceiver(ForwardedTrack(kind), direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(kind, self.video_codec))
+        return transceiver
+
+    async def offer(self) -> str:
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(
+            RTCSessionDescription(with_opus_fec(offer.sdp), "offer")
+        )
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, answer: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    async def close(self) -> None:
+        self.media.close()
+        await self.pc.close()
+
+
+def leg_info(transceiver: RTCRtpTransceiver) -> LegInfo:
+    """SSRCs and payload types of a negotiated sending transceiver."""
+    ssrc, rtx_ssrc = sender_ssrcs(transceiver)
+    payload_types: dict[str, int] = {}
+    rtx: dict[int, int] = {}
+    for codec in negotiated_codecs(transceiver):
+        mime = codec.mimeType.lower()
+        if mime.endswith("/rtx"):
+            rtx[int(codec.parameters["apt"])] = codec.payloadType
+        else:
+            payload_types.setdefault(mime, codec.payloadType)
+    return LegInfo(ssrc, rtx_ssrc, payload_types, rtx)
+
+
+def _stream_info(media: object, codecs: list[object]) -> StreamInfo:
+    ssrcs = [s.ssrc for s in getattr(media, "ssrc", [])]
+    rtx_ssrc = None
+    primary = ssrcs[0]
+    for group in getattr(media, "ssrc_group", []):
+        if group.semantic == "FID" and len(group.items) == 2:
+            primary, rtx_ssrc = int(group.items[0]), int(group.items[1])
+    payload_types: dict[int, str] = {}
+    rtx: dict[int, int] = {}
+    clock_rate = 90000
+    for codec in codecs:
+        mime = str(getattr(codec, "mimeType", "")).lower()
+        pt = int(getattr(codec, "payloadType", 0))
+        if mime.endswith("/rtx"):
+            rtx[pt] = int(getattr(codec, "parameters", {})["apt"])
+        else:
+            if not payload_types:
+                clock_rate = int(getattr(codec, "clockRate", 90000))
+            payload_types[pt] = mime
+    return StreamInfo(
+        kind=str(getattr(media, "kind", "")),
+        ssrc=primary,
+        rtx_ssrc=rtx_ssrc,
+        payload_types=payload_types,
+        rtx_payload_types=rtx,
+        clock_rate=clock_rate,
+    )

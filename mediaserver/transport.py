@@ -1,0 +1,134 @@
+"""The short media path's hold on aiortc: raw SRTP datagrams in and out of one peer.
+
+aiortc does ICE and the DTLS handshake. Once DTLS is up, :class:`MediaTransport`
+takes the peer's SRTP/SRTCP datagrams straight from aioice's UDP receive callback
+(no asyncio queue, no DTLS receive loop) and sends protected datagrams straight to
+the nominated candidate pair's socket. aiortc's own senders and receivers are muted:
+every RTP/RTCP packet on the wire comes from the forwarder.
+
+This is the only module (with :mod:`mediaserver.udp_mux`) that touches aiortc and
+aioice internals; ``tests/mediaserver/test_internals.py`` pins each of them.
+Pinned to aiortc 1.16.0 / aioice 0.13.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pylibsrtp
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpTransceiver
+
+#: ``handle(datagram)`` for one SRTP or SRTCP datagram, called synchronously.
+DatagramHandler = Callable[[bytes], None]
+
+
+class SrtpSession(Protocol):
+    def protect(self, packet: bytes) -> bytes: ...
+    def protect_rtcp(self, packet: bytes) -> bytes: ...
+    def unprotect(self, packet: bytes) -> bytes: ...
+    def unprotect_rtcp(self, packet: bytes) -> bytes: ...
+
+
+SrtpError = pylibsrtp.Error
+
+
+def dtls_transport(pc: RTCPeerConnection) -> RTCDtlsTransport:
+    """The peer connection's single (BUNDLE) DTLS transport."""
+    transceivers = pc.getTransceivers()
+    if not transceivers:
+        raise RuntimeError("peer connection has no transceiver yet")
+    transport: RTCDtlsTransport = transceivers[0].receiver.transport
+    return transport
+
+
+def ice_connection(dtls: RTCDtlsTransport) -> Any:
+    """aioice's ``Connection`` under a DTLS transport (private: ``_connection``)."""
+    return dtls.transport._connection
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
+    """The codecs negotiated for a transceiver (private: ``_codecs``)."""
+    codecs: list[Any] = transceiver._codecs
+    return codecs
+
+
+def sender_ssrcs(transceiver: RTCRtpTransceiver) -> tuple[int, int]:
+    """The SSRC and RTX SSRC aiortc announced in SDP for a transceiver's sender."""
+    sender = transceiver.sender
+    return int(sender._ssrc), int(sender._rtx_ssrc)
+
+
+async def _muted_send_rtp(data: bytes) -> None:
+    """aiortc's own RTP/RTCP (trackless senders' SRs, idle receivers' RRs): dropped."""
+
+
+class MediaTransport:
+    """One peer's SRTP datagrams after the DTLS handshake, without asyncio hops."""
+
+    def __init__(self) -> None:
+        self._connection: Any = None
+        self._rx: SrtpSession | None = None
+        self._tx: SrtpSession | None = None
+        self._original_data_received: Callable[[bytes, int], None] | None = None
+        self.bytes_sent = 0
+        self.packets_sent = 0
+
+    @property
+    def started(self) -> bool:
+        return self._rx is not None
+
+    def start(self, dtls: RTCDtlsTransport, handle: DatagramHandler) -> None:
+        """Take over SRTP from aiortc; call once the DTLS transport is connected."""
+        if dtls.state != "connected":
+            raise RuntimeError(f"DTLS is {dtls.state}, not connected")
+        self._connection = ice_connection(dtls)
+        self._rx = dtls._rx_srtp
+        self._tx = dtls._tx_srtp
+        original = self._connection.data_received
+        self._original_data_received = original
+
+        def data_received(data: bytes, component: int) -> None:
+            if 127 < data[0] < 192:
+                handle(data)
+            else:
+                original(data, component)
+
+        self._connection.data_received = data_received
+        dtls._send_rtp = _muted_send_rtp
+
+    def stop(self) -> None:
+        self._tx = None
+        if self._original_data_received is not None:
+            self._connection.data_received = self._original_data_received
+            self._original_data_received = None
+
+    def unprotect(self, data: bytes) -> bytes:
+        assert self._rx is not None
+        return self._rx.unprotect(data)
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        assert self._rx is not None
+        return self._rx.unprotect_rtcp(data)
+
+    def send_rtp(self, packet: bytes) -> None:
+        """Protect and send one RTP packet to the peer; dropped if not connected."""
+        if self._tx is not None:
+            self._send(self._tx.protect(packet))
+
+    def send_rtcp(self, packet: bytes) -> None:
+        """Protect and send one (compound) RTCP packet to the peer."""
+        if self._tx is not None:
+            self._send(self._tx.protect_rtcp(packet))
+
+    def _send(self, datagram: bytes) -> None:
+        pair = self._connection._nominated.get(1)
+        if pair is None:
+            return
+        pair.protocol.transport.sendto(datagram, pair.remote_addr)
+        self.bytes_sent += len(datagram)
+        self.packets_sent += 1
+
+
+def is_connected(pc: RTCPeerConnection) -> bool:
+    return pc.connectionState == "connected"

@@ -1,0 +1,143 @@
+"""One UDP port for every peer: demultiplexes datagrams to each peer's ICE agent.
+
+aioice binds a fresh random port per connection. :class:`UdpMux` instead owns one
+socket; :meth:`UdpMux.adopt` replaces an aioice ``Connection``'s host-candidate
+gathering with a virtual ``StunProtocol`` on that socket. An incoming datagram goes
+to the peer known for its source address; a datagram from a new address must be a
+STUN request whose USERNAME starts with a known local ufrag, and aioice then checks
+its MESSAGE-INTEGRITY as usual. Needs ``bundlePolicy=max-bundle`` (aiortc reuses one
+ufrag across a connection's transports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any, cast
+
+import structlog
+from aioice import stun
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.ice import StunProtocol
+
+log = structlog.get_logger()
+
+Address = tuple[str, int]
+
+
+class _MuxedTransport(asyncio.DatagramTransport):
+    """What one peer's StunProtocol sees as its socket: a view of the shared one."""
+
+    def __init__(self, mux: UdpMux, protocol: StunProtocol, ufrag: str) -> None:
+        super().__init__()
+        self._mux = mux
+        self._protocol = protocol
+        self._ufrag = ufrag
+        self._closed = False
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if not self._closed:
+            self._mux.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return (self._mux.advertised_address, self._mux.port)
+        return default
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._mux.forget(self._ufrag, self._protocol)
+            asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+
+class UdpMux(asyncio.DatagramProtocol):
+    """The shared UDP socket and the table of which peer each address belongs to."""
+
+    def __init__(self, advertised_address: str) -> None:
+        self.advertised_address = advertised_address
+        self.port = 0
+        self._transport: asyncio.DatagramTransport | None = None
+        self._by_address: dict[Address, StunProtocol] = {}
+        self._by_ufrag: dict[str, StunProtocol] = {}
+        self.unknown_datagrams = 0
+
+    async def bind(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=(host, port)
+        )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._by_ufrag)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, addr)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        protocol = self._by_address.get(addr)
+        if protocol is None:
+            protocol = self._match_new_address(data)
+            if protocol is None:
+                self.unknown_datagrams += 1
+                return
+            self._by_address[addr] = protocol
+        protocol.datagram_received(data, addr)
+
+    def _match_new_address(self, data: bytes) -> StunProtocol | None:
+        try:
+            message = stun.parse_message(data)
+        except ValueError:
+            return None
+        username = message.attributes.get("USERNAME")
+        if message.message_class != stun.Class.REQUEST or not isinstance(username, str):
+            return None
+        return self._by_ufrag.get(username.split(":", 1)[0])
+
+    def forget(self, ufrag: str, protocol: StunProtocol) -> None:
+        if self._by_ufrag.get(ufrag) is protocol:
+            del self._by_ufrag[ufrag]
+        for addr in [a for a, p in self._by_address.items() if p is protocol]:
+            del self._by_address[addr]
+
+    def adopt(self, connection: Any) -> None:
+        """Make an aioice ``Connection`` gather one host candidate: this port."""
+        mux = self
+
+        async def get_component_candidates(
+            component: int, addresses: list[str], timeout: int = 5
+        ) -> list[Candidate]:
+            protocol = StunProtocol(connection)
+            ufrag = connection.local_username
+            protocol.connection_made(_MuxedTransport(mux, protocol, ufrag))
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", mux.advertised_address),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=mux.advertised_address,
+                port=mux.port,
+                type="host",
+            )
+            connection._protocols.append(protocol)
+            mux._by_ufrag[ufrag] = protocol
+            return [protocol.local_candidate]
+
+        connection.get_component_candidates = get_component_candidates

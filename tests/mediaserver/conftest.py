@@ -1,0 +1,138 @@
+"""Fixtures: a real media server in-process, a real HTTPS JWKS, real aiortc clients."""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from common.config import MediaServerConfig, Secret
+from common.tokens import MediaClaims, public_jwk, sign_media_token
+from mediaserver.app import create_app
+from tests.mediaserver.client import MediaClient, loopback_only_gathering
+
+ISSUER = "https://desk.test"
+NODE = "media-test"
+API_SECRET = "api-secret-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> None:
+    loopback_only_gathering()
+
+
+@pytest.fixture
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+async def jwks_url(aiohttp_server, signing_key, tmp_path) -> tuple[str, str]:
+    """The control plane's JWKS on a real HTTPS server (trustme CA)."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    jwks = {"keys": [public_jwk(signing_key.public_key(), "k1")]}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response(jwks)
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", serve)
+    server = await aiohttp_server(app, ssl=server_ctx)
+    return f"https://127.0.0.1:{server.port}/jwks.json", str(ca_file)
+
+
+@pytest.fixture
+def media_config(jwks_url) -> MediaServerConfig:
+    url, ca_file = jwks_url
+    return MediaServerConfig(
+        node_id=NODE,
+        udp_port=0,
+        udp_bind="127.0.0.1",
+        jwks_url=url,
+        jwks_ca_file=ca_file,
+        token_issuer=ISSUER,
+        api_secret=Secret(API_SECRET),
+    )
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def make_server(aiohttp_client, media_config, registry):
+    async def make(**changes: Any) -> TestClient:
+        config = dataclasses.replace(media_config, **changes)
+        return await aiohttp_client(create_app(config, registry))
+
+    return make
+
+
+@pytest.fixture
+async def server(make_server) -> TestClient:
+    return await make_server()
+
+
+@pytest.fixture
+def token(signing_key) -> Callable[..., str]:
+    def make(room: str = "r1", role: str = "agent", sub: str = "", **changes) -> str:
+        claims = MediaClaims.issue(
+            issuer=ISSUER,
+            audience=NODE,
+            participant=sub or f"{role}-1",
+            room=room,
+            role=role,
+        )
+        claims = dataclasses.replace(claims, **changes)
+        return sign_media_token(claims, changes.pop("key", signing_key), "k1")
+
+    return make
+
+
+async def create_room(server: TestClient, room_id: str = "r1", **body: Any) -> None:
+    response = await server.post(
+        "/api/rooms",
+        json={"room_id": room_id, **body},
+        headers={"Authorization": f"Bearer {API_SECRET}"},
+    )
+    assert response.status == 201, await response.text()
+
+
+@pytest.fixture
+async def clients(server) -> AsyncIterator[Callable[..., MediaClient]]:
+    made: list[MediaClient] = []
+
+    def make(**kwargs: Any) -> MediaClient:
+        client = MediaClient(str(server.make_url("/ws")), **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+async def metric(server: TestClient, name: str, **labels: str) -> float:
+    """One sample of ``/metrics`` (0 when absent)."""
+    text = await (await server.get("/metrics")).text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
+                return float(sample.value)
+    return 0.0
