@@ -75,3 +75,10 @@ class RateLimited(ControlPlaneError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class IdempotencyKeyReused(ControlPlaneError):
+    """An ``Idempotency-Key`` came back with another request body."""
+
+    code = "idempotency_key_reused"
+    status = 422
