@@ -1,9 +1,501 @@
-"""Staff sign-in: password, TOTP second factor, sessions, roles."""
+"""Staff sign-in: password, TOTP second factor, first-login set-up, logout.
+
+Steps: ``/staff/login`` (password) gives a *pending* session; then
+``/staff/password`` (first login: choose a password), ``/staff/enrol`` (first
+login: set up the authenticator) or ``/staff/mfa`` (the 6-digit code) make it a
+full session. The session token is replaced at every step.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import segno
+import sqlalchemy as sa
+import structlog
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controlplane import audit, auth
+from controlplane.middlewares import client_ip
+from controlplane.rendering import render
+from controlplane.state import CONFIG, DB, DESK, LIMITS, METRICS
+from controlplane.storage.schema import users
+from controlplane.users import MAX_PASSWORD, check_new_password
+
+log = structlog.get_logger()
+
+#: Longest lock after repeated failures.
+MAX_LOCK_MINUTES = 60
 
 
 def setup(app: web.Application) -> None:
     """Register this module's routes and background tasks on ``app``."""
+    app.router.add_get("/staff/login", login_page)
+    app.router.add_post("/staff/login", login)
+    app.router.add_get("/staff/password", password_page)
+    app.router.add_post("/staff/password", change_password)
+    app.router.add_get("/staff/enrol", enrol_page)
+    app.router.add_post("/staff/enrol", enrol)
+    app.router.add_get("/staff/mfa", mfa_page)
+    app.router.add_post("/staff/mfa", mfa)
+    app.router.add_post("/staff/logout", logout)
+
+
+# helpers
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    data = await request.post()
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def _next(request: web.Request, form: dict[str, str] | None = None) -> str:
+    value = (form or {}).get("next") or request.query.get("next")
+    return auth.safe_next(value) or "/staff"
+
+
+def _step_url(path: str, next_path: str) -> str:
+    if next_path == "/staff":
+        return path
+    return f"{path}?next={quote(next_path, safe='/')}"
+
+
+async def _user(conn: AsyncConnection, user_id: int) -> Any:
+    return (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+
+
+def _locked_minutes(locked_until: datetime | None) -> int:
+    if locked_until is None:
+        return 0
+    left = (locked_until - datetime.now(UTC)).total_seconds()
+    return max(1, -(-int(left) // 60)) if left > 0 else 0
+
+
+def _lock_after(failures: int, threshold: int) -> datetime | None:
+    """1, 2, 4 … minutes (capped) from the ``threshold``-th failure on."""
+    if failures < threshold:
+        return None
+    minutes = min(MAX_LOCK_MINUTES, 2 ** min(failures - threshold, 10))
+    return datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+async def _count_failure(
+    conn: AsyncConnection, request: web.Request, user: Any, action: str, reason: str
+) -> None:
+    threshold = request.app[CONFIG].security.lockout_threshold
+    failures = user.failed_logins + 1
+    locked_until = _lock_after(failures, threshold)
+    await conn.execute(
+        sa.update(users)
+        .where(users.c.id == user.id)
+        .values(failed_logins=failures, locked_until=locked_until)
+    )
+    details: dict[str, Any] = {"reason": reason}
+    if locked_until is not None:
+        details["locked_minutes"] = _locked_minutes(locked_until)
+    await audit.record(conn, action, user_id=user.id, username=user.username, **details)
+    log.info(action, user_id=user.id, reason=reason, locked=locked_until is not None)
+
+
+def _stage(user: Any) -> str:
+    """Where a pending session goes next."""
+    if user.must_change_password:
+        return "/staff/password"
+    if not user.totp_confirmed:
+        return "/staff/enrol"
+    return "/staff/mfa"
+
+
+async def _rotate(
+    request: web.Request,
+    conn: AsyncConnection,
+    old: auth.Session | None,
+    user_id: int,
+    *,
+    mfa_done: bool,
+) -> str:
+    if old is not None:
+        await auth.end_session(conn, old.id_hash)
+    return await auth.start_session(
+        conn, request.app[CONFIG], user_id, mfa_done=mfa_done
+    )
+
+
+def _redirect(
+    request: web.Request, location: str, token: str | None = None
+) -> web.Response:
+    response = web.Response(status=303, headers={"Location": location})
+    if token is not None:
+        auth.set_session_cookie(response, request.app[CONFIG], token)
+    auth.forget_current(request)
+    return response
+
+
+async def _pending(request: web.Request) -> tuple[auth.Session, Any]:
+    """The pending session and its user row; otherwise back to the login."""
+    session = await auth.current_session(request)
+    if session is None:
+        raise web.HTTPSeeOther(auth.login_url(_next(request)))
+    if session.mfa_done:
+        raise web.HTTPSeeOther(_next(request))
+    async with request.app[DB].read() as conn:
+        user = await _user(conn, session.user.id)
+    return session, user
+
+
+# password
+
+
+async def login_page(request: web.Request) -> web.Response:
+    if await auth.current_staff(request) is not None:
+        raise web.HTTPSeeOther(_next(request))
+    return _login_form(request, _next(request))
+
+
+def _login_form(
+    request: web.Request,
+    next_path: str,
+    *,
+    username: str = "",
+    errors: dict[str, str] | None = None,
+    message: tuple[str, int] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return render(
+        request,
+        "staff/auth/login.html",
+        {
+            "next": next_path,
+            "username": username,
+            "errors": errors or {},
+            "message": message,
+        },
+        status=status,
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    request.app[LIMITS].login_per_ip.hit(client_ip(request))
+    form = await _form(request)
+    next_path = _next(request, form)
+    username = form.get("username", "").strip().lower()
+    password = form.get("password", "")
+    errors = _missing(form, ("username", "password"))
+    if len(username) > 64 or len(password) > MAX_PASSWORD:
+        errors["password"] = _WRONG_CREDENTIALS
+    if errors:
+        return _login_form(
+            request, next_path, username=username[:64], errors=errors, status=422
+        )
+    async with request.app[DB].read() as conn:
+        user = (
+            await conn.execute(
+                sa.select(users).where(
+                    users.c.username == username, users.c.active.is_(True)
+                )
+            )
+        ).first()
+    if user is not None and (locked := _locked_minutes(user.locked_until)):
+        request.app[METRICS].logins.labels("locked").inc()
+        log.info("staff_login_refused", user_id=user.id, reason="locked")
+        return _login_form(
+            request,
+            next_path,
+            username=username,
+            message=("staff_auth_locked", locked),
+            status=429,
+        )
+    stored = user.password_hash if user is not None else None
+    ok, new_hash = await auth.verify_password(stored, password)
+    if not ok or user is None:
+        await _password_failed(request, user)
+        return _login_form(
+            request,
+            next_path,
+            username=username,
+            errors={"password": _WRONG_CREDENTIALS},
+            status=401,
+        )
+    return await _password_accepted(request, user, new_hash, next_path)
+
+
+_WRONG_CREDENTIALS = "staff_auth_error_credentials"
+
+
+def _missing(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {
+        name: f"staff_auth_error_{name}_missing"
+        for name in names
+        if not form.get(name, "").strip()
+    }
+
+
+async def _password_failed(request: web.Request, user: Any) -> None:
+    async with request.app[DB].write() as conn:
+        if user is None:
+            await audit.record(conn, "staff_login_failed", reason="unknown_user")
+            log.info("staff_login_failed", user_id=None, reason="unknown_user")
+        else:
+            fresh = await _user(conn, user.id)
+            await _count_failure(
+                conn, request, fresh, "staff_login_failed", "wrong_password"
+            )
+    request.app[METRICS].logins.labels("failed").inc()
+
+
+async def _password_accepted(
+    request: web.Request, user: Any, new_hash: str | None, next_path: str
+) -> web.Response:
+    old = await auth.current_session(request)
+    async with request.app[DB].write() as conn:
+        values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
+        if new_hash is not None:
+            values["password_hash"] = new_hash
+        await conn.execute(
+            sa.update(users).where(users.c.id == user.id).values(**values)
+        )
+        token = await _rotate(request, conn, old, user.id, mfa_done=False)
+    request.app[METRICS].logins.labels("password_ok").inc()
+    log.info("staff_password_accepted", user_id=user.id)
+    return _redirect(request, _step_url(_stage(user), next_path), token)
+
+
+# first login: choose a password
+
+_MISMATCH = "staff_auth_error_password_mismatch"
+
+
+async def password_page(request: web.Request) -> web.Response:
+    _session, user = await _pending(request)
+    if not user.must_change_password:
+        raise web.HTTPSeeOther(_step_url(_stage(user), _next(request)))
+    return _password_form(request, _next(request))
+
+
+def _password_form(
+    request: web.Request,
+    next_path: str,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return render(
+        request,
+        "staff/auth/password.html",
+        {"next": next_path, "errors": errors or {}},
+        status=status,
+    )
+
+
+async def change_password(request: web.Request) -> web.Response:
+    session, user = await _pending(request)
+    form = await _form(request)
+    next_path = _next(request, form)
+    if not user.must_change_password:
+        raise web.HTTPSeeOther(_step_url(_stage(user), next_path))
+    new = form.get("new_password", "")
+    errors: dict[str, str] = {}
+    problem = check_new_password(new, username=user.username)
+    if problem is None and (await auth.verify_password(user.password_hash, new))[0]:
+        problem = "staff_auth_error_password_same"
+    if problem is not None:
+        errors["new_password"] = problem
+    elif form.get("confirm_password", "") != new:
+        errors["confirm_password"] = _MISMATCH
+    if errors:
+        return _password_form(request, next_path, errors, status=422)
+    new_hash = await auth.hash_password(new)
+    async with request.app[DB].write() as conn:
+        await conn.execute(
+            sa.update(users)
+            .where(users.c.id == user.id)
+            .values(password_hash=new_hash, must_change_password=False)
+        )
+        await audit.record(
+            conn, "staff_password_changed", user_id=user.id, username=user.username
+        )
+        token = await _rotate(request, conn, session, user.id, mfa_done=False)
+        user = await _user(conn, user.id)
+    log.info("staff_password_changed", user_id=user.id)
+    return _redirect(request, _step_url(_stage(user), next_path), token)
+
+
+# first login: set up the authenticator
+
+
+async def enrol_page(request: web.Request) -> web.Response:
+    _session, user = await _pending(request)
+    if user.must_change_password or user.totp_confirmed:
+        raise web.HTTPSeeOther(_step_url(_stage(user), _next(request)))
+    secret = user.totp_secret
+    if not secret:
+        secret = auth.new_totp_secret()
+        async with request.app[DB].write() as conn:
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == user.id, users.c.totp_confirmed.is_(False))
+                .values(totp_secret=secret)
+            )
+    return _enrol_form(request, _next(request), user.username, secret)
+
+
+def _enrol_form(
+    request: web.Request,
+    next_path: str,
+    username: str,
+    secret: str,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    uri = auth.provisioning_uri(secret, username, request.app[DESK].current.name)
+    qr = segno.make(uri, error="m")
+    return render(
+        request,
+        "staff/auth/enrol.html",
+        {
+            "next": next_path,
+            "errors": errors or {},
+            "qr_data_uri": qr.svg_data_uri(scale=5, border=4),
+            "secret_groups": " ".join(
+                secret[i : i + 4] for i in range(0, len(secret), 4)
+            ),
+            "account": username,
+        },
+        status=status,
+    )
+
+
+async def enrol(request: web.Request) -> web.Response:
+    request.app[LIMITS].login_per_ip.hit(client_ip(request))
+    session, user = await _pending(request)
+    form = await _form(request)
+    next_path = _next(request, form)
+    if user.must_change_password or user.totp_confirmed or not user.totp_secret:
+        raise web.HTTPSeeOther(_step_url(_stage(user), next_path))
+    step = auth.match_totp(user.totp_secret, form.get("totp_code", ""), 0)
+    if step is None:
+        request.app[METRICS].logins.labels("mfa_failed").inc()
+        return _enrol_form(
+            request,
+            next_path,
+            user.username,
+            user.totp_secret,
+            {"totp_code": "staff_auth_error_code"},
+            status=422,
+        )
+    async with request.app[DB].write() as conn:
+        await conn.execute(
+            sa.update(users)
+            .where(users.c.id == user.id)
+            .values(
+                totp_confirmed=True,
+                totp_last_step=step,
+                failed_logins=0,
+                locked_until=None,
+            )
+        )
+        await audit.record(
+            conn, "staff_totp_enrolled", user_id=user.id, username=user.username
+        )
+        token = await _signed_in(request, conn, session, user)
+    return _redirect(request, next_path, token)
+
+
+async def _signed_in(
+    request: web.Request, conn: AsyncConnection, session: auth.Session, user: Any
+) -> str:
+    await audit.record(
+        conn, "staff_login_succeeded", user_id=user.id, username=user.username
+    )
+    request.app[METRICS].logins.labels("succeeded").inc()
+    log.info("staff_login_succeeded", user_id=user.id)
+    return await _rotate(request, conn, session, user.id, mfa_done=True)
+
+
+# second factor
+
+
+async def mfa_page(request: web.Request) -> web.Response:
+    _session, user = await _pending(request)
+    if _stage(user) != "/staff/mfa":
+        raise web.HTTPSeeOther(_step_url(_stage(user), _next(request)))
+    return _mfa_form(request, _next(request))
+
+
+def _mfa_form(
+    request: web.Request,
+    next_path: str,
+    errors: dict[str, str] | None = None,
+    message: tuple[str, int] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return render(
+        request,
+        "staff/auth/mfa.html",
+        {"next": next_path, "errors": errors or {}, "message": message},
+        status=status,
+    )
+
+
+async def mfa(request: web.Request) -> web.Response:
+    request.app[LIMITS].login_per_ip.hit(client_ip(request))
+    session, user = await _pending(request)
+    form = await _form(request)
+    next_path = _next(request, form)
+    if _stage(user) != "/staff/mfa":
+        raise web.HTTPSeeOther(_step_url(_stage(user), next_path))
+    locked = _locked_minutes(user.locked_until)
+    if locked:
+        request.app[METRICS].logins.labels("locked").inc()
+        return _mfa_form(
+            request, next_path, message=("staff_auth_locked", locked), status=429
+        )
+    step = auth.match_totp(
+        user.totp_secret, form.get("totp_code", ""), user.totp_last_step
+    )
+    token: str | None = None
+    async with request.app[DB].write() as conn:
+        # the step moves forward at most once: a replayed code matches no row
+        if (
+            step is not None
+            and (
+                await conn.execute(
+                    sa.update(users)
+                    .where(users.c.id == user.id, users.c.totp_last_step < step)
+                    .values(totp_last_step=step, failed_logins=0, locked_until=None)
+                )
+            ).rowcount
+            == 1
+        ):
+            token = await _signed_in(request, conn, session, user)
+        else:
+            fresh = await _user(conn, user.id)
+            await _count_failure(conn, request, fresh, "staff_mfa_failed", "wrong_code")
+    if token is None:
+        request.app[METRICS].logins.labels("mfa_failed").inc()
+        return _mfa_form(
+            request, next_path, {"totp_code": "staff_auth_error_code"}, status=401
+        )
+    return _redirect(request, next_path, token)
+
+
+# logout
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = await auth.current_session(request)
+    if session is not None:
+        async with request.app[DB].write() as conn:
+            await auth.end_session(conn, session.id_hash)
+            await audit.record(
+                conn,
+                "staff_logged_out",
+                user_id=session.user.id,
+                username=session.user.username,
+            )
+        log.info("staff_logged_out", user_id=session.user.id)
+    response = _redirect(request, "/staff/login")
+    auth.clear_session_cookie(response, request.app[CONFIG])
+    return response
