@@ -1,0 +1,39 @@
+"""The server-to-server room API, probes and metrics."""
+
+from __future__ import annotations
+
+from tests.mediaserver.conftest import API_SECRET, create_room
+
+AUTH = {"Authorization": f"Bearer {API_SECRET}"}
+
+
+async def test_room_api_needs_the_bearer_secret(server):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = await server.post("/api/rooms", json={"room_id": "r"}, headers=headers)
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+async def test_create_get_end_room(server):
+    await create_room(server, "r1", video_codec="H264")
+    response = await server.get("/api/rooms/r1", headers=AUTH)
+    assert (await response.json())["video_codec"] == "H264"
+    again = await server.post("/api/rooms", json={"room_id": "r1"}, headers=AUTH)
+    assert again.status == 409
+    assert (await server.delete("/api/rooms/r1", headers=AUTH)).status == 204
+    assert (await server.get("/api/rooms/r1", headers=AUTH)).status == 404
+
+
+async def test_unknown_codec_is_refused(server):
+    response = await server.post(
+        "/api/rooms", json={"room_id": "r", "video_codec": "AV1"}, headers=AUTH
+    )
+    assert response.status == 400
+
+
+async def test_probes_and_metrics(server):
+    assert (await server.get("/healthz")).status == 200
+    assert (await server.get("/readyz")).status == 200
+    text = await (await server.get("/metrics")).text()
+    assert "beeldbel_media_rooms" in text
+    assert "beeldbel_media_event_loop_lag_seconds" in text
