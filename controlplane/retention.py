@@ -1,0 +1,102 @@
+"""Retention: personal data and old records are erased on a schedule.
+
+Personal data of a request (name, phone, e-mail, accessibility note, notes) is
+erased ``retention.personal_data_days`` after it closed; the row itself stays
+for statistics (state, channel, topic, times, outcome, accessibility codes).
+Audit entries go after ``retention.audit_days``, idempotency keys after a day,
+and expired staff sessions at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+import structlog
+from aiohttp import web
+
+from common.config import Config
+from controlplane import audit
+from controlplane.callbacks import CLOSED_STATES
+from controlplane.state import CONFIG, DB, METRICS
+from controlplane.storage.database import Database
+from controlplane.storage.schema import (
+    audit_log,
+    callback_requests,
+    idempotency_keys,
+    request_notes,
+    sessions,
+)
+
+log = structlog.get_logger()
+
+IDEMPOTENCY_TTL = timedelta(days=1)
+PERSONAL_COLUMNS = ("name", "phone", "email", "accessibility_note")
+
+
+async def purge(db: Database, config: Config, now: datetime | None = None) -> int:
+    """Erase what is past its retention; return how many requests were erased."""
+    now = now or datetime.now(UTC)
+    retention = config.retention
+    cutoff = now - timedelta(days=retention.personal_data_days)
+    expired = sa.and_(
+        callback_requests.c.closed_at < cutoff,
+        callback_requests.c.state.in_([s.value for s in CLOSED_STATES]),
+    )
+    async with db.write() as conn:
+        await conn.execute(
+            sa.delete(request_notes).where(
+                request_notes.c.request_id.in_(
+                    sa.select(callback_requests.c.id).where(expired)
+                )
+            )
+        )
+        erased = await conn.execute(
+            sa.update(callback_requests)
+            .where(expired, callback_requests.c.purged_at.is_(None))
+            .values(purged_at=now, **dict.fromkeys(PERSONAL_COLUMNS))
+        )
+        count = erased.rowcount or 0
+        await conn.execute(
+            sa.delete(idempotency_keys).where(
+                idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL
+            )
+        )
+        await conn.execute(
+            sa.delete(audit_log).where(
+                audit_log.c.at < now - timedelta(days=retention.audit_days)
+            )
+        )
+        await conn.execute(sa.delete(sessions).where(sessions.c.expires_at < now))
+        if count:
+            await audit.record(conn, "personal_data_purged", requests=count)
+    log.info("retention_purged", requests=count)
+    return count
+
+
+def setup(app: web.Application) -> None:
+    """Run :func:`purge` at start and every ``retention.purge_interval_minutes``."""
+    app.cleanup_ctx.append(_purge_periodically)
+
+
+async def _purge_periodically(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_loop(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _loop(app: web.Application) -> None:
+    config = app[CONFIG]
+    interval = max(1, config.retention.purge_interval_minutes) * 60
+    while True:
+        try:
+            count = await purge(app[DB], config)
+            app[METRICS].purged.inc(count)
+        except Exception:
+            log.exception("retention_purge_failed")
+        await asyncio.sleep(interval)
