@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -27,7 +28,11 @@ VALID = {
 }
 
 
-async def _key(client, scopes=("callbacks:write", "callbacks:read"), name="test"):
+async def _key(
+    client: Any,
+    scopes: tuple[str, ...] = ("callbacks:write", "callbacks:read"),
+    name: str = "test",
+) -> str:
     return await create_api_key(client.server.app[DB], name, tuple(scopes))
 
 
@@ -35,13 +40,14 @@ def _auth(key: str, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", **extra}
 
 
-async def _count(client) -> int:
+async def _count(client: Any) -> int:
     async with client.server.app[DB].read() as conn:
-        return (
+        count: int = (
             await conn.execute(
                 sa.select(sa.func.count()).select_from(callback_requests)
             )
         ).scalar_one()
+    return count
 
 
 async def test_create_then_read_without_personal_data(client):

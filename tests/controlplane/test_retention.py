@@ -6,6 +6,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -47,7 +48,7 @@ def _new(name: str) -> NewRequest:
 
 async def _request(db: Database, name: str, closed_days_ago: float | None) -> int:
     created = await create_request(db, _new(name), None)
-    values: dict = {"created_at": NOW - timedelta(days=60)}
+    values: dict[str, Any] = {"created_at": NOW - timedelta(days=60)}
     if closed_days_ago is not None:
         values |= {
             "state": "completed",
@@ -71,7 +72,7 @@ async def _request(db: Database, name: str, closed_days_ago: float | None) -> in
     return created.id
 
 
-async def _rows(db: Database) -> dict[int, sa.Row]:
+async def _rows(db: Database) -> dict[int, Any]:
     async with db.read() as conn:
         rows = (await conn.execute(sa.select(callback_requests))).all()
     return {row.id: row for row in rows}
