@@ -54,7 +54,7 @@ async def test_scrape_shows_intake_queue_depth_and_latency(
 
     samples = await _scrape(aiohttp_client, app, metrics)
 
-    def value(name: str, **labels: str) -> float | None:
+    def value(name: str, **labels: str) -> Any:
         return samples.get((name, frozenset(labels.items())))
 
     received = "beeldbel_callback_requests_received_total"
