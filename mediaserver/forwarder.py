@@ -479,14 +479,22 @@ class PeerMedia:
     # sending
 
     def send_rtp(self, packet: bytes, kind: str) -> None:
+        try:
+            self.transport.send_rtp(packet)
+        except SrtpError:  # e.g. a late packet outside libsrtp's replay window
+            self.stats.drop("srtp_protect")
+            return
         self.stats.packets_out[kind] += 1
         self.stats.bytes_out[kind] += len(packet)
-        self.transport.send_rtp(packet)
 
     def send_rtcp(self, packet: bytes) -> None:
+        try:
+            self.transport.send_rtcp(packet)
+        except SrtpError:
+            self.stats.drop("srtp_protect")
+            return
         self.stats.packets_out["rtcp"] += 1
         self.stats.bytes_out["rtcp"] += len(packet)
-        self.transport.send_rtcp(packet)
 
     def send_pli(self, media_ssrc: int) -> None:
         self.stats.pli["to_publisher"] += 1

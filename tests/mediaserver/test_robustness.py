@@ -1,0 +1,104 @@
+"""Malformed packets are dropped and counted; silent peers are removed."""
+
+from __future__ import annotations
+
+import struct
+
+import pylibsrtp
+
+from mediaserver.app import STATS
+from tests.mediaserver.client import wait_for
+from tests.mediaserver.conftest import create_room
+from tests.mediaserver.test_call import decodes, join
+
+
+async def send_authenticated(client, packet: bytes, rtcp: bool) -> None:
+    """Protect ``packet`` with the client's own SRTP keys and send it to the SFU.
+
+    libsrtp refuses to protect some malformed RTP headers; those go out with a
+    zero authentication tag instead (the SFU must drop them just the same)."""
+    dtls = client.pc.getTransceivers()[0].sender.transport
+    session = dtls._tx_srtp
+    try:
+        data = session.protect_rtcp(packet) if rtcp else session.protect(packet)
+    except pylibsrtp.Error:
+        data = packet + bytes(10)
+    await dtls.transport._send(data)
+
+
+def video_ssrc(client) -> int:
+    video = next(t for t in client.pc.getTransceivers() if t.kind == "video")
+    return video.sender._ssrc
+
+
+async def test_malformed_rtp_and_rtcp_leave_the_call_connected(server, clients, token):
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1")
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(interpreter), 20, "media flows")
+    # a fresh SSRC: libsrtp keeps a replay window per SSRC on both ends
+    ssrc = (video_ssrc(agent) + 1) & 0xFFFFFFFF
+    header = struct.pack("!BBHII", 0x90, 96, 1000, 1234, ssrc)
+    bad_rtp = [
+        # one-byte header extension with a 1-byte element where abs-send-time
+        # needs 3 (the packet that makes aiortc's own receiver close the call)
+        header + struct.pack("!HH", 0xBEDE, 1) + bytes([0x30, 0, 0, 0]) + b"x",
+        # extension length beyond the packet
+        header + struct.pack("!HH", 0xBEDE, 200) + b"\x00" * 4,
+        # padding longer than the packet
+        struct.pack("!BBHII", 0xA0, 96, 1001, 1234, ssrc) + b"\x00\x00\xff",
+    ]
+    bad_rtcp = [
+        struct.pack("!BBHI", 0x81, 201, 40, ssrc),  # length beyond the packet
+        struct.pack("!BBHII", 0x81, 205, 2, ssrc, 0) + b"",  # NACK with no FCI
+        struct.pack("!BBHI", 0x9F, 201, 1, ssrc),  # 31 report blocks claimed
+    ]
+    stats = server.app[STATS]
+    before = dict(stats.dropped)
+    total_before = sum(before.values())
+    for packet in bad_rtp:
+        await send_authenticated(agent, packet, rtcp=False)
+    for packet in bad_rtcp:
+        await send_authenticated(agent, packet, rtcp=True)
+    # the empty NACK is well-formed (it names no leg): five of six are dropped
+    await wait_for(
+        lambda: sum(stats.dropped.values()) - total_before >= 5, 5, "all dropped"
+    )
+    assert stats.dropped.get("malformed", 0) - before.get("malformed", 0) >= 3
+    frames = interpreter.got("video")[0].frames
+    await wait_for(
+        lambda: interpreter.got("video")[0].frames > frames + 10,
+        10,
+        "video keeps flowing after the malformed packets",
+    )
+    assert agent.pc.connectionState == "connected"
+
+
+async def test_silent_peer_is_removed(make_server, token):
+    """A peer whose packets stop is removed after peer_timeout_seconds."""
+    server = await make_server(peer_timeout_seconds=2)
+    from tests.mediaserver.client import MediaClient
+
+    await create_room(server)
+    agent = MediaClient(str(server.make_url("/ws")))
+    other = MediaClient(str(server.make_url("/ws")))
+    try:
+        for client, sub, role in ((agent, "a1", "agent"), (other, "i1", "interpreter")):
+            await client.connect("r1", token(role=role, sub=sub))
+            await client.publish()
+        await wait_for(lambda: decodes(other), 20, "media flows")
+        # silence the agent: its socket stops sending, nothing is closed politely
+        connection = agent.pc.getTransceivers()[0].sender.transport.transport._connection
+        for protocol in connection._protocols:
+            protocol.transport.sendto = lambda data, addr=None: None
+        await wait_for(
+            lambda: any(
+                m["type"] == "participants" and len(m["participants"]) == 1
+                for m in other.messages
+            ),
+            10,
+            "silent agent removed",
+        )
+    finally:
+        await agent.close()
+        await other.close()
