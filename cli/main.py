@@ -80,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     revoke = admin_sub.add_parser("apikey-revoke", help="revoke an API key")
     revoke.add_argument("prefix")
     revoke.set_defaults(func=_apikey_revoke)
+
+    signing = sub.add_parser("keys", help="signing keys of media join tokens")
+    signing_sub = signing.add_subparsers(metavar="ACTION")
+    rotate = signing_sub.add_parser("rotate", help="add a new key that signs from now")
+    rotate.set_defaults(func=_keys_rotate)
+    listing = signing_sub.add_parser("list", help="list signing keys")
+    listing.set_defaults(func=_keys_list)
+    retire = signing_sub.add_parser("retire", help="unpublish an old signing key")
+    retire.add_argument("kid")
+    retire.set_defaults(func=_keys_retire)
     return parser
 
 
@@ -194,6 +204,47 @@ def _apikey_revoke(config: Config, args: argparse.Namespace) -> int:
             return 0
         print(f"no active API key {args.prefix}", file=sys.stderr)
         return 1
+
+    return _with_db(config, work)
+
+
+def _keys_rotate(config: Config, _args: argparse.Namespace) -> int:
+    from controlplane.secrets_store import load_secret_key
+    from controlplane.signing_keys import rotate
+
+    async def work(db: Any) -> int:
+        kid = await rotate(db, load_secret_key(config))
+        print(f"new signing key {kid}; older keys stay published until retired")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _keys_list(config: Config, _args: argparse.Namespace) -> int:
+    from controlplane.signing_keys import list_keys
+
+    async def work(db: Any) -> int:
+        for key in await list_keys(db):
+            state = "retired" if key.retired_at else "published"
+            signing = "\tsigning" if key.signing else ""
+            print(f"{key.kid}\t{key.created_at:%Y-%m-%d %H:%M}\t{state}{signing}")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _keys_retire(config: Config, args: argparse.Namespace) -> int:
+    from controlplane.errors import ControlPlaneError
+    from controlplane.signing_keys import retire
+
+    async def work(db: Any) -> int:
+        try:
+            await retire(db, args.kid)
+        except ControlPlaneError as exc:
+            print(f"beeldbel: {exc.message}", file=sys.stderr)
+            return 1
+        print(f"retired {args.kid}; tokens signed with it are refused from now")
+        return 0
 
     return _with_db(config, work)
 

@@ -264,6 +264,58 @@ class MediaServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MailConfig:
+    #: Send join links by e-mail; off until a mail server is configured.
+    enabled: bool = False
+    #: SMTP server (the organisation's relay).
+    host: str = "127.0.0.1"
+    port: int = 587
+    #: "starttls" (upgrade on connect), "tls" (implicit TLS, port 465) or "none".
+    security: str = "starttls"
+    #: SMTP login; "" sends without AUTH.
+    username: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+    #: The From address of join-link e-mails.
+    sender: str = "beeldbel@localhost"
+    #: Seconds to wait for the mail server before giving up.
+    timeout_seconds: int = 15
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is not a TCP port")
+        if self.security not in ("starttls", "tls", "none"):
+            raise ValueError(f"security {self.security!r} must be starttls/tls/none")
+        if "@" not in self.sender:
+            raise ValueError(f"sender {self.sender!r} must be an e-mail address")
+        if self.timeout_seconds < 1:
+            raise ValueError("timeout_seconds must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SmsConfig:
+    #: Send join links by SMS through an HTTP gateway.
+    enabled: bool = False
+    #: The gateway's URL; it gets a JSON POST {"from", "to", "text"}.
+    gateway_url: str = ""
+    #: Full Authorization header value for the gateway, e.g. "Bearer abc".
+    auth_header: Secret = field(default_factory=lambda: Secret(""))
+    #: Sender name or number shown on the phone (at most 11 letters or a number).
+    sender_id: str = "Beeldbel"
+    #: Seconds to wait for the gateway before giving up.
+    timeout_seconds: int = 10
+
+    def __post_init__(self) -> None:
+        if self.gateway_url and not self.gateway_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ValueError(f"gateway_url {self.gateway_url!r} must be http(s)")
+        if self.enabled and not self.gateway_url:
+            raise ValueError("gateway_url must be set when SMS is enabled")
+        if self.timeout_seconds < 1:
+            raise ValueError("timeout_seconds must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -274,6 +326,8 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     mediaserver: MediaServerConfig = field(default_factory=MediaServerConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
 
 
 ENV_PREFIX = "BEELDBEL_"

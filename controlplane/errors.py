@@ -82,3 +82,23 @@ class IdempotencyKeyReused(ControlPlaneError):
 
     code = "idempotency_key_reused"
     status = 422
+
+
+class LinkUsed(Conflict):
+    """A single-use join link was already opened, in this or another browser."""
+
+    code = "link_used"
+
+
+class LinkExpired(ControlPlaneError):
+    """A join link (or the session it gave) is past its time or its call ended."""
+
+    code = "link_expired"
+    status = 410
+
+
+class DeliveryFailed(ControlPlaneError):
+    """An e-mail or SMS could not be handed to the mail server or SMS gateway."""
+
+    code = "delivery_failed"
+    status = 502

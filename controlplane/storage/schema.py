@@ -185,3 +185,65 @@ desk_settings = sa.Table(
     sa.Column("value", sa.JSON, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kid", sa.String(32), nullable=False, unique=True),
+    # Ed25519 private key (raw bytes) encrypted with a key derived from secret_key
+    sa.Column("private_key", sa.Text, nullable=False),
+    sa.Column("public_jwk", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # no longer published in the JWKS; its tokens are refused
+    sa.Column("retired_at", UtcDateTime, nullable=True),
+)
+
+join_links = sa.Table(
+    "join_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # SHA-256 of the single-use token in the link's fragment
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("request_id", sa.Integer, nullable=True, index=True),
+    sa.Column("room_id", sa.String(64), nullable=False, index=True),
+    # citizen or interpreter
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime, nullable=True),
+    # SHA-256 of the browser-session cookie the link was exchanged for
+    sa.Column("browser_session_hash", sa.String(64), nullable=True, unique=True),
+    # the call ended: neither link nor session joins the room again
+    sa.Column("voided_at", UtcDateTime, nullable=True),
+)
+
+call_records = sa.Table(
+    "call_records",
+    metadata,
+    # quality and survey of one video call; no personal data, survives the purge
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, nullable=True, index=True),
+    sa.Column("room_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime, nullable=True),
+    sa.Column("join_to_first_picture_ms", sa.Integer, nullable=True),
+    # direct, relay or unknown
+    sa.Column("connection_type", sa.String(8), nullable=False, default="unknown"),
+    sa.Column("reconnects", sa.Integer, nullable=False, default=0),
+    sa.Column("rtt_ms_p50", sa.Integer, nullable=True),
+    sa.Column("rtt_ms_p95", sa.Integer, nullable=True),
+    sa.Column("loss_pct", sa.Float, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    # citizen survey: 1-5, 1-5, yes/no/unsure, free text (at most 1000 characters)
+    sa.Column("citizen_ease", sa.Integer, nullable=True),
+    sa.Column("citizen_av_quality", sa.Integer, nullable=True),
+    sa.Column("citizen_would_use_again", sa.String(8), nullable=True),
+    sa.Column("citizen_comment", sa.Text, nullable=True),
+    sa.Column("citizen_answered_at", UtcDateTime, nullable=True),
+    # employee survey: 1-5, yes/no/partly, yes/no/unsure
+    sa.Column("employee_quality", sa.Integer, nullable=True),
+    sa.Column("employee_case_handled", sa.String(8), nullable=True),
+    sa.Column("employee_would_use_again", sa.String(8), nullable=True),
+    sa.Column("employee_answered_at", UtcDateTime, nullable=True),
+)
