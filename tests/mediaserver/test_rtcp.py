@@ -1,0 +1,88 @@
+"""RTCP bridging: a subscriber's PLI reaches the publisher, NACKs are answered."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+from mediaserver.api import ROOMS
+from mediaserver.app import MUX, STATS
+from tests.mediaserver.client import wait_for
+from tests.mediaserver.conftest import create_room
+from tests.mediaserver.relay import LossyRelay
+from tests.mediaserver.test_call import decodes, join
+from tests.mediaserver.test_robustness import send_authenticated
+
+
+def video_leg_ssrc(server, subscriber_id: str) -> int:
+    participant = server.app[ROOMS].get("r1").participants[subscriber_id]
+    return next(leg.ssrc for leg in participant.peer.media.legs.values() if leg.kind == "video")
+
+
+async def test_subscriber_pli_produces_a_keyframe(server, clients, token):
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1")
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(interpreter) and decodes(agent), 20, "media flows")
+    stats = server.app[STATS]
+    video = next(t for t in agent.pc.getTransceivers() if t.kind == "video")
+    plis_seen = []
+    original = video.sender._handle_rtcp_packet
+
+    async def spy(packet):
+        if getattr(packet, "fmt", None) == 1 and type(packet).__name__ == "RtcpPsfbPacket":
+            plis_seen.append(packet)
+        await original(packet)
+
+    video.sender._handle_rtcp_packet = spy
+    keyframes = stats.keyframes
+    leg_ssrc = video_leg_ssrc(server, "i1")
+    pli = struct.pack("!BBHII", 0x81, 206, 2, 0x1234, leg_ssrc)
+    # PLIs to the publisher are rate-limited (the start-up ones may still hold
+    # the window): repeat until one gets through
+    for _ in range(8):
+        await send_authenticated(interpreter, pli, rtcp=True)
+        with contextlib.suppress(AssertionError):
+            await wait_for(lambda: plis_seen, 0.6, "PLI forwarded")
+            break
+    await wait_for(lambda: plis_seen, 5, "the publisher got a PLI")
+    await wait_for(lambda: stats.keyframes > keyframes, 5, "a new keyframe arrived")
+    assert stats.pli["from_subscriber"] >= 1
+
+
+def is_video_rtp(data: bytes) -> bool:
+    return 127 < data[0] < 192 and not 192 <= data[1] <= 223 and len(data) > 200
+
+
+async def test_lost_packet_is_recovered_by_nack(server, clients, token):
+    """A video packet the relay drops on its way to the subscriber is resent (RTX)
+    from the leg's history after the subscriber's NACK."""
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1", width=640, height=480)
+    relay = LossyRelay(("127.0.0.1", server.app[MUX].port))
+    relay_port = await relay.start()
+    try:
+        interpreter = clients()
+        interpreter.rewrite_remote_sdp = lambda sdp: sdp.replace(
+            f" {server.app[MUX].port} typ host", f" {relay_port} typ host"
+        )
+        await interpreter.connect("r1", token(role="interpreter", sub="i1"))
+        await interpreter.publish()
+        await wait_for(lambda: decodes(interpreter, 640, 480), 20, "media via relay")
+        dropped_at = relay.dropped
+
+        def drop_one(data: bytes) -> bool:
+            return relay.dropped == dropped_at and is_video_rtp(data)
+
+        relay.drop_to_client = drop_one
+        stats = server.app[STATS]
+        await wait_for(lambda: relay.dropped > dropped_at, 5, "the relay dropped one")
+        await wait_for(lambda: stats.retransmitted >= 1, 5, "the server resent it")
+        assert stats.nack["from_subscriber"] >= 1
+        frames = interpreter.got("video")[0].frames
+        await wait_for(
+            lambda: interpreter.got("video")[0].frames > frames + 5, 10, "video goes on"
+        )
+    finally:
+        relay.close()
+    assert agent.pc.connectionState == "connected"
