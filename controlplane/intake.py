@@ -131,7 +131,7 @@ async def show_confirmation(request: web.Request) -> web.Response:
         start: datetime = row["slot_start"]
         when = t(
             "citizen_confirmation_slot",
-            day=_day_label(local_day(start, desk), _today(desk), t),
+            day=_day_label(local_day(start, desk), None, t),
             start=local_time(start, desk),
             end=local_time(start + timedelta(minutes=desk.slot_minutes), desk),
         )
@@ -261,14 +261,17 @@ def _slot_groups(desk: DeskConfig, t: Translate) -> list[dict[str, Any]]:
     return groups
 
 
-def _day_label(day: date, today: date, t: Translate) -> str:
-    """``"vandaag, vrijdag 27 november"`` or ``"Monday 30 November"``."""
+def _day_label(day: date, today: date | None, t: Translate) -> str:
+    """``"Vandaag, vrijdag 27 november"``, or ``"maandag 30 november"`` in a
+    sentence (``today`` None)."""
     text = t(
         "citizen_date",
         weekday=t(f"citizen_day_{WEEKDAYS[day.weekday()]}"),
         day=day.day,
         month=t(f"citizen_month_{day.month}"),
     )
+    if today is None:
+        return text
     relative = {today: "citizen_today", today + timedelta(days=1): "citizen_tomorrow"}
     if day in relative:
         text = f"{t(relative[day])}, {text}"

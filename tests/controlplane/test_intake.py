@@ -6,6 +6,7 @@ import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -162,8 +163,12 @@ async def test_a_chosen_slot_is_stored_and_shown(sqlite_client):
     assert row["due_at"] == row["slot_start"]
     html = await (await sqlite_client.get(response.headers["Location"])).text()
     assert "U krijgt van ons een link" in html
-    assert "Wij bellen u op " in html
-    assert " tussen " in html
+    slot = datetime.fromisoformat(first_slot).astimezone(ZoneInfo("Europe/Amsterdam"))
+    day = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag"][
+        slot.weekday()
+    ]
+    assert f"Wij bellen u op {day} {slot.day} " in html
+    assert f" tussen {slot:%H:%M} en " in html
 
 
 async def test_the_same_form_sent_twice_makes_one_request(client):

@@ -104,13 +104,17 @@ def test_closed_days_get_no_slots():
     assert not is_bookable(_at("2026-11-29T10:00"), desk, now)
 
 
+def _always_open_day(day: str) -> tuple[DeskConfig, list[datetime]]:
+    """A desk open round the clock, and its slots on ``day`` seen the evening before."""
+    desk = DeskConfig(opening_hours=ALWAYS_OPEN, booking_days=2)
+    evening = datetime.fromisoformat(day) - timedelta(hours=1)
+    slots = available_slots(desk, evening.replace(tzinfo=AMSTERDAM).astimezone(UTC))
+    return desk, [s for s in slots if s.astimezone(AMSTERDAM).date().isoformat() == day]
+
+
 def test_spring_forward_skips_the_missing_hour():
     """On 29 March 2026 Amsterdam jumps from 02:00 to 03:00: no 02:00 or 02:30 slot."""
-    desk = DeskConfig(opening_hours=ALWAYS_OPEN, booking_days=2)
-    slots = available_slots(desk, _at("2026-03-28T23:00"))
-    day = [
-        s for s in slots if s.astimezone(AMSTERDAM).date().isoformat() == "2026-03-29"
-    ]
+    desk, day = _always_open_day("2026-03-29")
     times = [local_time(s, desk) for s in day]
     assert "02:00" not in times
     assert "02:30" not in times
@@ -120,11 +124,7 @@ def test_spring_forward_skips_the_missing_hour():
 
 def test_fall_back_offers_the_repeated_hour_once():
     """On 25 October 2026 02:00-03:00 happens twice; each slot is offered once."""
-    desk = DeskConfig(opening_hours=ALWAYS_OPEN, booking_days=2)
-    slots = available_slots(desk, _at("2026-10-24T23:00"))
-    day = [
-        s for s in slots if s.astimezone(AMSTERDAM).date().isoformat() == "2026-10-25"
-    ]
+    desk, day = _always_open_day("2026-10-25")
     times = [local_time(s, desk) for s in day]
     assert len(times) == len(set(times)) == 48
     second_half_past_two = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
