@@ -262,6 +262,8 @@ def _new_request(
             "must be true: the citizen agreed to be called back and to the "
             "processing of their data"
         )
+    if payload.get("slot") is not None and payload.get("preferred") != "slot":
+        errors.setdefault("slot", 'must be null unless preferred is "slot"')
     fields: dict[str, FieldValue] = {
         field: value
         for field, value in payload.items()

@@ -60,6 +60,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response = await handler(request)
             status = response.status
             return response
+        except web.HTTPException as exc:
+            # redirects raised by guards (e.g. to the login) are not failures
+            status = exc.status
+            raise
         finally:
             elapsed = time.perf_counter() - started
             request.app[METRICS].http_duration.labels(
@@ -94,9 +98,12 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        return _error_response(
+        response = _error_response(
             request, exc.status, code.get(exc.status, "bad_request"), None, {}
         )
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("request_failed", route=_route_name(request))
         return _error_response(request, 500, "internal_error", None, {})
@@ -109,7 +116,8 @@ def _error_response(
     exc: ControlPlaneError | None,
     details: dict[str, str],
 ) -> web.StreamResponse:
-    lang = request_language(request)
+    # API clients are programs: their messages are English
+    lang = "en" if request.path.startswith("/api/") else request_language(request)
     catalog = request.app[CATALOG]
     message = _citizen_message(catalog, lang, status, exc)
     headers = {}

@@ -103,7 +103,9 @@ CALLBACK_CREATE: dict[str, Any] = {
         "preferred": {"type": "string", "enum": list(PREFERRED)},
         "slot": {
             **NULLABLE_TIME,
-            "description": "Slot start with an offset; needed when preferred is slot.",
+            "description": (
+                "Slot start with an offset; set exactly when preferred is slot."
+            ),
         },
         "language": {"type": "string", "enum": list(LANGUAGES)},
         "accessibility": {

@@ -256,6 +256,9 @@ async def test_wrong_method_and_unknown_route_are_json(
         response = await client.request(method, path)
         assert response.status == status, path
         assert (await response.json())["error"]["code"]
+        if status == 405:
+            assert response.headers["Allow"] == "POST"
+            assert "not" in (await response.json())["error"]["message"]
 
 
 async def test_cancel_only_while_nobody_calls(client):
