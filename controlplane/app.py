@@ -9,7 +9,16 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from common.config import Config
-from controlplane import admin, api, console, intake, jwks, retention, staff_auth
+from controlplane import (
+    admin,
+    api,
+    console,
+    intake,
+    join_links,
+    jwks,
+    retention,
+    staff_auth,
+)
 from controlplane.csrf import csrf_middleware
 from controlplane.desk import Desk
 from controlplane.i18n import Catalog
@@ -55,7 +64,16 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     app.on_response_prepare.append(add_security_headers)
     setup_templates(app)
     app.router.add_static("/static/", STATIC, name="static", append_version=True)
-    for module in (intake, staff_auth, console, admin, api, retention, jwks):
+    for module in (
+        intake,
+        staff_auth,
+        console,
+        admin,
+        api,
+        retention,
+        jwks,
+        join_links,
+    ):
         module.setup(app)
     return app
 
