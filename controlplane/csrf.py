@@ -13,10 +13,11 @@ import secrets
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from controlplane import cookies
-from controlplane.errors import CsrfFailed
+from controlplane.errors import BadRequest, CsrfFailed
 from controlplane.state import CONFIG, SECRET_KEY
 
 ANCHOR_COOKIE = "bb_csrf"
@@ -54,7 +55,11 @@ async def check(request: web.Request) -> None:
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, LookupError, HttpProcessingError) as exc:
+            # undecodable bytes, an unknown charset or a broken multipart body
+            raise BadRequest("error_bad_request") from exc
         value = form.get(FIELD)
         supplied = value if isinstance(value, str) else None
     if not anchor or not supplied:

@@ -388,3 +388,24 @@ async def test_privacy_statement_names_the_retention(
     english = await (await client.get("/privacy?lang=en")).text()
     assert "14 days after your request has been dealt with" in english
     assert "Your rights" in english
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"&name=\xff\xfe"),
+        ("application/x-www-form-urlencoded; charset=klingon", b"&name=x"),
+        ("multipart/form-data; boundary=xx", b"--xx\r\nbroken"),
+    ],
+)
+async def test_unreadable_bodies_are_a_clear_400(sqlite_client, content_type, body):
+    """Bytes that are no form at all get a 'could not be processed' page, no 500."""
+    form = await _fresh_form(sqlite_client)
+    hidden = f"csrf_token={form['csrf_token']}&submission_id={form['submission_id']}"
+    response = await _submit(
+        sqlite_client,
+        hidden.encode() + body,
+        headers={"Content-Type": content_type},
+    )
+    assert response.status == 400
+    assert "Uw verzoek kon niet worden verwerkt" in await response.text()
