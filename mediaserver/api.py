@@ -50,7 +50,11 @@ async def get_room(request: web.Request) -> web.Response:
     _authorize(request, request.app[API_SECRET])
     room = request.app[ROOMS].get(RoomId(request.match_info["room_id"]))
     return web.json_response(
-        {"room_id": room.id, "video_codec": room.video_codec, "participants": room.roster()}
+        {
+            "room_id": room.id,
+            "video_codec": room.video_codec,
+            "participants": room.roster(),
+        }
     )
 
 

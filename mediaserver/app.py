@@ -91,13 +91,13 @@ async def _sweep_forever(rooms: Rooms) -> None:
             log.exception("sweep_failed")
 
 
-async def drain(app: web.Application, timeout: float) -> bool:
+async def drain(app: web.Application, timeout: float) -> bool:  # noqa: ASYNC109
     """Refuse new rooms, then wait until calls end or ``timeout``; True if drained."""
     rooms = app[api.ROOMS]
     rooms.draining = True
     log.info("media_worker_draining", timeout=timeout)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while rooms.busy and loop.time() < deadline:
+    while rooms.busy and loop.time() < deadline:  # noqa: ASYNC110 (rare, coarse)
         await asyncio.sleep(0.2)
     return not rooms.busy

@@ -89,7 +89,9 @@ def rewrite_rtp(
     return fixed + data[12 : header.csrc_end] + data[header.payload_offset :]
 
 
-def rtx_wrap(packet: bytes, rtx_payload_type: int, rtx_seq: int, rtx_ssrc: int) -> bytes:
+def rtx_wrap(
+    packet: bytes, rtx_payload_type: int, rtx_seq: int, rtx_ssrc: int
+) -> bytes:
     """RFC 4588: the same packet on the RTX stream, original seq first in payload."""
     header = parse_rtp(packet)
     fixed = _HEADER.pack(
@@ -185,7 +187,9 @@ def report_blocks(packet: bytes, count: int, offset: int) -> list[ReportBlock]:
     blocks = []
     for i in range(count):
         at = offset + 24 * i
-        ssrc, lost, highest, jitter, lsr, dlsr = struct.unpack_from("!IIIIII", packet, at)
+        ssrc, lost, highest, jitter, lsr, dlsr = struct.unpack_from(
+            "!IIIIII", packet, at
+        )
         cumulative = lost & 0xFFFFFF
         if cumulative & 0x800000:
             cumulative -= 0x1000000
@@ -232,9 +236,7 @@ def sender_info(packet: bytes) -> tuple[int, int, int]:
     return ssrc, (ntp_high << 32) | ntp_low, rtp_ts
 
 
-def build_sr(
-    ssrc: int, ntp: int, rtp_ts: int, packets: int, octets: int
-) -> bytes:
+def build_sr(ssrc: int, ntp: int, rtp_ts: int, packets: int, octets: int) -> bytes:
     return struct.pack(
         "!BBHIIIIII",
         0x80,
@@ -262,7 +264,12 @@ def build_rr(sender_ssrc: int, blocks: list[ReportBlock]) -> bytes:
         )
         for b in blocks
     )
-    return struct.pack("!BBHI", 0x80 | len(blocks), RTCP_RR, 1 + 6 * len(blocks), sender_ssrc) + body
+    return (
+        struct.pack(
+            "!BBHI", 0x80 | len(blocks), RTCP_RR, 1 + 6 * len(blocks), sender_ssrc
+        )
+        + body
+    )
 
 
 def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
@@ -279,7 +286,14 @@ def build_nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
             items.append((seq, 0))
     fci = b"".join(struct.pack("!HH", pid, blp) for pid, blp in items)
     return (
-        struct.pack("!BBHII", 0x80 | FMT_NACK, RTCP_RTPFB, 2 + len(items), sender_ssrc, media_ssrc)
+        struct.pack(
+            "!BBHII",
+            0x80 | FMT_NACK,
+            RTCP_RTPFB,
+            2 + len(items),
+            sender_ssrc,
+            media_ssrc,
+        )
         + fci
     )
 
@@ -291,10 +305,17 @@ def build_remb(sender_ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
         mantissa >>= 1
         exponent += 1
     fci = b"REMB" + bytes(
-        [len(ssrcs), (exponent << 2) | (mantissa >> 16), (mantissa >> 8) & 0xFF, mantissa & 0xFF]
+        [
+            len(ssrcs),
+            (exponent << 2) | (mantissa >> 16),
+            (mantissa >> 8) & 0xFF,
+            mantissa & 0xFF,
+        ]
     )
     fci += b"".join(_U32.pack(s) for s in ssrcs)
     return (
-        struct.pack("!BBHII", 0x80 | FMT_REMB, RTCP_PSFB, 2 + len(fci) // 4, sender_ssrc, 0)
+        struct.pack(
+            "!BBHII", 0x80 | FMT_REMB, RTCP_PSFB, 2 + len(fci) // 4, sender_ssrc, 0
+        )
         + fci
     )

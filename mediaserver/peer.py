@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 
 import structlog
 from aiortc import (
@@ -18,6 +19,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpCodecCapability,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -57,7 +59,7 @@ class ForwardedTrack(MediaStreamTrack):
             self._never.cancel()
 
 
-def codec_preferences(kind: str, video_codec: str) -> list[object]:
+def codec_preferences(kind: str, video_codec: str) -> list[RTCRtpCodecCapability]:
     """The one video codec of the room (with RTX), or Opus."""
     codecs = RTCRtpSender.getCapabilities(kind).codecs
     if kind == "audio":
@@ -65,7 +67,9 @@ def codec_preferences(kind: str, video_codec: str) -> list[object]:
     return [c for c in codecs if _allowed_video(c.mimeType, c.parameters, video_codec)]
 
 
-def _allowed_video(mime: str, parameters: dict[str, object], video_codec: str) -> bool:
+def _allowed_video(
+    mime: str, parameters: Mapping[str, object], video_codec: str
+) -> bool:
     mime = mime.lower()
     if mime == "video/rtx":
         return True
@@ -105,7 +109,9 @@ class Peer:
         video_codec: str,
     ) -> None:
         if video_codec not in VIDEO_CODECS:
-            raise ValueError(f"video_codec {video_codec!r} must be one of {VIDEO_CODECS}")
+            raise ValueError(
+                f"video_codec {video_codec!r} must be one of {VIDEO_CODECS}"
+            )
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
@@ -118,7 +124,9 @@ class Peer:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         if state == "connected" and not self.media.transport.started:
-            self.media.transport.start(dtls_transport(self.pc), self.media.handle_datagram)
+            self.media.transport.start(
+                dtls_transport(self.pc), self.media.handle_datagram
+            )
             self.media.on_transport_started()
             self.connected.set()
 

@@ -91,7 +91,9 @@ class Participant:
             key = (publisher.id, stream.kind)
             if key not in self.subscriptions:
                 transceiver = self.peer.add_sender(stream.kind)
-                self.subscriptions[key] = Subscription(publisher.id, stream, transceiver)
+                self.subscriptions[key] = Subscription(
+                    publisher.id, stream, transceiver
+                )
                 self._dirty.set()
 
     def unsubscribe(self, publisher_id: ParticipantId) -> None:
@@ -154,7 +156,9 @@ class Room:
 
     def __init__(self, room_id: RoomId, video_codec: str, max_participants: int):
         if video_codec not in VIDEO_CODECS:
-            raise BadMessage(f"video_codec {video_codec!r} must be one of {VIDEO_CODECS}")
+            raise BadMessage(
+                f"video_codec {video_codec!r} must be one of {VIDEO_CODECS}"
+            )
         self.id = room_id
         self.video_codec = video_codec
         self.max_participants = max_participants

@@ -25,6 +25,8 @@ from mediaserver.room import Participant, ParticipantId, Room, RoomId, Rooms
 log = structlog.get_logger()
 
 JOIN_TIMEOUT = 10.0
+#: Tasks started from aiortc event handlers; referenced until done.
+_background: set[asyncio.Task[None]] = set()
 MAX_MESSAGE = 64 * 1024
 
 
@@ -91,13 +93,17 @@ class Signalling:
         else:
             for other in room.participants.values():
                 if other.role == "agent":
-                    await other.notify({"type": "participants", "participants": room.roster()})
+                    await other.notify(
+                        {"type": "participants", "participants": room.roster()}
+                    )
         return room, participant
 
     def _on_state(self, room: Room, participant: Participant) -> Any:
         def on_state() -> None:
             if participant.peer.pc.connectionState == "failed":
-                asyncio.ensure_future(room.leave(participant.id, "ice_failed"))
+                task = asyncio.create_task(room.leave(participant.id, "ice_failed"))
+                _background.add(task)
+                task.add_done_callback(_background.discard)
 
         return on_state
 

@@ -95,7 +95,7 @@ class MediaTransport:
                 original(data, component)
 
         self._connection.data_received = data_received
-        dtls._send_rtp = _muted_send_rtp
+        dtls._send_rtp = _muted_send_rtp  # type: ignore[method-assign]
 
     def stop(self) -> None:
         self._tx = None
@@ -104,11 +104,13 @@ class MediaTransport:
             self._original_data_received = None
 
     def unprotect(self, data: bytes) -> bytes:
-        assert self._rx is not None
+        if self._rx is None:
+            raise RuntimeError("media transport not started")
         return self._rx.unprotect(data)
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
-        assert self._rx is not None
+        if self._rx is None:
+            raise RuntimeError("media transport not started")
         return self._rx.unprotect_rtcp(data)
 
     def send_rtp(self, packet: bytes) -> None:

@@ -122,7 +122,9 @@ class UdpMux(asyncio.DatagramProtocol):
         mux = self
 
         async def get_component_candidates(
-            component: int, addresses: list[str], timeout: int = 5
+            component: int,
+            addresses: list[str],
+            timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
         ) -> list[Candidate]:
             protocol = StunProtocol(connection)
             ufrag = connection.local_username

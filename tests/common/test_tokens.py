@@ -6,6 +6,7 @@ import base64
 import json
 import ssl
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -46,7 +47,7 @@ async def jwks_server(aiohttp_server, key):
     cert.configure_cert(server_ctx)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    state = {"keys": [public_jwk(key.public_key(), "k1")], "hits": 0}
+    state: dict[str, Any] = {"keys": [public_jwk(key.public_key(), "k1")], "hits": 0}
 
     async def jwks(request: web.Request) -> web.Response:
         state["hits"] += 1
@@ -109,7 +110,10 @@ async def test_alg_none_and_hs256_are_refused(verifier, key):
         )
     )
     none_token = jwt.encode(
-        payload, None, algorithm="none", headers={"kid": "k1", "typ": TOKEN_TYPE}
+        payload,
+        None,  # type: ignore[arg-type]
+        algorithm="none",
+        headers={"kid": "k1", "typ": TOKEN_TYPE},
     )
     hs_token = jwt.encode(
         payload,

@@ -33,7 +33,10 @@ def loopback_only_gathering() -> None:
 
 
 async def wait_for(
-    predicate: Callable[[], bool], timeout: float, message: str, interval: float = 0.05
+    predicate: Callable[[], object],
+    timeout: float,  # noqa: ASYNC109 (a polling helper: the timeout is the point)
+    message: str,
+    interval: float = 0.05,
 ) -> None:
     """Poll ``predicate`` until it holds; fail with ``message`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -41,6 +44,34 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s: {message}")
         await asyncio.sleep(interval)
+
+
+async def join(
+    clients: Callable[..., MediaClient],
+    server: Any,
+    token: Callable[..., str],
+    role: str,
+    sub: str,
+    room: str = "r1",
+    **kwargs: Any,
+) -> MediaClient:
+    """A client that joined ``room`` with a fresh token and published."""
+    client = clients(**kwargs)
+    reply = await client.connect(room, token(room=room, role=role, sub=sub))
+    assert reply["type"] == "joined", reply
+    await client.publish()
+    return client
+
+
+def decodes(
+    client: MediaClient, width: int = 320, height: int = 240, publishers: int = 1
+) -> bool:
+    """Whether ``client`` decodes video of that size and audio from enough peers."""
+    videos = [
+        r for r in client.got("video") if r.frames > 3 and r.size == (width, height)
+    ]
+    audios = [r for r in client.got("audio") if r.frames > 3]
+    return len(videos) >= publishers and len(audios) >= publishers
 
 
 class PatternTrack(VideoStreamTrack):
@@ -76,7 +107,7 @@ class Received:
     async def _consume(self) -> None:
         with contextlib.suppress(Exception):
             while True:
-                frame = await self.track.recv()
+                frame: Any = await self.track.recv()
                 self.frames += 1
                 if self.kind == "video":
                     self.size = (frame.width, frame.height)
@@ -106,14 +137,16 @@ class MediaClient:
         self.session = ClientSession()
         self.ws = await self.session.ws_connect(self.ws_url)
         await self.ws.send_json({"type": "join", "room_id": room_id, "token": token})
-        reply = await self.ws.receive_json(timeout=10)
+        reply: dict[str, Any] = await self.ws.receive_json(timeout=10)
         self.messages.append(reply)
         if reply["type"] == "joined":
             self._reader = asyncio.create_task(self._read())
         return reply
 
     async def publish(
-        self, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None
+        self,
+        audio: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | None = None,
     ) -> None:
         self.pc.addTrack(audio or AudioStreamTrack())
         self.pc.addTrack(video or PatternTrack(self.width, self.height))
@@ -133,13 +166,17 @@ class MediaClient:
             self.messages.append(message)
             if message["type"] == "answer":
                 await self.pc.setRemoteDescription(
-                    RTCSessionDescription(self.rewrite_remote_sdp(message["sdp"]), "answer")
+                    RTCSessionDescription(
+                        self.rewrite_remote_sdp(message["sdp"]), "answer"
+                    )
                 )
             elif message["type"] == "offer":
                 for track in message.get("tracks", []):
                     self.tracks[track["mid"]] = track
                 await self.pc.setRemoteDescription(
-                    RTCSessionDescription(self.rewrite_remote_sdp(message["sdp"]), "offer")
+                    RTCSessionDescription(
+                        self.rewrite_remote_sdp(message["sdp"]), "offer"
+                    )
                 )
                 await self.pc.setLocalDescription(await self.pc.createAnswer())
                 await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
@@ -165,4 +202,3 @@ class MediaClient:
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
-

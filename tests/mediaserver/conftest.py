@@ -75,16 +75,20 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 def make_server(aiohttp_client, media_config, registry):
-    async def make(**changes: Any) -> TestClient:
+    async def make(**changes: Any) -> TestClient[Any, Any]:
         config = dataclasses.replace(media_config, **changes)
-        return await aiohttp_client(create_app(config, registry))
+        client: TestClient[Any, Any] = await aiohttp_client(
+            create_app(config, registry)
+        )
+        return client
 
     return make
 
 
 @pytest.fixture
-async def server(make_server) -> TestClient:
-    return await make_server()
+async def server(make_server) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = await make_server()
+    return client
 
 
 @pytest.fixture
@@ -103,7 +107,9 @@ def token(signing_key) -> Callable[..., str]:
     return make
 
 
-async def create_room(server: TestClient, room_id: str = "r1", **body: Any) -> None:
+async def create_room(
+    server: TestClient[Any, Any], room_id: str = "r1", **body: Any
+) -> None:
     response = await server.post(
         "/api/rooms",
         json={"room_id": room_id, **body},
@@ -126,7 +132,7 @@ async def clients(server) -> AsyncIterator[Callable[..., MediaClient]]:
         await client.close()
 
 
-async def metric(server: TestClient, name: str, **labels: str) -> float:
+async def metric(server: TestClient[Any, Any], name: str, **labels: str) -> float:
     """One sample of ``/metrics`` (0 when absent)."""
     text = await (await server.get("/metrics")).text()
     for family in text_string_to_metric_families(text):

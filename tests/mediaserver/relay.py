@@ -14,7 +14,7 @@ class _Side(asyncio.DatagramProtocol):
         self.on_datagram = on_datagram
         self.transport: asyncio.DatagramTransport | None = None
 
-    def connection_made(self, transport):  # type: ignore[no-untyped-def]
+    def connection_made(self, transport):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Address) -> None:

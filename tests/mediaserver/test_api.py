@@ -9,7 +9,9 @@ AUTH = {"Authorization": f"Bearer {API_SECRET}"}
 
 async def test_room_api_needs_the_bearer_secret(server):
     for headers in ({}, {"Authorization": "Bearer wrong"}):
-        response = await server.post("/api/rooms", json={"room_id": "r"}, headers=headers)
+        response = await server.post(
+            "/api/rooms", json={"room_id": "r"}, headers=headers
+        )
         assert response.status == 401
         assert (await response.json())["error"]["code"] == "unauthorized"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -14,14 +15,18 @@ from common.tokens import TOKEN_TYPE
 from tests.mediaserver.conftest import create_room
 
 
-async def try_join(server, room: str, token: str) -> dict:
+async def try_join(server, room: str, token: str) -> dict[str, Any]:
     async with server.session.ws_connect(server.make_url("/ws")) as ws:
         await ws.send_json({"type": "join", "room_id": room, "token": token})
-        return await ws.receive_json(timeout=10)
+        reply: dict[str, Any] = await ws.receive_json(timeout=10)
+        return reply
 
 
-def payload_of(token: str) -> dict:
-    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+def payload_of(token: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(token.split(".")[1] + "==")
+    )
+    return payload
 
 
 @pytest.mark.parametrize(
@@ -32,7 +37,10 @@ def payload_of(token: str) -> dict:
         (lambda t, k: t(aud="media-other"), "token_invalid"),
         (
             lambda t, k: jwt.encode(
-                payload_of(t()), None, algorithm="none", headers={"kid": "k1", "typ": TOKEN_TYPE}
+                payload_of(t()),
+                None,  # type: ignore[arg-type]
+                algorithm="none",
+                headers={"kid": "k1", "typ": TOKEN_TYPE},
             ),
             "token_invalid",
         ),
@@ -56,7 +64,10 @@ def payload_of(token: str) -> dict:
         ),
         (
             lambda t, k: jwt.encode(
-                payload_of(t()), k, algorithm="EdDSA", headers={"kid": "k7", "typ": TOKEN_TYPE}
+                payload_of(t()),
+                k,
+                algorithm="EdDSA",
+                headers={"kid": "k7", "typ": TOKEN_TYPE},
             ),
             "token_unknown_key",
         ),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from mediaserver.app import STATS
-from tests.mediaserver.client import wait_for
+from tests.mediaserver.client import decodes, join, wait_for
 from tests.mediaserver.conftest import create_room, metric
-from tests.mediaserver.test_call import decodes, join
 
 
 async def test_citizen_media_is_held_until_admitted(server, clients, token):
@@ -17,15 +16,11 @@ async def test_citizen_media_is_held_until_admitted(server, clients, token):
     await wait_for(
         lambda: citizen.pc.connectionState == "connected", 10, "citizen connects"
     )
-    await wait_for(
-        lambda: agent.has_message("participants"), 5, "agent sees the lobby"
-    )
+    await wait_for(lambda: agent.has_message("participants"), 5, "agent sees the lobby")
 
     # media reaches the server and is dropped there; nobody receives it
     stats = server.app[STATS]
-    await wait_for(
-        lambda: stats.dropped.get("lobby", 0) > 20, 10, "citizen media held"
-    )
+    await wait_for(lambda: stats.dropped.get("lobby", 0) > 20, 10, "citizen media held")
     assert await metric(server, "beeldbel_media_dropped_packets_total", reason="lobby")
     assert agent.received == []
     assert citizen.received == []
@@ -33,7 +28,9 @@ async def test_citizen_media_is_held_until_admitted(server, clients, token):
     await agent.send({"type": "admit", "participant_id": "c1"})
     await wait_for(lambda: citizen.has_message("admitted"), 5, "citizen admitted")
     await wait_for(lambda: decodes(agent), 20, "agent decodes citizen after admission")
-    await wait_for(lambda: decodes(citizen), 20, "citizen decodes agent after admission")
+    await wait_for(
+        lambda: decodes(citizen), 20, "citizen decodes agent after admission"
+    )
 
 
 async def test_only_an_agent_may_admit(server, clients, token):

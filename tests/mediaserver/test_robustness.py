@@ -7,9 +7,8 @@ import struct
 import pylibsrtp
 
 from mediaserver.app import STATS
-from tests.mediaserver.client import wait_for
+from tests.mediaserver.client import decodes, join, wait_for
 from tests.mediaserver.conftest import create_room
-from tests.mediaserver.test_call import decodes, join
 
 
 async def send_authenticated(client, packet: bytes, rtcp: bool) -> None:
@@ -28,7 +27,7 @@ async def send_authenticated(client, packet: bytes, rtcp: bool) -> None:
 
 def video_ssrc(client) -> int:
     video = next(t for t in client.pc.getTransceivers() if t.kind == "video")
-    return video.sender._ssrc
+    return int(video.sender._ssrc)
 
 
 async def test_malformed_rtp_and_rtcp_leave_the_call_connected(server, clients, token):
@@ -88,9 +87,11 @@ async def test_silent_peer_is_removed(make_server, token):
             await client.publish()
         await wait_for(lambda: decodes(other), 20, "media flows")
         # silence the agent: its socket stops sending, nothing is closed politely
-        connection = agent.pc.getTransceivers()[0].sender.transport.transport._connection
+        connection = agent.pc.getTransceivers()[
+            0
+        ].sender.transport.transport._connection
         for protocol in connection._protocols:
-            protocol.transport.sendto = lambda data, addr=None: None
+            protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]
         await wait_for(
             lambda: any(
                 m["type"] == "participants" and len(m["participants"]) == 1

@@ -7,16 +7,17 @@ import struct
 
 from mediaserver.api import ROOMS
 from mediaserver.app import MUX, STATS
-from tests.mediaserver.client import wait_for
+from tests.mediaserver.client import decodes, join, wait_for
 from tests.mediaserver.conftest import create_room
 from tests.mediaserver.relay import LossyRelay
-from tests.mediaserver.test_call import decodes, join
 from tests.mediaserver.test_robustness import send_authenticated
 
 
-def video_leg_ssrc(server, subscriber_id: str) -> int:
+def video_leg_ssrc(server, subscriber_id: str):
     participant = server.app[ROOMS].get("r1").participants[subscriber_id]
-    return next(leg.ssrc for leg in participant.peer.media.legs.values() if leg.kind == "video")
+    return next(
+        leg.ssrc for leg in participant.peer.media.legs.values() if leg.kind == "video"
+    )
 
 
 async def test_subscriber_pli_produces_a_keyframe(server, clients, token):
@@ -30,11 +31,14 @@ async def test_subscriber_pli_produces_a_keyframe(server, clients, token):
     original = video.sender._handle_rtcp_packet
 
     async def spy(packet):
-        if getattr(packet, "fmt", None) == 1 and type(packet).__name__ == "RtcpPsfbPacket":
+        if (
+            getattr(packet, "fmt", None) == 1
+            and type(packet).__name__ == "RtcpPsfbPacket"
+        ):
             plis_seen.append(packet)
         await original(packet)
 
-    video.sender._handle_rtcp_packet = spy
+    video.sender._handle_rtcp_packet = spy  # type: ignore[method-assign]
     keyframes = stats.keyframes
     leg_ssrc = video_leg_ssrc(server, "i1")
     pli = struct.pack("!BBHII", 0x81, 206, 2, 0x1234, leg_ssrc)

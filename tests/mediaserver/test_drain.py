@@ -1,0 +1,109 @@
+"""SIGTERM drains: no new rooms, readiness 503, calls go on until they end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import aiohttp
+
+from mediaserver.api import ROOMS
+from mediaserver.app import drain
+from tests.mediaserver.client import decodes, join, wait_for
+from tests.mediaserver.conftest import API_SECRET, create_room
+
+AUTH = {"Authorization": f"Bearer {API_SECRET}"}
+
+
+async def test_drain_keeps_calls_until_they_end(server, clients, token):
+    await create_room(server)
+    await join(clients, server, token, "agent", "a1")
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(interpreter), 20, "media flows")
+
+    draining = asyncio.create_task(drain(server.app, timeout=30))
+    await wait_for(lambda: server.app[ROOMS].draining, 1, "draining starts")
+    assert (await server.get("/readyz")).status == 503
+    refused = await server.post("/api/rooms", json={"room_id": "r2"}, headers=AUTH)
+    assert refused.status == 503
+    frames = interpreter.got("video")[0].frames
+    await wait_for(
+        lambda: interpreter.got("video")[0].frames > frames + 10, 10, "call goes on"
+    )
+    assert not draining.done()
+    assert (await server.delete("/api/rooms/r1", headers=AUTH)).status == 204
+    assert await asyncio.wait_for(draining, 5) is True
+
+
+async def test_drain_gives_up_after_the_timeout(server, clients, token):
+    await create_room(server)
+    await join(clients, server, token, "agent", "a1")
+    assert await drain(server.app, timeout=0.3) is False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_sigterm_drains_the_process(tmp_path):
+    """The real process: SIGTERM drains it and it exits 0 (readiness 503 while a
+    call is still in progress is covered in-process above)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BEELDBEL_MEDIASERVER_PORT": str(port),
+        "BEELDBEL_MEDIASERVER_UDP_PORT": "0",
+        "BEELDBEL_MEDIASERVER_API_SECRET": API_SECRET,
+        "BEELDBEL_LOGGING_FORMAT": "json",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mediaserver",
+        env=env,
+        cwd=os.getcwd(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def status(path: str) -> int:
+                try:
+                    async with session.get(base + path) as response:
+                        return response.status
+                except aiohttp.ClientConnectionError:
+                    return 0
+
+            ready = {"status": 0}
+
+            async def poll_ready() -> None:
+                for _ in range(100):
+                    ready["status"] = await status("/readyz")
+                    if ready["status"] == 200:
+                        return
+                    await asyncio.sleep(0.1)
+
+            await poll_ready()
+            assert ready["status"] == 200
+            async with session.post(
+                base + "/api/rooms", json={"room_id": "r1"}, headers=AUTH
+            ) as response:
+                assert response.status == 201
+            process.send_signal(signal.SIGTERM)
+            # an empty room is no call in progress: the worker drains at once
+            assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert process.stdout is not None
+        log = (await process.stdout.read()).decode()
+        assert "media_worker_draining" in log
+        assert '"drained": true' in log
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
