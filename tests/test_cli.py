@@ -1,0 +1,115 @@
+"""The `beeldbel` command as a person runs it: `run` starts the whole system."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path) -> tuple[Path, int]:
+    port = free_port()
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        f"""
+[server]
+port = {port}
+public_url = "https://127.0.0.1:{port}"
+data_dir = "{tmp_path / "var"}"
+[tls]
+cert_file = "{tmp_path / "var/certs/server.crt"}"
+key_file = "{tmp_path / "var/certs/server.key"}"
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / "var/beeldbel.sqlite3"}"
+[metrics]
+port = {free_port()}
+[mediaserver]
+port = {free_port()}
+udp_port = {free_port()}
+""",
+        encoding="utf-8",
+    )
+    return path, port
+
+
+async def _read_until(
+    stream: asyncio.StreamReader, marker: str, seen: list[str]
+) -> None:
+    while not any(marker in line for line in seen):
+        line = await asyncio.wait_for(stream.readline(), 30)
+        if not line:
+            raise AssertionError(f"output ended before {marker!r}: {seen}")
+        seen.append(line.decode())
+
+
+@pytest.mark.slow
+async def test_run_starts_everything_over_https_and_prints_how_to_log_in(tmp_path):
+    config, port = _config(tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        "--config",
+        str(config),
+        "run",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        await _read_until(process.stdout, "Staff:", seen)
+        output = "".join(seen)
+        assert f"https://127.0.0.1:{port}/" in output
+        assert f"https://127.0.0.1:{port}/staff" in output
+        assert "one-time password" in output
+        assert "ca.crt" in output
+        ca = next(line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line)
+        context = ssl.create_default_context(cafile=ca)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(
+                        f"https://127.0.0.1:{port}/", ssl=context
+                    ) as response:
+                        assert response.status == 200
+                        assert "Strict-Transport-Security" in response.headers
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("control plane never answered over HTTPS")
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+
+
+async def test_unknown_config_key_stops_the_start_with_its_name(tmp_path):
+    path = tmp_path / "beeldbel.toml"
+    path.write_text("[server]\nprot = 1\n", encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        "--config",
+        str(path),
+        "run",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert b"server.prot" in err
