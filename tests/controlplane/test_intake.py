@@ -93,6 +93,27 @@ async def test_form_has_the_fields_the_browser_test_uses(sqlite_client):
     assert "error-summary" not in html
 
 
+@pytest.mark.parametrize(
+    ("lang", "days"),
+    [
+        ("nl", "Vandaag|Morgen|Maandag|Dinsdag|Woensdag|Donderdag|Vrijdag|Zaterdag"),
+        ("en", "Today|Tomorrow|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday"),
+    ],
+)
+async def test_slots_are_grouped_by_readable_days(sqlite_client, lang, days):
+    html = await (await sqlite_client.get(f"/?lang={lang}")).text()
+    groups = re.findall(r'<optgroup label="([^"]+)"', html)
+    assert len(groups) >= 6, "a week of opening days"
+    assert len(set(groups)) == len(groups)
+    for label in groups:
+        pattern = rf"(({days}),? )+\d{{1,2}} [A-Za-z]+"
+        assert re.fullmatch(pattern, label, re.IGNORECASE), label
+        assert label[0].isupper()
+    options = re.findall(r'<option value="\d{4}-[^"]+Z"[^>]*>([^<]+)<', html)
+    assert options
+    assert all(re.search(r"\d\d:\d\d (tot|to) \d\d:\d\d$", o) for o in options)
+
+
 async def test_a_submitted_form_is_stored_and_confirmed(client):
     """Happy path on both databases: E.164 phone, counted, published, logged."""
     app = client.server.app
