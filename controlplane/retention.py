@@ -1,10 +1,11 @@
 """Retention: personal data and old records are erased on a schedule.
 
-Personal data of a request (name, phone, e-mail, accessibility note, notes) is
-erased ``retention.personal_data_days`` after it closed; the row itself stays
-for statistics (state, channel, topic, times, outcome, accessibility codes).
-Audit entries go after ``retention.audit_days``, idempotency keys after a day,
-and expired staff sessions at once.
+Personal data of a request (name, phone, e-mail, accessibility note, notes, the
+citizen's free-text survey comment) is erased ``retention.personal_data_days``
+after it closed; the row itself stays for statistics (state, channel, topic,
+times, outcome, accessibility codes). Audit entries go after
+``retention.audit_days``, idempotency keys after a day, and expired staff
+sessions at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from controlplane.state import CONFIG, DB, METRICS
 from controlplane.storage.database import Database
 from controlplane.storage.schema import (
     audit_log,
+    call_records,
     callback_requests,
     idempotency_keys,
     request_notes,
@@ -46,13 +48,19 @@ async def purge(db: Database, config: Config, now: datetime | None = None) -> in
         callback_requests.c.closed_at < cutoff,
         callback_requests.c.state.in_([s.value for s in CLOSED_STATES]),
     )
+    expired_ids = sa.select(callback_requests.c.id).where(expired)
     async with db.write() as conn:
         await conn.execute(
-            sa.delete(request_notes).where(
-                request_notes.c.request_id.in_(
-                    sa.select(callback_requests.c.id).where(expired)
-                )
+            sa.delete(request_notes).where(request_notes.c.request_id.in_(expired_ids))
+        )
+        # the survey's free text may name people too
+        await conn.execute(
+            sa.update(call_records)
+            .where(
+                call_records.c.request_id.in_(expired_ids),
+                call_records.c.citizen_comment.is_not(None),
             )
+            .values(citizen_comment=None)
         )
         erased = await conn.execute(
             sa.update(callback_requests)

@@ -19,6 +19,7 @@ from controlplane.retention import purge
 from controlplane.storage.database import Database
 from controlplane.storage.schema import (
     audit_log,
+    call_records,
     callback_requests,
     idempotency_keys,
     request_notes,
@@ -69,6 +70,15 @@ async def _request(db: Database, name: str, closed_days_ago: float | None) -> in
         await audit.record(
             conn, "request_closed", request_id=created.id, outcome="reached"
         )
+        await conn.execute(
+            sa.insert(call_records).values(
+                request_id=created.id,
+                room_id=f"room-{created.id}",
+                started_at=NOW,
+                citizen_ease=5,
+                citizen_comment=f"{name} was erg geholpen",
+            )
+        )
     return created.id
 
 
@@ -113,6 +123,12 @@ async def test_personal_data_of_long_closed_requests_is_erased(db_url):
             assert rows[kept].phone == "+31612345678"
             assert rows[kept].purged_at is None
         assert await _notes(db) == {recent, still_open}
+        async with db.read() as conn:
+            surveys = (await conn.execute(sa.select(call_records))).all()
+        comments = {s.request_id: s.citizen_comment for s in surveys}
+        assert comments[old] is None
+        assert comments[recent] == "Net Gesloten was erg geholpen"
+        assert {s.citizen_ease for s in surveys} == {5}
         async with db.read() as conn:
             actions = (await conn.execute(sa.select(audit_log))).all()
         assert sum(a.action == "request_closed" for a in actions) == 3
