@@ -18,6 +18,7 @@ from controlplane import (
     jwks,
     retention,
     staff_auth,
+    survey,
 )
 from controlplane.csrf import csrf_middleware
 from controlplane.desk import Desk
@@ -73,6 +74,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
         retention,
         jwks,
         join_links,
+        survey,
     ):
         module.setup(app)
     return app
