@@ -25,6 +25,8 @@ from multidict import MultiDictProxy
 from common.config import WEEKDAYS, DeskConfig
 from controlplane.callbacks import (
     ACCESSIBILITY_NEEDS,
+    Created,
+    NewRequest,
     create_request,
     find_by_reference,
     find_by_submission,
@@ -62,7 +64,7 @@ Translate = Callable[..., str]
 
 
 def setup(app: web.Application) -> None:
-    """Register this module's routes and background tasks on ``app``."""
+    """Register the citizen pages on ``app``."""
     app.router.add_get("/", show_form, name="citizen_form")
     app.router.add_post("/", submit_form)
     app.router.add_get("/bevestiging/{token}", show_confirmation, name="confirmation")
@@ -90,8 +92,17 @@ async def submit_form(request: web.Request) -> web.Response:
         new = parse_request(fields, desk, source="web", now=datetime.now(UTC))
     except ValidationFailed as exc:
         return _form_page(request, fields, exc.details, submission_id, status=422)
+    created = await _store(request, new, f"web:{submission_id}")
+    token = confirmation_token(
+        request.app[SECRET_KEY], created.reference, datetime.now(UTC)
+    )
+    location = request.app.router["confirmation"].url_for(token=token)
+    return web.Response(status=303, headers={"Location": str(location)})
+
+
+async def _store(request: web.Request, new: NewRequest, key: str) -> Created:
+    """Store once per form; only a new request is rate limited, counted and told."""
     db = request.app[DB]
-    key = f"web:{submission_id}"
     if await find_by_submission(db, key) is None:
         limits = request.app[LIMITS]
         limits.intake_per_ip.hit(client_ip(request))
@@ -108,11 +119,7 @@ async def submit_form(request: web.Request) -> web.Response:
             topic=new.topic,
             source="web",
         )
-    token = confirmation_token(
-        request.app[SECRET_KEY], created.reference, datetime.now(UTC)
-    )
-    location = request.app.router["confirmation"].url_for(token=token)
-    return web.Response(status=303, headers={"Location": str(location)})
+    return created
 
 
 async def show_confirmation(request: web.Request) -> web.Response:
