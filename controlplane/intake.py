@@ -52,6 +52,7 @@ from controlplane.validation import FIELDS, FieldValue, parse_request
 log = structlog.get_logger()
 
 CONFIRMATION_TTL = timedelta(hours=1)
+EN_DASH = "\u2013"
 _SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{22,64}")
 #: Where each field's error links to: the id of its (first) control.
 ANCHORS = {
@@ -235,6 +236,7 @@ def _form_page(
             "errors": errors,
             "error_links": [(ANCHORS.get(f, f), errors[f]) for f in order],
             "slot_groups": _slot_groups(desk, t),
+            "opening_hours": _opening_hours(desk, t),
             "accessibility_needs": ACCESSIBILITY_NEEDS,
             "submission_id": submission_id,
         },
@@ -266,6 +268,26 @@ def _slot_groups(desk: DeskConfig, t: Translate) -> list[dict[str, Any]]:
             }
         )
     return groups
+
+
+def _opening_hours(desk: DeskConfig, t: Translate) -> str:
+    """``"maandag t/m vrijdag 08:00-20:00, zaterdag 09:00-17:00"``."""
+    runs: list[tuple[str, str, str]] = []  # first day, last day, hours
+    for day in WEEKDAYS:
+        hours = desk.opening_hours.get(day, "")
+        if runs and runs[-1][2] == hours and hours:
+            runs[-1] = (runs[-1][0], day, hours)
+        else:
+            runs.append((day, day, hours))
+    parts = []
+    for first, last, hours in runs:
+        if not hours:
+            continue
+        days = t(f"citizen_day_{first}")
+        if last != first:
+            days = t("citizen_days_range", first=days, last=t(f"citizen_day_{last}"))
+        parts.append(days + " " + hours.replace("-", EN_DASH))
+    return ", ".join(parts)
 
 
 def _day_label(day: date, today: date | None, t: Translate) -> str:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from aiohttp import FormData
 from structlog.testing import capture_logs
 
-from common.config import RetentionConfig, SecurityConfig
+from common.config import DeskConfig, RetentionConfig, SecurityConfig
 from controlplane.app import create_app
 from controlplane.intake import confirmation_token
 from controlplane.state import DB, METRICS, QUEUE_EVENTS, SECRET_KEY
@@ -112,6 +112,24 @@ async def test_slots_are_grouped_by_readable_days(sqlite_client, lang, days):
     options = re.findall(r'<option value="\d{4}-[^"]+Z"[^>]*>([^<]+)<', html)
     assert options
     assert all(re.search(r"\d\d:\d\d (tot|to) \d\d:\d\d$", o) for o in options)
+
+
+async def test_opening_hours_are_summed_up_for_asap(
+    aiohttp_client, make_config, sqlite_url
+):
+    hours = {
+        "mon": "08:00-17:00",
+        "tue": "08:00-17:00",
+        "wed": "",
+        "thu": "10:00-12:00",
+    }
+    desk = DeskConfig(opening_hours=hours)
+    client = await aiohttp_client(create_app(make_config(sqlite_url, desk=desk)))
+    html = await (await client.get("/")).text()
+    expected = "maandag t/m dinsdag 08:00\u201317:00, donderdag 10:00\u201312:00."
+    assert f"Binnen onze openingstijden: {expected}" in html
+    english = await (await client.get("/?lang=en")).text()
+    assert "Monday to Tuesday 08:00\u201317:00, Thursday 10:00\u201312:00." in english
 
 
 async def test_a_submitted_form_is_stored_and_confirmed(client):
