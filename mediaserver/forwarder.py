@@ -94,6 +94,16 @@ class StreamInfo:
     #: RTX payload type → the payload type it repairs.
     rtx_payload_types: dict[int, int]
     clock_rate: int
+    #: The publisher's m-line; its payload types change when the server re-offers.
+    mid: str | None = None
+
+    def add_payload_types(
+        self, payload_types: dict[int, str], rtx: dict[int, int]
+    ) -> None:
+        """Learn the payload types of a renegotiation, keeping the earlier ones for
+        packets still in flight (types are scoped per SSRC, so they cannot clash)."""
+        self.payload_types.update(payload_types)
+        self.rtx_payload_types.update(rtx)
 
 
 @dataclass(slots=True)
@@ -117,11 +127,9 @@ class OutboundLeg:
         self.kind = source.info.kind
         self.ssrc = info.ssrc
         self.rtx_ssrc = info.rtx_ssrc
-        self.payload_map = {
-            pt: info.payload_types[mime]
-            for pt, mime in source.info.payload_types.items()
-            if mime in info.payload_types
-        }
+        self.info = info
+        self.payload_map: dict[int, int] = {}
+        self.update_payload_map()
         self.rtx_payload_types = info.rtx_payload_types
         self.started = self.kind == "audio"
         self.seq_offset = 0
@@ -132,6 +140,14 @@ class OutboundLeg:
         self.packets = 0
         self.octets = 0
         self._sr_sent: dict[int, float] = {}
+
+    def update_payload_map(self) -> None:
+        """Publisher payload type → this leg's, by codec."""
+        self.payload_map = {
+            pt: self.info.payload_types[mime]
+            for pt, mime in self.source.info.payload_types.items()
+            if mime in self.info.payload_types
+        }
 
     def forward(self, data: bytes, header: rtp.RtpHeader, keyframe: bool) -> None:
         if not self.started:

@@ -26,7 +26,13 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from mediaserver.forwarder import ForwarderStats, LegInfo, PeerMedia, StreamInfo
+from mediaserver.forwarder import (
+    ForwarderStats,
+    InboundStream,
+    LegInfo,
+    PeerMedia,
+    StreamInfo,
+)
 from mediaserver.transport import (
     MediaTransport,
     dtls_transport,
@@ -99,6 +105,21 @@ def with_opus_fec(sdp: str) -> str:
     return sdp
 
 
+def without_header_extensions(sdp: str) -> str:
+    """Negotiate no RTP header extensions.
+
+    Forwarded packets carry none (their ids belong to the publisher's
+    negotiation), and aiortc's re-offers would reassign the ids a browser already
+    negotiated, which browsers refuse.
+    """
+    lines = sdp.split("\r\n")
+    return "\r\n".join(line for line in lines if not line.startswith("a=extmap"))
+
+
+def _local_sdp(sdp: str) -> str:
+    return without_header_extensions(with_opus_fec(sdp))
+
+
 class Peer:
     """The server end of one participant's peer connection."""
 
@@ -148,7 +169,7 @@ class Peer:
                 transceiver.direction = "recvonly"
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(
-            RTCSessionDescription(with_opus_fec(answer.sdp), "answer")
+            RTCSessionDescription(_local_sdp(answer.sdp), "answer")
         )
         return self.pc.localDescription.sdp, self._published_streams(offer)
 
@@ -173,6 +194,18 @@ class Peer:
             streams.append(_stream_info(media, negotiated_codecs(transceiver)))
         return streams
 
+    def refresh_payload_types(self, streams: list[InboundStream]) -> None:
+        """After a renegotiation: aiortc's re-offer renumbers the payload types of
+        the participant's own m-lines, and browsers follow the latest offer."""
+        for stream in streams:
+            transceiver = self._transceiver(stream.info.mid)
+            if transceiver is None:
+                continue
+            payload_types, rtx = _payload_types(negotiated_codecs(transceiver))
+            stream.info.add_payload_types(payload_types, rtx)
+            for leg in stream.legs:
+                leg.update_payload_map()
+
     def _transceiver(self, mid: str | None) -> RTCRtpTransceiver | None:
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid == mid:
@@ -188,7 +221,7 @@ class Peer:
     async def offer(self) -> str:
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(
-            RTCSessionDescription(with_opus_fec(offer.sdp), "offer")
+            RTCSessionDescription(_local_sdp(offer.sdp), "offer")
         )
         return self.pc.localDescription.sdp
 
@@ -221,23 +254,31 @@ def _stream_info(media: object, codecs: list[object]) -> StreamInfo:
     for group in getattr(media, "ssrc_group", []):
         if group.semantic == "FID" and len(group.items) == 2:
             primary, rtx_ssrc = int(group.items[0]), int(group.items[1])
-    payload_types: dict[int, str] = {}
-    rtx: dict[int, int] = {}
-    clock_rate = 90000
-    for codec in codecs:
-        mime = str(getattr(codec, "mimeType", "")).lower()
-        pt = int(getattr(codec, "payloadType", 0))
-        if mime.endswith("/rtx"):
-            rtx[pt] = int(getattr(codec, "parameters", {})["apt"])
-        else:
-            if not payload_types:
-                clock_rate = int(getattr(codec, "clockRate", 90000))
-            payload_types[pt] = mime
+    payload_types, rtx = _payload_types(codecs)
+    first = next((c for c in codecs if not _is_rtx(c)), None)
     return StreamInfo(
         kind=str(getattr(media, "kind", "")),
         ssrc=primary,
         rtx_ssrc=rtx_ssrc,
         payload_types=payload_types,
         rtx_payload_types=rtx,
-        clock_rate=clock_rate,
+        clock_rate=int(getattr(first, "clockRate", 90000)),
+        mid=getattr(getattr(media, "rtp", None), "muxId", None),
     )
+
+
+def _is_rtx(codec: object) -> bool:
+    return str(getattr(codec, "mimeType", "")).lower().endswith("/rtx")
+
+
+def _payload_types(codecs: list[object]) -> tuple[dict[int, str], dict[int, int]]:
+    """``({pt: mime}, {rtx pt: apt})`` of negotiated codecs."""
+    payload_types: dict[int, str] = {}
+    rtx: dict[int, int] = {}
+    for codec in codecs:
+        pt = int(getattr(codec, "payloadType", 0))
+        if _is_rtx(codec):
+            rtx[pt] = int(getattr(codec, "parameters", {})["apt"])
+        else:
+            payload_types[pt] = str(getattr(codec, "mimeType", "")).lower()
+    return payload_types, rtx

@@ -132,6 +132,7 @@ class Participant:
         # apply answer
         answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT)
         await self.peer.accept_answer(answer)
+        self.peer.refresh_payload_types(self.streams)
         # start legs of newly negotiated senders
         for subscription in self.subscriptions.values():
             if subscription.leg is None:

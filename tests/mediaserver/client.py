@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
@@ -43,6 +43,20 @@ async def wait_for(
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s: {message}")
+        await asyncio.sleep(interval)
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[object]],
+    timeout: float,  # noqa: ASYNC109 (a polling helper: the timeout is the point)
+    message: Callable[[], str],
+    interval: float = 0.1,
+) -> None:
+    """Like :func:`wait_for` for a predicate that must be awaited."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {message()}")
         await asyncio.sleep(interval)
 
 

@@ -1,0 +1,94 @@
+"""Two headless Chromium pages (fake camera) call each other through the SFU.
+
+Each page decodes the other's 640x480 video. The pages only talk to the SFU: the
+only remote ICE candidate either page ever sees is the SFU's one UDP port.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Page, async_playwright
+
+from mediaserver.app import MUX
+from tests.mediaserver.client import wait_until
+from tests.mediaserver.conftest import create_room
+
+EXAMPLE = Path(__file__).parents[2] / "web" / "example"
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+
+async def inbound(page: Page) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = await page.evaluate("window.beeldbel.inboundVideo()")
+    return result
+
+
+async def test_two_chromium_pages_decode_each_other(
+    server, token, aiohttp_server
+) -> None:
+    static = web.Application()
+    static.router.add_static("/", EXAMPLE)
+    pages_server = await aiohttp_server(static)
+    await create_room(server)
+    ws_url = str(server.make_url("/ws")).replace("http", "ws", 1)
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            pages = []
+            for role, sub in (("agent", "a1"), ("citizen", "c1")):
+                page = await browser.new_page()
+                page.on("pageerror", lambda e: print("pageerror:", e))
+                query = urlencode(
+                    {"ws": ws_url, "room": "r1", "token": token(role=role, sub=sub)}
+                )
+                await page.goto(f"{pages_server.make_url('/index.html')}?{query}")
+                pages.append(page)
+
+            stats: list[list[dict[str, Any]]] = []
+
+            async def both_decode_640x480() -> bool:
+                stats[:] = [await inbound(page) for page in pages]
+                return all(
+                    any(
+                        s["framesDecoded"] > 20
+                        and (s["frameWidth"], s["frameHeight"]) == (640, 480)
+                        for s in page_stats
+                    )
+                    for page_stats in stats
+                )
+
+            await wait_until(
+                both_decode_640x480, 30, lambda: f"both pages decode 640x480: {stats}"
+            )
+            decoded = [s["framesDecoded"] for s in stats[0]]
+
+            async def still_decoding() -> bool:
+                now = [s["framesDecoded"] for s in await inbound(pages[0])]
+                return bool(max(now) > max(decoded) + 10)
+
+            await wait_until(still_decoding, 10, lambda: "framesDecoded keeps growing")
+            # the pages never see each other's candidates: only the SFU's port
+            sfu = f"127.0.0.1:{server.app[MUX].port}"
+            for page in pages:
+                remote = await page.evaluate("window.beeldbel.candidatePairs()")
+                assert set(remote) == {sfu}
+        finally:
+            await browser.close()
