@@ -74,14 +74,20 @@ async def create_callback(request: web.Request) -> web.Response:
     payload = await _json_object(request)
     db = request.app[DB]
     print_ = idempotency.fingerprint("POST", f"{BASE}/callbacks", payload)
-    if idem is not None:
-        stored = await idempotency.replay(db, key.id, idem, print_)
-        if stored is not None:
-            return _replayed(stored)
-    new = _new_request(request, payload, key)
+    try:
+        new = _new_request(request, payload, key)
+    except ValidationFailed:
+        # a retry of a request that was valid then (a slot now past) replays
+        if idem is not None:
+            stored = await idempotency.replay(db, key.id, idem, print_)
+            if stored is not None:
+                return _replayed(stored)
+        raise
     submission = None
     if idem is not None:
-        await idempotency.reserve(db, key.id, idem, print_)
+        stored = await idempotency.reserve(db, key.id, idem, print_)
+        if stored is not None:
+            return _replayed(stored)
         submission = idempotency.submission_key(key.id, idem)
     created = await create_request(db, new, submission)
     body = json.dumps(representation(created.row))

@@ -4,7 +4,8 @@ A key is first reserved with the request's fingerprint (status 0), then the
 response is stored against it. A retry with the same body gets the stored
 response; with another body it is refused. A reservation left by a crash is
 taken over by the retry, which is safe because the request itself is created
-with a submission key derived from the idempotency key.
+with a submission key derived from the idempotency key. A refused (invalid)
+request reserves nothing, so the corrected request may use the same key.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def submission_key(api_key_id: int, key: str) -> str:
 async def replay(
     db: Database, api_key_id: int, key: str, print_: str
 ) -> StoredResponse | None:
-    """The stored response for ``key``; None when new or still in flight."""
+    """The stored response for ``key``; None when unknown or still in flight."""
     async with db.read() as conn:
         row = (await conn.execute(_select(api_key_id, key))).first()
     if row is None:
@@ -69,8 +70,14 @@ async def replay(
     return StoredResponse(row.status, row.body)
 
 
-async def reserve(db: Database, api_key_id: int, key: str, print_: str) -> None:
-    """Claim ``key`` for this request, or join an earlier claim with the same body."""
+async def reserve(
+    db: Database, api_key_id: int, key: str, print_: str
+) -> StoredResponse | None:
+    """Claim ``key`` for this request (None), or find it taken by the same body.
+
+    Returns the stored response when that earlier request has finished; None
+    when it is still in flight (or died), so this request carries on with it.
+    """
     try:
         async with db.write() as conn:
             await conn.execute(
@@ -84,9 +91,8 @@ async def reserve(db: Database, api_key_id: int, key: str, print_: str) -> None:
                 )
             )
     except IntegrityError:
-        async with db.read() as conn:
-            row = (await conn.execute(_select(api_key_id, key))).one()
-        _same_request(row.fingerprint, print_)
+        return await replay(db, api_key_id, key, print_)
+    return None
 
 
 async def store(

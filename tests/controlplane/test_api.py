@@ -134,6 +134,18 @@ async def test_same_idempotency_key_with_another_body_is_refused(client):
     assert await _count(client) == 1
 
 
+async def test_an_invalid_request_does_not_use_up_its_key(client):
+    key = await _key(client)
+    headers = _auth(key, **{"Idempotency-Key": "order-19"})
+    wrong = {**VALID, "phone": "12"}
+    first = await client.post("/api/v1/callbacks", json=wrong, headers=headers)
+    assert first.status == 422
+    fixed = await client.post("/api/v1/callbacks", json=VALID, headers=headers)
+    assert fixed.status == 201
+    assert "Idempotent-Replayed" not in fixed.headers
+    assert await _count(client) == 1
+
+
 async def test_concurrent_identical_requests_create_one(client):
     key = await _key(client)
     headers = _auth(key, **{"Idempotency-Key": "burst"})
