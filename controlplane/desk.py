@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.config import DeskConfig, Topic
 from controlplane.storage.database import Database
@@ -27,8 +29,18 @@ class Desk:
             rows = (await conn.execute(sa.select(desk_settings))).all()
         self.current = _apply(self.base, {row.key: row.value for row in rows})
 
-    async def update(self, db: Database, key: str, value: Any) -> DeskConfig:
-        """Validate and store one editable setting; raises ``ValueError`` if wrong."""
+    async def update(
+        self,
+        db: Database,
+        key: str,
+        value: Any,
+        *,
+        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> DeskConfig:
+        """Validate and store one editable setting; raises ``ValueError`` if wrong.
+
+        ``also`` runs in the same transaction (e.g. to write the audit entry).
+        """
         if key not in EDITABLE:
             raise ValueError(f"{key} cannot be changed here")
         candidate = _apply(self.current, {key: value})
@@ -45,6 +57,8 @@ class Desk:
                         key=key, value=value, updated_at=now
                     )
                 )
+            if also is not None:
+                await also(conn)
         self.current = candidate
         return candidate
 
