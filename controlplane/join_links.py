@@ -18,7 +18,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 import structlog
@@ -151,12 +151,13 @@ async def exchange(db: Database, token: str) -> tuple[str, LinkInfo]:
     if row is None:
         raise NotFound("join_link_unknown")
     if result.rowcount != 1:
-        _refuse(row, now)
+        _refuse(row)
     log.info("join_link_opened", room_id=row.room_id, role=row.role)
     return session, _info(row)
 
 
-def _refuse(row: Any, now: datetime) -> None:
+def _refuse(row: Any) -> NoReturn:
+    """Raise why a link that exists cannot be exchanged."""
     if row.voided_at is not None:
         raise LinkExpired("join_link_ended")
     if row.used_at is not None:
