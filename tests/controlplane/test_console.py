@@ -446,3 +446,53 @@ async def test_event_stream_ends_when_the_session_ends(sqlite_client):
     sqlite_client.server.app[QUEUE_EVENTS].publish()
     await asyncio.wait_for(read_event(response, "signed_out"), 5)
     assert await asyncio.wait_for(response.content.read(), 5) == b""
+
+
+async def test_event_stream_sends_heartbeats(sqlite_client, monkeypatch):
+    """An idle stream gets a comment now and then, so proxies keep it open."""
+    monkeypatch.setattr(console, "HEARTBEAT_SECONDS", 0.05)
+    await sign_in(sqlite_client)
+    response = await sqlite_client.get(
+        "/staff/queue/events", headers={"Accept": "text/event-stream"}
+    )
+
+    async def heartbeat() -> bool:
+        line = await asyncio.wait_for(response.content.readline(), 5)
+        assert line, "the event stream ended"
+        return line == b": heartbeat\n"
+
+    await wait_for(heartbeat, message="a heartbeat comment")
+    response.close()
+
+
+async def test_phone_line_entry_with_a_slot_and_english_labels(sqlite_client):
+    await sign_in(sqlite_client)
+    html = await (await sqlite_client.get("/staff/requests/new?lang=en")).text()
+    assert "Enter a request from the phone line" in html
+    slot = re.search(r'<option value="(\d{4}-[^"]+Z)"[^>]*>([^<]+)</option>', html)
+    submission = re.search(r'name="submission_id" value="([^"]+)"', html)
+    assert slot
+    assert submission
+    response = await sqlite_client.post(
+        "/staff/requests/new",
+        data={
+            "csrf_token": csrf_from(html),
+            "submission_id": submission.group(1),
+            "name": "Slot Person",
+            "phone": "0612345678",
+            "topic": "other",
+            "channel": "video",
+            "language": "en",
+            "preferred": "slot",
+            "slot": slot.group(1),
+            "accessibility": ["text_chat", "extra_time"],
+            "consent_phone": "yes",
+        },
+        allow_redirects=False,
+    )
+    assert response.status == 303, await response.text()
+    detail = await (await sqlite_client.get(response.headers["Location"])).text()
+    assert slot.group(2) in detail, "the slot is shown in the desk's local time"
+    assert "Text chat, Extra time" in detail
+    queue_page = await (await sqlite_client.get("/staff")).text()
+    assert "not due yet" in queue_page
