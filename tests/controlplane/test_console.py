@@ -457,7 +457,7 @@ async def test_event_stream_sends_heartbeats(sqlite_client, monkeypatch):
     )
 
     async def heartbeat() -> bool:
-        line = await asyncio.wait_for(response.content.readline(), 5)
+        line: bytes = await asyncio.wait_for(response.content.readline(), 5)
         assert line, "the event stream ended"
         return line == b": heartbeat\n"
 
