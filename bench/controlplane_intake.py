@@ -54,6 +54,8 @@ class Result:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    #: CPU seconds the control-plane process used while measured
+    server_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -70,8 +72,19 @@ class Result:
         return (
             f"{self.backend:<10} accepted {self.rate:8.1f} req/s   "
             f"p50 {self.percentile(50):7.1f} ms   p99 {self.percentile(99):7.1f} ms   "
+            f"server CPU {self.cpu_ms:5.2f} ms/req   "
             f"errors {errors}{f' ({kinds})' if kinds else ''}"
         )
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.server_cpu / max(len(self.latencies), 1) * 1000
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -143,7 +156,13 @@ async def _start(url: str, workdir: Path) -> tuple[asyncio.subprocess.Process, s
 
 
 async def _drive(
-    base: str, key: str, clients: int, seconds: float, backend: str
+    base: str,
+    key: str,
+    clients: int,
+    seconds: float,
+    backend: str,
+    pid: int,
+    idempotent: bool,
 ) -> Result:
     url = f"{base}/api/v1/callbacks"
     result = Result(backend, seconds)
@@ -153,10 +172,9 @@ async def _drive(
 
         async def client(measure_until: float) -> None:
             while (now := time.monotonic()) < measure_until:
-                headers = {
-                    "Authorization": f"Bearer {key}",
-                    "Idempotency-Key": uuid.uuid4().hex,
-                }
+                headers = {"Authorization": f"Bearer {key}"}
+                if idempotent:
+                    headers["Idempotency-Key"] = uuid.uuid4().hex
                 status: int | str
                 try:
                     async with session.post(url, json=BODY, headers=headers) as r:
@@ -173,13 +191,16 @@ async def _drive(
         await asyncio.gather(*(client(time.monotonic() + 1) for _ in range(clients)))
         result.latencies.clear()
         result.errors.clear()
-        started = time.monotonic()
+        started, cpu = time.monotonic(), _cpu_seconds(pid)
         await asyncio.gather(*(client(started + seconds) for _ in range(clients)))
         result.seconds = time.monotonic() - started
+        result.server_cpu = _cpu_seconds(pid) - cpu
     return result
 
 
-async def run_backend(backend: str, clients: int, seconds: float) -> Result:
+async def run_backend(
+    backend: str, clients: int, seconds: float, idempotent: bool
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="bb_bench_") as tmp:
         workdir = Path(tmp)
         pg_name = None
@@ -196,7 +217,9 @@ async def run_backend(backend: str, clients: int, seconds: float) -> Result:
             key = await create_api_key(db, "bench", ("callbacks:write",))
             await db.close()
             process, base = await _start(url, workdir)
-            return await _drive(base, key, clients, seconds, backend)
+            return await _drive(
+                base, key, clients, seconds, backend, process.pid, idempotent
+            )
         finally:
             if process is not None and process.returncode is None:
                 process.terminate()
@@ -212,15 +235,24 @@ async def main() -> None:
     parser.add_argument(
         "--backend", choices=("sqlite", "postgresql", "both"), default="both"
     )
+    parser.add_argument(
+        "--no-idempotency-key",
+        action="store_true",
+        help="post without Idempotency-Key (to see what it costs)",
+    )
     args = parser.parse_args()
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     print(
-        f"POST /api/v1/callbacks with Idempotency-Key, {args.clients} clients, "
+        f"POST /api/v1/callbacks "
+        f"{'without' if args.no_idempotency_key else 'with'} Idempotency-Key, "
+        f"{args.clients} clients, "
         f"{args.seconds:g} s per backend, {os.cpu_count()} CPUs"
     )
     results = {}
     for backend in backends:
-        results[backend] = await run_backend(backend, args.clients, args.seconds)
+        results[backend] = await run_backend(
+            backend, args.clients, args.seconds, not args.no_idempotency_key
+        )
         print(results[backend].line(), flush=True)
     if len(results) == 2:
         ratio = results["postgresql"].rate / max(results["sqlite"].rate, 1e-9)
