@@ -601,3 +601,33 @@ def test_staff_user_is_frozen():
     user = auth.StaffUser(1, "x.y", "agent")
     with pytest.raises(dataclasses.FrozenInstanceError):
         user.role = "admin"  # type: ignore[misc]
+
+
+async def test_login_attempts_are_rate_limited_per_address(
+    aiohttp_client, make_config, sqlite_url
+):
+    config = make_config(sqlite_url, security=SecurityConfig(login_per_ip_per_minute=2))
+    client = await aiohttp_client(create_app(config))
+    for _ in range(2):
+        assert (
+            await submit_password(client, "some.one", "wrong password")
+        ).status == 401
+    response = await submit_password(client, "some.one", "wrong password")
+    assert response.status == 429
+    assert "Retry-After" in response.headers
+    assert (
+        client.server.app[METRICS].rate_limited.labels("login_per_ip")._value.get() == 1
+    )
+
+
+async def test_sign_in_pages_in_english(sqlite_client):
+    client = sqlite_client
+    page = await (await client.get("/staff/login?lang=en")).text()
+    assert '<html lang="en">' in page
+    assert "Staff log in" in page
+    username = await create(client, "agent", "english.user")
+    await submit_password(client, username)
+    mfa = await (await client.get("/staff/mfa?lang=en")).text()
+    assert "Enter your verification code" in mfa
+    assert 'autocomplete="one-time-code"' in mfa
+    assert 'id="totp-submit"' in mfa
