@@ -10,7 +10,7 @@ or an audit entry; free-text notes live in ``request_notes`` only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,32 +114,13 @@ class Request:
     @classmethod
     def from_row(cls, row: Any) -> Request:
         m = row._mapping
-        return cls(
-            id=m["id"],
-            reference=m["reference"],
+        values = {f.name: m[f.name] for f in fields(cls) if f.name in m}
+        values.update(
             state=State(m["state"]),
-            channel=m["channel"],
-            topic=m["topic"],
-            language=m["language"],
-            source=m["source"],
-            name=m["name"],
-            phone=m["phone"],
-            email=m["email"],
             accessibility=tuple(m["accessibility"] or ()),
-            accessibility_note=m["accessibility_note"],
-            preferred=m["preferred"],
-            slot_start=m["slot_start"],
-            due_at=m["due_at"],
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
-            claimed_by=m["claimed_by"],
             claimed_by_username=m["claimer"],
-            claimed_at=m["claimed_at"],
-            attempts=m["attempts"],
-            first_attempt_at=m["first_attempt_at"],
-            outcome=m["outcome"],
-            closed_at=m["closed_at"],
         )
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +257,19 @@ async def _refuse(
     raise Conflict("console_conflict_state")
 
 
+async def _audit(
+    conn: AsyncConnection, action: str, actor: Actor, request_id: int, **details: Any
+) -> None:
+    await audit.record(
+        conn,
+        action,
+        user_id=actor.id,
+        username=actor.username,
+        request_id=request_id,
+        **details,
+    )
+
+
 def _logged(event: str, request: Request, actor: Actor, **fields: Any) -> None:
     log.info(
         event,
@@ -308,12 +302,11 @@ async def claim(
             if not current.is_open:
                 raise Conflict("console_conflict_closed")
             raise Conflict("console_conflict_taken")
-        await audit.record(
+        await _audit(
             conn,
             "request_claimed",
-            user_id=actor.id,
-            username=actor.username,
-            request_id=request_id,
+            actor,
+            request_id,
         )
         request = await _load(conn, request_id)
     _logged("request_claimed", request, actor)
@@ -339,12 +332,11 @@ async def release(
                 "updated_at": now,
             },
         )
-        await audit.record(
+        await _audit(
             conn,
             "claim_released",
-            user_id=actor.id,
-            username=actor.username,
-            request_id=request_id,
+            actor,
+            request_id,
             from_user_id=before.claimed_by,
         )
     _logged("claim_released", request, actor)
@@ -374,12 +366,11 @@ async def start_attempt(
                 "updated_at": now,
             },
         )
-        await audit.record(
+        await _audit(
             conn,
             "call_started",
-            user_id=actor.id,
-            username=actor.username,
-            request_id=request_id,
+            actor,
+            request_id,
             attempt=request.attempts,
             channel=request.channel,
         )
@@ -390,43 +381,58 @@ async def start_attempt(
     return request
 
 
+async def _close_in(
+    conn: AsyncConnection,
+    request_id: int,
+    actor: Actor,
+    state: State,
+    outcome: str,
+    from_states: Sequence[State],
+    now: datetime,
+) -> Request:
+    """Close the request in the caller's transaction (see :func:`_counted`)."""
+    request = await _transition(
+        conn,
+        request_id,
+        actor,
+        from_states,
+        {"state": state.value, "outcome": outcome, "closed_at": now, "updated_at": now},
+    )
+    await _audit(
+        conn,
+        "request_closed",
+        actor,
+        request_id,
+        state=state.value,
+        outcome=outcome,
+        attempts=request.attempts,
+    )
+    return request
+
+
+def _counted(metrics: Metrics, request: Request, actor: Actor) -> Request:
+    """Count and log a request that was closed and committed."""
+    outcome = request.outcome or request.state.value
+    metrics.outcomes.labels(request.state.value, outcome).inc()
+    _logged("request_closed", request, actor, outcome=outcome)
+    return request
+
+
 async def _close(
     db: Database,
     metrics: Metrics,
     request_id: int,
     actor: Actor,
-    *,
     state: State,
     outcome: str,
     from_states: Sequence[State],
     now: datetime,
 ) -> Request:
     async with db.write() as conn:
-        request = await _transition(
-            conn,
-            request_id,
-            actor,
-            from_states,
-            {
-                "state": state.value,
-                "outcome": outcome,
-                "closed_at": now,
-                "updated_at": now,
-            },
+        request = await _close_in(
+            conn, request_id, actor, state, outcome, from_states, now
         )
-        await audit.record(
-            conn,
-            "request_closed",
-            user_id=actor.id,
-            username=actor.username,
-            request_id=request_id,
-            state=state.value,
-            outcome=outcome,
-            attempts=request.attempts,
-        )
-    metrics.outcomes.labels(state.value, outcome).inc()
-    _logged("request_closed", request, actor, outcome=outcome)
-    return request
+    return _counted(metrics, request, actor)
 
 
 async def complete(
@@ -448,10 +454,10 @@ async def complete(
         metrics,
         request_id,
         actor,
-        state=State.COMPLETED,
-        outcome=outcome,
-        from_states=(State.CALLING,),
-        now=_now(now),
+        State.COMPLETED,
+        outcome,
+        (State.CALLING,),
+        _now(now),
     )
 
 
@@ -474,10 +480,10 @@ async def cancel(
         metrics,
         request_id,
         actor,
-        state=State.CANCELLED,
-        outcome=reason,
-        from_states=_CLAIMED_OR_CALLING,
-        now=_now(now),
+        State.CANCELLED,
+        reason,
+        _CLAIMED_OR_CALLING,
+        _now(now),
     )
 
 
@@ -496,9 +502,16 @@ async def no_answer(
     async with db.write() as conn:
         current = await _load(conn, request_id)
         if current.attempts >= desk.max_attempts:
-            closing = True
+            request = await _close_in(
+                conn,
+                request_id,
+                actor,
+                State.NO_ANSWER,
+                State.NO_ANSWER.value,
+                (State.CALLING,),
+                now,
+            )
         else:
-            closing = False
             request = await _transition(
                 conn,
                 request_id,
@@ -512,26 +525,16 @@ async def no_answer(
                     "updated_at": now,
                 },
             )
-            await audit.record(
+            await _audit(
                 conn,
                 "retry_scheduled",
-                user_id=actor.id,
-                username=actor.username,
-                request_id=request_id,
+                actor,
+                request_id,
                 attempts=request.attempts,
                 retry_in_minutes=desk.retry_delay_minutes,
             )
-    if closing:
-        return await _close(
-            db,
-            metrics,
-            request_id,
-            actor,
-            state=State.NO_ANSWER,
-            outcome=State.NO_ANSWER.value,
-            from_states=(State.CALLING,),
-            now=now,
-        )
+    if not request.is_open:
+        return _counted(metrics, request, actor)
     _logged("retry_scheduled", request, actor, attempts=request.attempts)
     return request
 
@@ -570,12 +573,11 @@ async def switch_channel(
             _CLAIMED_OR_CALLING,
             {"channel": channel, "updated_at": now},
         )
-        await audit.record(
+        await _audit(
             conn,
             "channel_switched",
-            user_id=actor.id,
-            username=actor.username,
-            request_id=request_id,
+            actor,
+            request_id,
             from_channel=before.channel,
             to_channel=channel,
             reason=reason,
@@ -633,12 +635,11 @@ async def add_note(
                 sa.update(_req).where(_req.c.id == request_id).values(updated_at=now)
             )
         await _insert_note(conn, request_id, actor, text, now)
-        await audit.record(
+        await _audit(
             conn,
             "note_added",
-            user_id=actor.id,
-            username=actor.username,
-            request_id=request_id,
+            actor,
+            request_id,
         )
     _logged("note_added", request, actor)
     return request
@@ -676,12 +677,11 @@ async def reassign(
             _CLAIMED_OR_CALLING,
             {"claimed_by": to_user_id, "claimed_at": now, "updated_at": now},
         )
-        await audit.record(
+        await _audit(
             conn,
             "request_reassigned",
-            user_id=actor.id,
-            username=actor.username,
-            request_id=request_id,
+            actor,
+            request_id,
             from_user_id=before.claimed_by,
             to_user_id=to_user_id,
         )
@@ -720,12 +720,11 @@ async def release_stale(
             updated_at=now,
         )
         for rid, holder in released:
-            await audit.record(
+            await _audit(
                 conn,
                 "stale_claim_released",
-                user_id=actor.id,
-                username=actor.username,
-                request_id=rid,
+                actor,
+                rid,
                 from_user_id=holder,
                 stale_after_minutes=desk.stale_claim_minutes,
             )
