@@ -21,6 +21,7 @@ import aiohttp_jinja2
 import sqlalchemy as sa
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from controlplane import auth, callbacks, queue, validation
 from controlplane.callbacks import ACCESSIBILITY_NEEDS, CHANNELS, OPEN_STATES, State
@@ -227,7 +228,7 @@ async def queue_page(request: web.Request) -> web.Response:
             "states": [s.value for s in OPEN_STATES],
             "notice": notice,
             "released_count": int(released) if released.isdigit() else None,
-            "events_url": request.rel_url.with_path("/staff/queue/events"),
+            "events_url": URL("/staff/queue/events").with_query(request.query),
         },
     )
 
@@ -278,27 +279,43 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):
-        async with request.app[QUEUE_EVENTS].subscribe() as inbox:
-            kind: str | None = "changed"
-            while kind != _SHUTDOWN:
-                if not await _session_alive(request, session.id_hash):
-                    await response.write(_event("signed_out", {}))
-                    break
-                if kind is None:
-                    await response.write(b": heartbeat\n\n")
-                else:
-                    while not inbox.empty():
-                        kind = _SHUTDOWN if inbox.get_nowait() == _SHUTDOWN else kind
-                    html, references = await _rows_html(request, user, where)
-                    await response.write(
-                        _event("rows", {"html": html, "references": references})
-                    )
-                try:
-                    kind = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
-                except TimeoutError:
-                    kind = None
+    try:
+        with contextlib.suppress(ConnectionResetError):  # the console went away
+            await _follow_queue(request, response, user, where, session.id_hash)
+    except Exception:
+        log.exception("queue_stream_failed")
     return response
+
+
+async def _follow_queue(
+    request: web.Request,
+    response: web.StreamResponse,
+    user: auth.StaffUser,
+    where: QueueFilter,
+    session_id_hash: str,
+) -> None:
+    async with request.app[QUEUE_EVENTS].subscribe() as inbox:
+        changed = True
+        while True:
+            if not await _session_alive(request, session_id_hash):
+                await response.write(_event("signed_out", {}))
+                return
+            if changed:
+                html, references = await _rows_html(request, user, where)
+                await response.write(
+                    _event("rows", {"html": html, "references": references})
+                )
+            else:
+                await response.write(b": heartbeat\n\n")
+            try:
+                notices = [await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)]
+            except TimeoutError:
+                notices = []
+            while not inbox.empty():
+                notices.append(inbox.get_nowait())
+            if _SHUTDOWN in notices:
+                return
+            changed = bool(notices)
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -358,7 +375,9 @@ async def request_page(request: web.Request) -> web.Response:
     return render(request, "staff/console/request.html", context)
 
 
-def _action_handler(action: Action, role: str) -> Callable[..., Any]:
+def _action_handler(
+    action: Action, role: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A POST handler: check the role, run ``action``, tell the consoles, redirect
     (to the request unless ``action`` names another page). Wrong form values
     re-render the request page with the errors (422)."""

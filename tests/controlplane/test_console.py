@@ -132,6 +132,7 @@ async def test_filters_narrow_the_queue_and_refuse_unknown_values(sqlite_client)
     _, video = await make_request(sqlite_client)
     rid, phone = await make_request(sqlite_client, channel="phone")
     html = await (await sqlite_client.get("/staff?channel=phone")).text()
+    assert 'data-events="/staff/queue/events?channel=phone"' in html
     assert phone in html
     assert video not in html
     await queue.claim(sqlite_client.server.app[DB], rid, Actor(agent.id, "x", "agent"))
