@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from common.config import SecurityConfig
-from controlplane.apikeys import create_api_key, list_api_keys, revoke_api_key
+from controlplane.apikeys import (
+    authenticate,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
 from controlplane.app import create_app
+from controlplane.errors import Unauthorized
 from controlplane.state import DB
+from controlplane.storage.database import Database
 from controlplane.storage.schema import api_keys, audit_log, callback_requests
 
+ROOT = Path(__file__).resolve().parents[2]
 VALID = {
     "name": "Jan de Vries",
     "phone": "06-12345678",
@@ -343,3 +353,46 @@ async def test_unknown_scope_is_refused(sqlite_url, make_config, aiohttp_client)
         await create_api_key(client.server.app[DB], "x", ("callbacks:delete",))
     with pytest.raises(ValueError, match="scope"):
         await create_api_key(client.server.app[DB], "x", ())
+
+
+async def _cli(toml: Path, *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        "--config",
+        str(toml),
+        "admin",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_admin_commands_manage_keys(tmp_path):
+    """``beeldbel admin apikey-create/-list/-revoke`` as real processes."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'keys.sqlite3'}"
+    toml = tmp_path / "beeldbel.toml"
+    toml.write_text(f'[database]\nurl = "{url}"\n')
+    code, out = await _cli(toml, "apikey-create", "crm", "--scope", "callbacks:read")
+    assert code == 0, out
+    key = out.split()[-1]
+    prefix = key.split("_")[1]
+    code, out = await _cli(toml, "apikey-list")
+    assert f"{prefix}\tcrm\tcallbacks:read\tactive" in out
+    assert key.split("_", 2)[2] not in out
+    db = Database(url)
+    try:
+        assert (await authenticate(db, f"Bearer {key}")).scopes == ("callbacks:read",)
+        code, out = await _cli(toml, "apikey-revoke", prefix)
+        assert code == 0, out
+        with pytest.raises(Unauthorized):
+            await authenticate(db, f"Bearer {key}")
+    finally:
+        await db.close()
+    code, out = await _cli(toml, "apikey-revoke", prefix)
+    assert code == 1
