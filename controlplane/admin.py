@@ -42,6 +42,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post(user_path + "/role", change_role)
     app.router.add_post(user_path + "/active", change_active)
     app.router.add_post(user_path + "/reset", reset_user)
+    app.router.add_post(user_path + "/unlock", unlock_user)
     app.router.add_get("/staff/admin/topics", topics_page)
     app.router.add_post("/staff/admin/topics", save_topics)
     app.router.add_get("/staff/admin/hours", hours_page)
@@ -183,6 +184,13 @@ async def reset_user(request: web.Request) -> web.Response:
     password = await users.reset_user(request.app[DB], user["username"], actor=actor)
     log.info("staff_user_reset", user_id=actor.id, target_id=user["id"])
     return _one_time_password(request, user["username"], password, created=False)
+
+
+async def unlock_user(request: web.Request) -> web.Response:
+    actor = await require_staff(request, "admin")
+    user = await _find_user(request)
+    await users.unlock_user(request.app[DB], user["username"], actor=actor)
+    return _see_other(f"/staff/admin/users/{user['username']}?done=unlocked")
 
 
 # topics

@@ -182,9 +182,25 @@ async def set_active(
         await _record(conn, action, actor, target=username)
 
 
+async def unlock_user(
+    db: Database, username: str, *, actor: StaffUser | None = None
+) -> None:
+    """End a lock after failed logins, keeping password and second factor."""
+    async with db.write() as conn:
+        user_id = await _user_id(conn, username)
+        if user_id is None:
+            raise UserError(f"no user {username!r}", key="admin_error_no_user")
+        await conn.execute(
+            sa.update(users)
+            .where(users.c.id == user_id)
+            .values(failed_logins=0, locked_until=None)
+        )
+        await _record(conn, "user_unlocked", actor, target=username)
+
+
 async def list_users(db: Database) -> list[dict[str, Any]]:
     """Every account by username: id, username, role, active, locked_until,
-    must_change_password, totp_confirmed, created_at."""
+    locked (now), must_change_password, totp_confirmed, created_at."""
     async with db.read() as conn:
         rows = (
             await conn.execute(
@@ -200,14 +216,14 @@ async def list_users(db: Database) -> list[dict[str, Any]]:
                 ).order_by(users.c.username)
             )
         ).all()
-    return [dict(row._mapping) for row in rows]
-
-
-async def get_user(db: Database, user_id: int) -> dict[str, Any] | None:
-    for user in await list_users(db):
-        if user["id"] == user_id:
-            return user
-    return None
+    now = datetime.now(UTC)
+    return [
+        {
+            **row._mapping,
+            "locked": row.locked_until is not None and row.locked_until > now,
+        }
+        for row in rows
+    ]
 
 
 async def bootstrap_admin(db: Database) -> str | None:

@@ -355,3 +355,36 @@ async def test_audit_log_viewer_filters_and_pages(client):
     assert "Oudere regels" not in page2
     junk = await client.get("/staff/admin/audit?page=abc&action=" + "x" * 500)
     assert junk.status == 200
+
+
+async def test_admin_sees_and_lifts_a_lock(sqlite_client):
+    client = sqlite_client
+    await create(client, "agent", "locked.out")
+    async with _db(client).write() as conn:
+        await conn.execute(
+            sa.update(users)
+            .where(users.c.username == "locked.out")
+            .values(
+                failed_logins=5, locked_until=datetime.now(UTC) + timedelta(minutes=8)
+            )
+        )
+    await sign_in(client, "admin")
+    assert "Tijdelijk geblokkeerd" in await (await client.get("/staff/admin")).text()
+    page = "/staff/admin/users/locked.out"
+    response = await _post(client, page, page + "/unlock", {})
+    assert response.status == 303
+    assert (
+        "De blokkade is opgeheven."
+        in await (await client.get(response.headers["Location"])).text()
+    )
+    async with _db(client).read() as conn:
+        row = (
+            await conn.execute(sa.select(users).where(users.c.username == "locked.out"))
+        ).one()
+    assert row.failed_logins == 0
+    assert row.locked_until is None
+    assert (await _audit(client, "user_unlocked"))[0].details == {
+        "target": "locked.out"
+    }
+    client.session.cookie_jar.clear()
+    assert (await submit_password(client, "locked.out")).status == 303
