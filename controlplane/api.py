@@ -348,6 +348,7 @@ async def _add_www_authenticate(
     request: web.Request, response: web.StreamResponse
 ) -> None:
     if response.status == 401 and request.path.startswith(f"{BASE}/"):
-        response.headers.setdefault(
-            "WWW-Authenticate", 'Bearer realm="beeldbel", error="invalid_token"'
-        )
+        challenge = 'Bearer realm="beeldbel"'
+        if "Authorization" in request.headers:
+            challenge += ', error="invalid_token"'
+        response.headers.setdefault("WWW-Authenticate", challenge)

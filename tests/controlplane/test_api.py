@@ -97,7 +97,9 @@ async def test_missing_wrong_and_revoked_keys_are_401(client):
     ):
         response = await client.post("/api/v1/callbacks", json=VALID, headers=headers)
         assert response.status == 401, headers
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        challenge = response.headers["WWW-Authenticate"]
+        assert challenge.startswith('Bearer realm="beeldbel"')
+        assert ("invalid_token" in challenge) == bool(headers)
         assert (await response.json())["error"]["code"] == "unauthorized"
     assert await _count(client) == 0
 

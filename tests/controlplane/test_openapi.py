@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
@@ -113,8 +114,6 @@ def test_api_conforms_to_its_document(case: Any, server: _Server) -> None:
 
 
 def test_document_is_served_without_a_key(server: _Server) -> None:
-    import requests
-
     response = requests.get(f"{server.base_url}/api/v1/openapi.json", timeout=10)
     assert response.status_code == 200
     assert response.json() == document()
