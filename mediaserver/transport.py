@@ -71,6 +71,9 @@ class MediaTransport:
         self._rx: SrtpSession | None = None
         self._tx: SrtpSession | None = None
         self._original_data_received: Callable[[bytes, int], None] | None = None
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._remote: Any = None
+        self._route: Callable[[Any, DatagramHandler | None], None] | None = None
         self.bytes_sent = 0
         self.packets_sent = 0
 
@@ -96,9 +99,20 @@ class MediaTransport:
 
         self._connection.data_received = data_received
         dtls._send_rtp = _muted_send_rtp  # type: ignore[method-assign]
+        pair = self._connection._nominated.get(1)
+        if pair is not None:
+            self._sendto = pair.protocol.transport.sendto
+            self._remote = pair.remote_addr
+            # on the shared port, skip aioice's STUN parsing of every datagram
+            self._route = getattr(pair.protocol.transport, "route_media", None)
+            if self._route is not None:
+                self._route(self._remote, handle)
 
     def stop(self) -> None:
         self._tx = None
+        if self._route is not None:
+            self._route(self._remote, None)
+            self._route = None
         if self._original_data_received is not None:
             self._connection.data_received = self._original_data_received
             self._original_data_received = None
@@ -124,13 +138,8 @@ class MediaTransport:
             self._send(self._tx.protect_rtcp(packet))
 
     def _send(self, datagram: bytes) -> None:
-        pair = self._connection._nominated.get(1)
-        if pair is None:
+        if self._sendto is None:
             return
-        pair.protocol.transport.sendto(datagram, pair.remote_addr)
+        self._sendto(datagram, self._remote)
         self.bytes_sent += len(datagram)
         self.packets_sent += 1
-
-
-def is_connected(pc: RTCPeerConnection) -> bool:
-    return pc.connectionState == "connected"

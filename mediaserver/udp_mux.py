@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 import structlog
@@ -39,6 +40,12 @@ class _MuxedTransport(asyncio.DatagramTransport):
         if not self._closed:
             self._mux.sendto(data, addr)
 
+    def route_media(
+        self, addr: Address, handle: Callable[[bytes], None] | None
+    ) -> None:
+        """SRTP/SRTCP from ``addr`` goes straight to ``handle`` (None: stop)."""
+        self._mux.route_media(addr, handle)
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "sockname":
             return (self._mux.advertised_address, self._mux.port)
@@ -63,7 +70,10 @@ class UdpMux(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._by_address: dict[Address, StunProtocol] = {}
         self._by_ufrag: dict[str, StunProtocol] = {}
+        self._media: dict[Address, Callable[[bytes], None]] = {}
+        self._sock: socket.socket | None = None
         self.unknown_datagrams = 0
+        self.send_errors = 0
 
     async def bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -74,12 +84,16 @@ class UdpMux(asyncio.DatagramProtocol):
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+            self._sock = socket.socket(fileno=sock.fileno())
         self.port = transport.get_extra_info("sockname")[1]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def close(self) -> None:
+        if self._sock is not None:
+            self._sock.detach()
+            self._sock = None
         if self._transport is not None:
             self._transport.close()
 
@@ -88,10 +102,33 @@ class UdpMux(asyncio.DatagramProtocol):
         return len(self._by_ufrag)
 
     def sendto(self, data: bytes, addr: Address) -> None:
+        """Send now on the socket; asyncio's buffering only when it would block."""
+        if self._sock is not None:
+            try:
+                self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self.send_errors += 1
+                return
         if self._transport is not None:
             self._transport.sendto(data, addr)
 
+    def route_media(
+        self, addr: Address, handle: Callable[[bytes], None] | None
+    ) -> None:
+        if handle is None:
+            self._media.pop(addr, None)
+        else:
+            self._media[addr] = handle
+
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if 127 < data[0] < 192:
+            handle = self._media.get(addr)
+            if handle is not None:
+                handle(data)
+                return
         protocol = self._by_address.get(addr)
         if protocol is None:
             protocol = self._match_new_address(data)
@@ -116,6 +153,7 @@ class UdpMux(asyncio.DatagramProtocol):
             del self._by_ufrag[ufrag]
         for addr in [a for a, p in self._by_address.items() if p is protocol]:
             del self._by_address[addr]
+            self._media.pop(addr, None)
 
     def adopt(self, connection: Any) -> None:
         """Make an aioice ``Connection`` gather one host candidate: this port."""
