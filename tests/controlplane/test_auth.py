@@ -11,6 +11,7 @@ from typing import Any
 import pyotp
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -406,10 +407,10 @@ async def test_a_pending_session_is_not_signed_in(sqlite_client):
 
 
 async def test_cookie_attributes_on_https(
-    aiohttp_client, make_config, db_url, tmp_path
+    aiohttp_client, make_config, sqlite_url, tmp_path
 ):
     config = make_config(
-        db_url,
+        sqlite_url,
         server=ServerConfig(
             public_url="https://127.0.0.1", data_dir=str(tmp_path / "d")
         ),
@@ -631,3 +632,16 @@ async def test_sign_in_pages_in_english(sqlite_client):
     assert "Enter your verification code" in mfa
     assert 'autocomplete="one-time-code"' in mfa
     assert 'id="totp-submit"' in mfa
+
+
+async def test_old_password_hashes_are_upgraded_at_login(sqlite_client):
+    """A hash made with other argon2 parameters is replaced after a good login."""
+    client = sqlite_client
+    username = await create(client, "agent", "old.hash")
+    old = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1).hash(PASSWORD)
+    await _update_user(client, username, password_hash=old)
+    assert (await submit_password(client, username)).status == 303
+    upgraded = (await _user(client, username)).password_hash
+    assert upgraded != old
+    assert "m=47104,t=1,p=1" in upgraded
+    assert (await auth.verify_password(upgraded, PASSWORD))[0]
