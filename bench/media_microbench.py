@@ -1,0 +1,88 @@
+"""CPU cost of the short media path alone: SRTP unprotect → route → rewrite →
+SRTP protect → send, with real libsrtp sessions and no network or event loop.
+
+    .venv/bin/python -m bench.media_microbench
+
+Prints µs per forwarded packet for 1, 2 and 4 subscribers of one publisher.
+The socket calls are replaced by a counter, so this is the floor the full
+server (see bench/media_bench.py) adds its event-loop and kernel costs to.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+from pylibsrtp import Policy, Session
+
+from mediaserver.forwarder import ForwarderStats, LegInfo, PeerMedia, StreamInfo
+from mediaserver.transport import MediaTransport
+
+SSRC = 0x11223344
+PACKETS = 20000
+
+
+def session(key: bytes, direction: int) -> Session:
+    return Session(Policy(key=key, ssrc_type=direction))
+
+
+def vp8_packets(count: int) -> list[bytes]:
+    """Plain RTP: VP8 descriptor + ~1100 bytes, keyframe start first."""
+    packets = []
+    body = os.urandom(1100)
+    for i in range(count):
+        descriptor = bytes([0x90, 0x80, 0x80 | (i >> 8) & 0x7F, i & 0xFF])
+        vp8 = bytes([0x00 if i == 0 else 0x01])
+        header = struct.pack("!BBHII", 0x80, 96, i & 0xFFFF, 3000 * (i // 3), SSRC)
+        packets.append(header + descriptor + vp8 + body)
+    return packets
+
+
+class CountingTransport(MediaTransport):
+    def __init__(self, rx: Session | None, tx: Session | None) -> None:
+        super().__init__()
+        self._rx = rx
+        self._tx = tx
+        self.sent = 0
+
+        def sendto(data: bytes, addr: object) -> None:
+            self.sent += 1
+
+        self._sendto = sendto
+
+
+def run(subscribers: int) -> float:
+    client_key = os.urandom(30)
+    stats = ForwarderStats()
+    publisher = PeerMedia(
+        CountingTransport(session(client_key, Policy.SSRC_ANY_INBOUND), None), stats
+    )
+    publisher.forwarding = True
+    stream = publisher.add_stream(
+        StreamInfo("video", SSRC, None, {96: "video/vp8"}, {}, 90000)
+    )
+    subs = []
+    for n in range(subscribers):
+        tx = session(os.urandom(30), Policy.SSRC_ANY_OUTBOUND)
+        sub = PeerMedia(CountingTransport(None, tx), stats)
+        sub.add_leg(stream, LegInfo(1000 + n, 2000 + n, {"video/vp8": 97}, {97: 98}))
+        subs.append(sub)
+    client = session(client_key, Policy.SSRC_ANY_OUTBOUND)
+    datagrams = [client.protect(p) for p in vp8_packets(PACKETS)]
+    start = time.process_time()
+    for datagram in datagrams:
+        publisher.handle_datagram(datagram)
+    elapsed = time.process_time() - start
+    forwarded = sum(s.transport.sent for s in subs)  # type: ignore[attr-defined]
+    assert forwarded == PACKETS * subscribers, (forwarded, stats.dropped)
+    return elapsed / forwarded * 1e6
+
+
+def main() -> None:
+    for subscribers in (1, 2, 4):
+        print(f"subscribers={subscribers}  {run(subscribers):6.2f} µs per forwarded packet")
+
+
+if __name__ == "__main__":
+    main()
