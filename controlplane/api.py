@@ -7,6 +7,7 @@ is a 4xx with ``{"error": {"code", "message", "details"?}}``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane import apikeys, audit, idempotency
 from controlplane.apikeys import ApiKey
@@ -292,11 +294,7 @@ def _new_request(
         raise ValidationFailed(
             f"invalid field {sorted(errors)[0]!r}; see details", details=errors
         )
-    return NewRequest(**{**_as_dict(new), "api_key_id": key.id})
-
-
-def _as_dict(new: NewRequest) -> dict[str, Any]:
-    return {name: getattr(new, name) for name in NewRequest.__slots__}
+    return dataclasses.replace(new, api_key_id=key.id)
 
 
 def _replayed(stored: idempotency.StoredResponse) -> web.Response:
@@ -329,7 +327,9 @@ async def _own_request(request: web.Request, key: ApiKey) -> dict[str, Any]:
         return await _select_own(conn, reference, key)
 
 
-async def _select_own(conn: Any, reference: str, key: ApiKey) -> dict[str, Any]:
+async def _select_own(
+    conn: AsyncConnection, reference: str, key: ApiKey
+) -> dict[str, Any]:
     """The request if this key created it; otherwise :class:`NotFound`."""
     row = (
         await conn.execute(
