@@ -86,13 +86,24 @@ async def _count_failure(
     conn: AsyncConnection, request: web.Request, user: Any, action: str, reason: str
 ) -> None:
     threshold = request.app[CONFIG].security.lockout_threshold
-    failures = user.failed_logins + 1
-    locked_until = _lock_after(failures, threshold)
+    # increment in the database: concurrent failures each count
     await conn.execute(
         sa.update(users)
         .where(users.c.id == user.id)
-        .values(failed_logins=failures, locked_until=locked_until)
+        .values(failed_logins=users.c.failed_logins + 1)
     )
+    failures = (
+        await conn.execute(
+            sa.select(users.c.failed_logins).where(users.c.id == user.id)
+        )
+    ).scalar_one()
+    locked_until = _lock_after(failures, threshold)
+    if locked_until is not None:
+        await conn.execute(
+            sa.update(users)
+            .where(users.c.id == user.id)
+            .values(locked_until=locked_until)
+        )
     details: dict[str, Any] = {"reason": reason}
     if locked_until is not None:
         details["locked_minutes"] = _locked_minutes(locked_until)
@@ -239,9 +250,8 @@ async def _password_failed(request: web.Request, user: Any) -> None:
             await audit.record(conn, "staff_login_failed", reason="unknown_user")
             log.info("staff_login_failed", user_id=None, reason="unknown_user")
         else:
-            fresh = await _user(conn, user.id)
             await _count_failure(
-                conn, request, fresh, "staff_login_failed", "wrong_password"
+                conn, request, user, "staff_login_failed", "wrong_password"
             )
     request.app[METRICS].logins.labels("failed").inc()
 
@@ -471,8 +481,7 @@ async def mfa(request: web.Request) -> web.Response:
         ):
             token = await _signed_in(request, conn, session, user)
         else:
-            fresh = await _user(conn, user.id)
-            await _count_failure(conn, request, fresh, "staff_mfa_failed", "wrong_code")
+            await _count_failure(conn, request, user, "staff_mfa_failed", "wrong_code")
     if token is None:
         request.app[METRICS].logins.labels("mfa_failed").inc()
         return _mfa_form(

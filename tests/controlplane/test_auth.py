@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import pyotp
 import pytest
 import sqlalchemy as sa
+from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
@@ -645,3 +647,42 @@ async def test_old_password_hashes_are_upgraded_at_login(sqlite_client):
     assert upgraded != old
     assert "m=47104,t=1,p=1" in upgraded
     assert (await auth.verify_password(upgraded, PASSWORD))[0]
+
+
+async def test_concurrent_failures_each_count(client):
+    username = await create(client, "agent", "many.tries")
+    page = await client.get("/staff/login")
+    token = csrf_from(await page.text())
+
+    async def attempt() -> int:
+        data = {"csrf_token": token, "username": username, "password": "wrong!"}
+        response = await client.post("/staff/login", data=data)
+        return int(response.status)
+
+    assert await asyncio.gather(*(attempt() for _ in range(4))) == [401] * 4
+    assert (await _user(client, username)).failed_logins == 4
+
+
+async def test_one_code_signs_in_one_session_even_when_raced(client):
+    """Two pending sessions sending the same code at once: only one gets in."""
+    username = await create(client, "agent", "raced.code")
+    other = TestClient(client.server)
+    try:
+        for each in (client, other):
+            assert (await submit_password(each, username)).status == 303
+        pages = [await c.get("/staff/mfa") for c in (client, other)]
+        tokens = [csrf_from(await p.text()) for p in pages]
+        code = totp_code()
+        results = await asyncio.gather(
+            *(
+                c.post(
+                    "/staff/mfa",
+                    data={"csrf_token": t, "totp_code": code},
+                    allow_redirects=False,
+                )
+                for c, t in zip((client, other), tokens, strict=True)
+            )
+        )
+        assert sorted(r.status for r in results) == [303, 401]
+    finally:
+        await other.session.close()
