@@ -169,6 +169,17 @@ async def end_session(conn: AsyncConnection, id_hash: str) -> None:
     await conn.execute(sa.delete(sessions).where(sessions.c.id_hash == id_hash))
 
 
+async def purge_expired_sessions(conn: AsyncConnection, config: Config) -> None:
+    """Delete sessions past their absolute or idle limit (abandoned browsers)."""
+    now = datetime.now(UTC)
+    idle = timedelta(minutes=config.security.session_idle_minutes)
+    await conn.execute(
+        sa.delete(sessions).where(
+            sa.or_(sessions.c.expires_at <= now, sessions.c.last_seen_at <= now - idle)
+        )
+    )
+
+
 async def end_user_sessions(conn: AsyncConnection, user_id: int) -> None:
     await conn.execute(sa.delete(sessions).where(sessions.c.user_id == user_id))
 

@@ -267,6 +267,7 @@ async def _password_accepted(
         await conn.execute(
             sa.update(users).where(users.c.id == user.id).values(**values)
         )
+        await auth.purge_expired_sessions(conn, request.app[CONFIG])
         token = await _rotate(request, conn, old, user.id, mfa_done=False)
     request.app[METRICS].logins.labels("password_ok").inc()
     log.info("staff_password_accepted", user_id=user.id)

@@ -686,3 +686,13 @@ async def test_one_code_signs_in_one_session_even_when_raced(client):
         assert sorted(r.status for r in results) == [303, 401]
     finally:
         await other.session.close()
+
+
+async def test_abandoned_sessions_are_deleted_at_the_next_login(client):
+    await sign_in(client, "agent", "left.browser.open")
+    await _update_sessions(client, last_seen_at=datetime.now(UTC) - timedelta(hours=2))
+    client.session.cookie_jar.clear()
+    await sign_in(client, "agent", "next.person")
+    rows = await _rows(client, sessions)
+    assert len(rows) == 1
+    assert rows[0].user_id == (await _user(client, "next.person")).id
