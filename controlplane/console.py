@@ -212,7 +212,7 @@ async def queue_page(request: web.Request) -> web.Response:
     where = _queue_filter(request, user)
     context = await _rows_context(request, user, where)
     notice = None
-    for kind in ("closed", "retry", "released", "created"):
+    for kind in ("closed", "retry", "released"):
         reference = parse_reference(request.query.get(kind, ""))
         if reference is not None:
             notice = (kind, reference)

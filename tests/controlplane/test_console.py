@@ -17,7 +17,16 @@ import structlog
 
 from controlplane import console, queue, users
 from controlplane.app import create_app
-from controlplane.callbacks import NewRequest, create_request, find_by_reference
+from controlplane.callbacks import (
+    ACCESSIBILITY_NEEDS,
+    CHANNELS,
+    SOURCES,
+    NewRequest,
+    State,
+    create_request,
+    find_by_reference,
+)
+from controlplane.i18n import Catalog
 from controlplane.queue import Actor
 from controlplane.state import DB, METRICS, QUEUE_EVENTS
 from controlplane.storage.database import Database
@@ -497,3 +506,18 @@ async def test_phone_line_entry_with_a_slot_and_english_labels(sqlite_client):
     assert "Text chat, Extra time" in detail
     queue_page = await (await sqlite_client.get("/staff")).text()
     assert "not due yet" in queue_page
+
+
+def test_every_code_has_a_label_in_both_languages():
+    """Codes shown to staff are translated; a missing key would show the code."""
+    catalog = Catalog.load()
+    keys = [f"console_state_{s.value}" for s in State]
+    keys += [f"console_channel_{c}" for c in CHANNELS]
+    keys += [f"console_need_{n}" for n in ACCESSIBILITY_NEEDS]
+    keys += [f"console_outcome_{o}" for o in (*queue.OUTCOMES, "no_answer", "expired")]
+    keys += [f"console_cancel_{r}" for r in queue.CANCEL_REASONS]
+    keys += [f"console_switch_{r}" for r in queue.SWITCH_REASONS]
+    keys += [f"console_source_{s}" for s in SOURCES]
+    keys += ["console_language_nl", "console_language_en"]
+    missing = [key for key in keys if key not in catalog]
+    assert not missing
