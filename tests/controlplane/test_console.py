@@ -521,3 +521,16 @@ def test_every_code_has_a_label_in_both_languages():
     keys += ["console_language_nl", "console_language_en"]
     missing = [key for key in keys if key not in catalog]
     assert not missing
+
+
+async def test_twenty_racing_claims_over_http_have_one_winner(client):
+    await sign_in(client)
+    rid, _ = await make_request(client)
+    token = await csrf(client)
+    responses = await asyncio.gather(
+        *(post(client, f"/staff/requests/{rid}/claim", token) for _ in range(20))
+    )
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [303] + [409] * 19
+    claims = [r for r in await audit_rows(client, rid) if r.action == "request_claimed"]
+    assert len(claims) == 1
