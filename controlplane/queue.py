@@ -34,7 +34,6 @@ OUTCOMES = ("resolved", "report_taken", "referred", "information_given", "other"
 CANCEL_REASONS = ("citizen_withdrew", "duplicate", "wrong_desk", "unreachable", "other")
 #: Why a request moved between video and phone.
 SWITCH_REASONS = ("citizen_asked", "technical_problem", "accessibility", "other")
-ROLES = ("agent", "supervisor", "admin")
 NOTE_MAX_CHARS = 2000
 
 _req = callback_requests
