@@ -81,7 +81,8 @@ def run(subscribers: int) -> float:
 
 def main() -> None:
     for subscribers in (1, 2, 4):
-        print(f"subscribers={subscribers}  {run(subscribers):6.2f} µs per forwarded packet")
+        cost = run(subscribers)
+        print(f"subscribers={subscribers}  {cost:6.2f} µs per forwarded packet")
 
 
 if __name__ == "__main__":

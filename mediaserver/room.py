@@ -70,6 +70,8 @@ class Participant:
         self._dirty = asyncio.Event()
         self._answer: asyncio.Future[str] | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Set when negotiation failed; the sweep removes the participant.
+        self.failed = False
 
     @property
     def state(self) -> str:
@@ -117,7 +119,11 @@ class Participant:
                 await self._negotiate()
             except TimeoutError:
                 log.warning("renegotiation_timed_out", participant_id=self.id)
-                await self.peer.close()
+                self.failed = True
+                return
+            except Exception:
+                log.exception("renegotiation_failed", participant_id=self.id)
+                self.failed = True
                 return
 
     async def _negotiate(self) -> None:
@@ -309,9 +315,12 @@ class Rooms:
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
                 media = participant.peer.media
-                if not media.transport.started:
+                if participant.failed:
+                    await participant.notify({"type": "removed", "reason": "failed"})
+                    await room.leave(participant.id, "negotiation_failed")
+                elif not media.transport.started:
                     continue
-                if now - media.last_packet_at > self.peer_timeout:
+                elif now - media.last_packet_at > self.peer_timeout:
                     await participant.notify({"type": "removed", "reason": "timeout"})
                     await room.leave(participant.id, "timeout")
                 else:

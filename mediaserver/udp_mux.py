@@ -26,6 +26,24 @@ log = structlog.get_logger()
 Address = tuple[str, int]
 
 
+SOCKET_BUFFER = 8 * 1024 * 1024
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    """Room for bursts while the loop is busy: above net.core.rmem_max when we
+    may (root: SO_RCVBUFFORCE), else as much as the sysctl allows."""
+    for force, plain in (
+        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
+    ):
+        try:
+            if force is None:
+                raise PermissionError
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
 class _MuxedTransport(asyncio.DatagramTransport):
     """What one peer's StunProtocol sees as its socket: a view of the shared one."""
 
@@ -82,9 +100,8 @@ class UdpMux(asyncio.DatagramProtocol):
         )
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
             self._sock = socket.socket(fileno=sock.fileno())
+            _grow_buffers(self._sock)
         self.port = transport.get_extra_info("sockname")[1]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
