@@ -91,27 +91,32 @@ async def create_user(
     check_role(role)
     chosen = password if password is not None else one_time_password()
     password_hash = await hash_password(chosen)
-    async with db.write() as conn:
-        if await _user_id(conn, username) is not None:
-            raise UserError(
-                f"username {username!r} is taken", key="admin_error_username_taken"
+    taken = UserError(
+        f"username {username!r} is taken", key="admin_error_username_taken"
+    )
+    try:
+        async with db.write() as conn:
+            if await _user_id(conn, username) is not None:
+                raise taken
+            await conn.execute(
+                sa.insert(users).values(
+                    username=username,
+                    password_hash=password_hash,
+                    role=role,
+                    totp_secret=totp_secret,
+                    totp_confirmed=totp_secret is not None,
+                    totp_last_step=0,
+                    must_change_password=password is None,
+                    failed_logins=0,
+                    locked_until=None,
+                    active=True,
+                    created_at=datetime.now(UTC),
+                )
             )
-        await conn.execute(
-            sa.insert(users).values(
-                username=username,
-                password_hash=password_hash,
-                role=role,
-                totp_secret=totp_secret,
-                totp_confirmed=totp_secret is not None,
-                totp_last_step=0,
-                must_change_password=password is None,
-                failed_logins=0,
-                locked_until=None,
-                active=True,
-                created_at=datetime.now(UTC),
-            )
-        )
-        await _record(conn, "user_created", actor, target=username, role=role)
+            await _record(conn, "user_created", actor, target=username, role=role)
+    except sa.exc.IntegrityError:
+        # created at the same moment by another admin
+        raise taken from None
     return chosen
 
 

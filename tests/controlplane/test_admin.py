@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
-from controlplane import audit
+from common.config import DEFAULT_TOPICS, WEEKDAYS, parse_hours
+from controlplane import admin, audit
 from controlplane.app import create_app
 from controlplane.callbacks import NewRequest, create_request
 from controlplane.state import DB, DESK
@@ -388,3 +391,50 @@ async def test_admin_sees_and_lifts_a_lock(sqlite_client):
     }
     client.session.cookie_jar.clear()
     assert (await submit_password(client, "locked.out")).status == 303
+
+
+_TIMES = st.one_of(
+    st.from_regex(r"([01]\d|2[0-4]):[0-5]\d", fullmatch=True), st.text(max_size=8)
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["mon-opens", "mon-closes", "sun-closes"]), _TIMES)
+)
+def test_opening_hours_form_gives_valid_hours_or_field_errors(form):
+    """Whatever is typed, the result is hours the desk accepts, or errors on
+    named fields; never an exception."""
+    hours, errors = admin._parse_hours(form)
+    if errors:
+        assert set(errors) <= {
+            f"{d}-{e}" for d in WEEKDAYS for e in ("opens", "closes")
+        }
+        return
+    assert set(hours) == set(WEEKDAYS)
+    for spec in hours.values():
+        parse_hours(spec)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["other-nl", "other-en", "other-active", "new-code", "new-nl", "new-en"]
+        ),
+        st.text(max_size=120),
+    )
+)
+def test_topics_form_gives_valid_topics_or_field_errors(form):
+    topics, errors = admin._parse_topics(form, DEFAULT_TOPICS)
+    if errors:
+        assert set(errors) <= {
+            "topics",
+            "other-nl",
+            "other-en",
+            "new-code",
+            "new-nl",
+            "new-en",
+        }
+        return
+    assert topics
+    assert all(0 < len(t.nl) <= 100 and 0 < len(t.en) <= 100 for t in topics)
+    assert len({t.code for t in topics}) == len(topics)

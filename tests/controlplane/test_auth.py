@@ -696,3 +696,13 @@ async def test_abandoned_sessions_are_deleted_at_the_next_login(client):
     rows = await _rows(client, sessions)
     assert len(rows) == 1
     assert rows[0].user_id == (await _user(client, "next.person")).id
+
+
+async def test_creating_the_same_user_twice_at_once_gives_one_account(client):
+    results = await asyncio.gather(
+        *(users.create_user(_db(client), "twin", "agent") for _ in range(3)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, str) for r in results) == 1
+    assert all(isinstance(r, (str, users.UserError)) for r in results)
+    assert [u["username"] for u in await users.list_users(_db(client))] == ["twin"]
