@@ -9,7 +9,15 @@ import pytest
 from mediaserver import packet as rtp
 
 
-def rtp_packet(seq=1, ts=1000, ssrc=0x1234, pt=96, payload=b"abc", ext=b"", pad=0):
+def rtp_packet(
+    seq: int = 1,
+    ts: int = 1000,
+    ssrc: int = 0x1234,
+    pt: int = 96,
+    payload: bytes = b"abc",
+    ext: bytes = b"",
+    pad: int = 0,
+) -> bytes:
     first = 0x80 | (0x10 if ext else 0) | (0x20 if pad else 0)
     header = struct.pack("!BBHII", first, 0x80 | pt, seq, ts, ssrc)
     if ext:
