@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -27,14 +28,18 @@ Address = tuple[str, int]
 
 
 SOCKET_BUFFER = 8 * 1024 * 1024
+# Linux <asm-generic/socket.h>; Python's socket module does not name them
+_SO_SNDBUFFORCE = 32
+_SO_RCVBUFFORCE = 33
 
 
 def _grow_buffers(sock: socket.socket) -> None:
     """Room for bursts while the loop is busy: above net.core.rmem_max when we
     may (root: SO_RCVBUFFORCE), else as much as the sysctl allows."""
+    linux = sys.platform == "linux"
     for force, plain in (
-        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
-        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
+        (_SO_RCVBUFFORCE if linux else None, socket.SO_RCVBUF),
+        (_SO_SNDBUFFORCE if linux else None, socket.SO_SNDBUF),
     ):
         try:
             if force is None:

@@ -20,7 +20,7 @@ def test_environment_configures_the_media_server():
         {
             "BEELDBEL_MEDIASERVER_UDP_PORT": "41000",
             "BEELDBEL_MEDIASERVER_ADVERTISED_ADDRESS": "198.51.100.7",
-            "BEELDBEL_MEDIASERVER_TURN_URLS": '["turns:turn.example:443?transport=tcp"]',
+            "BEELDBEL_MEDIASERVER_TURN_URLS": '["turns:turn.example:443"]',
             "BEELDBEL_MEDIASERVER_TURN_SECRET": "s",
         },
     ).mediaserver
