@@ -122,7 +122,8 @@ class Participant:
                 self.failed = True
                 return
             except Exception:
-                log.exception("renegotiation_failed", participant_id=self.id)
+                if self.peer.pc.signalingState != "closed":
+                    log.exception("renegotiation_failed", participant_id=self.id)
                 self.failed = True
                 return
 
