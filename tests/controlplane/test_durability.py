@@ -34,11 +34,16 @@ CLIENTS = 6
 KILLS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """Distinct loopback ports that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -161,14 +166,21 @@ async def _drive(
         await asyncio.gather(*tasks)
 
 
+async def _scrape(url: str) -> str:
+    """The real process's metrics listener (queue depth is read at the scrape)."""
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        return await response.text()
+
+
 async def test_killed_control_plane_loses_and_doubles_nothing(db_url, tmp_path):
-    port = _free_port()
+    port, metrics_port = _free_ports(2)
     base_url = f"http://127.0.0.1:{port}"
     toml = tmp_path / "beeldbel.toml"
     toml.write_text(
         f'[server]\nport = {port}\npublic_url = "{base_url}"\n'
         f'data_dir = "{tmp_path / "data"}"\n'
-        "[tls]\nenabled = false\n[metrics]\nport = 0\n"
+        f"[tls]\nenabled = false\n[metrics]\nport = {metrics_port}\n"
         '[logging]\nformat = "json"\n'
         "[security]\napi_per_key_per_minute = 1000000\n"
     )
@@ -185,6 +197,7 @@ async def test_killed_control_plane_loses_and_doubles_nothing(db_url, tmp_path):
             assert not ledger.unexpected, ledger.unexpected
         await plane.start(base_url)
         await _drive(plane, base_url, key, ledger, fresh=False)
+        scraped = await _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         await plane.stop()
     try:
@@ -209,3 +222,5 @@ async def test_killed_control_plane_loses_and_doubles_nothing(db_url, tmp_path):
     assert len({row.submission_key for row in rows}) == len(rows)
     assert sorted(references) == sorted(ledger.acked.values())
     assert NAME not in (tmp_path / "controlplane.log").read_text()
+    assert f'beeldbel_callback_queue_depth{{state="new"}} {len(rows)}.0' in scraped
+    assert NAME not in scraped
