@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane import apikeys, audit, idempotency
 from controlplane.apikeys import ApiKey
-from controlplane.callbacks import NewRequest, State, create_request
+from controlplane.callbacks import Created, NewRequest, State, create_request
 from controlplane.errors import (
     BadRequest,
     Conflict,
@@ -95,6 +95,18 @@ async def create_callback(request: web.Request) -> web.Response:
     body = json.dumps(representation(created.row))
     if idem is not None:
         await idempotency.store(db, key.id, idem, 201, body)
+    _count_created(request, created, new, key)
+    return web.Response(
+        status=201,
+        text=body,
+        content_type="application/json",
+        headers={"Location": _location(created.reference)},
+    )
+
+
+def _count_created(
+    request: web.Request, created: Created, new: NewRequest, key: ApiKey
+) -> None:
     if created.created:
         request.app[METRICS].requests_received.labels(
             new.channel, new.topic, "api"
@@ -107,12 +119,6 @@ async def create_callback(request: web.Request) -> web.Response:
         channel=new.channel,
         topic=new.topic,
         duplicate=not created.created,
-    )
-    return web.Response(
-        status=201,
-        text=body,
-        content_type="application/json",
-        headers={"Location": _location(created.reference)},
     )
 
 
