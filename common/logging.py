@@ -23,9 +23,16 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     renderer: Any
     if use_json:
         renderer = structlog.processors.JSONRenderer()
-        shared_tail: list[Any] = [structlog.processors.dict_tracebacks]
+        # never the frames' local variables: they hold citizens' data
+        shared_tail: list[Any] = [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.plain_traceback
+        )
         shared_tail = []
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
