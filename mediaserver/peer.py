@@ -167,6 +167,10 @@ class Peer:
             ]
             if transceiver.direction == "sendrecv":
                 transceiver.direction = "recvonly"
+            # and our re-offers keep to the room's codecs too
+            transceiver.setCodecPreferences(
+                codec_preferences(transceiver.kind, self.video_codec)
+            )
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(
             RTCSessionDescription(_local_sdp(answer.sdp), "answer")

@@ -7,6 +7,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aioice.ice
 import pytest
 import trustme
 from aiohttp import web
@@ -26,7 +27,9 @@ API_SECRET = "api-secret-for-tests"
 
 
 @pytest.fixture(autouse=True)
-def _loopback_only() -> None:
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test clients offer 127.0.0.1 only (restored after each test)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
     loopback_only_gathering()
 
 

@@ -32,3 +32,17 @@ async def test_two_parties_then_interpreter_receive_each_other(server, clients, 
         await metric(server, "beeldbel_media_forwarded_packets_total", kind="video") > 0
     )
     assert await metric(server, "beeldbel_media_participants", role="interpreter") == 1
+
+
+async def test_h264_room_forwards_h264(server, clients, token):
+    """A room created for H264 negotiates constrained baseline (42e01f) only."""
+    await create_room(server, video_codec="H264")
+    agent = await join(clients, server, token, "agent", "a1")
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(agent) and decodes(interpreter), 20, "H264 media")
+    for client in (agent, interpreter):
+        for transceiver in client.pc.getTransceivers():
+            if transceiver.kind == "video":
+                codec = transceiver._codecs[0]
+                assert codec.mimeType == "video/H264"
+                assert codec.parameters["profile-level-id"] == "42e01f"
