@@ -152,15 +152,22 @@ class UdpMux(asyncio.DatagramProtocol):
                 handle(data)
                 return
         protocol = self._by_address.get(addr)
-        if protocol is None:
-            protocol = self._match_new_address(data)
-            if protocol is None:
-                self.unknown_datagrams += 1
-                return
-            self._by_address[addr] = protocol
+        if protocol is not None:
+            protocol.datagram_received(data, addr)
+            return
+        match = self._match_new_address(data)
+        if match is None:
+            self.unknown_datagrams += 1
+            return
+        protocol, message = match
         protocol.datagram_received(data, addr)
+        # remember the address only once the peer proved it knows the password
+        password = protocol.receiver.local_password.encode("utf8")
+        if message.check_message_integrity(password):
+            self._by_address[addr] = protocol
 
-    def _match_new_address(self, data: bytes) -> StunProtocol | None:
+    def _match_new_address(self, data: bytes) -> tuple[StunProtocol, Any] | None:
+        """The peer a STUN request from an unknown address names by its ufrag."""
         try:
             message = stun.parse_message(data)
         except ValueError:
@@ -168,7 +175,8 @@ class UdpMux(asyncio.DatagramProtocol):
         username = message.attributes.get("USERNAME")
         if message.message_class != stun.Class.REQUEST or not isinstance(username, str):
             return None
-        return self._by_ufrag.get(username.split(":", 1)[0])
+        protocol = self._by_ufrag.get(username.split(":", 1)[0])
+        return None if protocol is None else (protocol, message)
 
     def forget(self, ufrag: str, protocol: StunProtocol) -> None:
         if self._by_ufrag.get(ufrag) is protocol:
