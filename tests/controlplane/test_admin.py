@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -438,3 +439,34 @@ def test_topics_form_gives_valid_topics_or_field_errors(form):
     assert topics
     assert all(0 < len(t.nl) <= 100 and 0 < len(t.en) <= 100 for t in topics)
     assert len({t.code for t in topics}) == len(topics)
+
+
+async def test_every_admin_and_sign_in_text_is_translated(sqlite_client):
+    """No page shows a bare translation key, in Dutch or English."""
+    client = sqlite_client
+    await create(client, "agent", "some.agent")
+    await sign_in(client, "admin")
+    pages = [
+        "/staff/admin",
+        "/staff/admin/users/some.agent",
+        "/staff/admin/topics",
+        "/staff/admin/hours",
+        "/staff/admin/audit",
+    ]
+    bare_key = re.compile(r"\b(staff_auth|admin)_[a-z_]+\b")
+    for lang in ("nl", "en"):
+        for path in pages:
+            response = await client.get(f"{path}?lang={lang}")
+            assert response.status == 200, path
+            html = await response.text()
+            assert f'<html lang="{lang}">' in html
+            assert not bare_key.search(html), (path, lang, bare_key.search(html))
+        # the sign-in pages
+        bad = await _post(
+            client, "/staff/admin/hours", "/staff/admin/hours", {"mon-opens": "x"}
+        )
+        assert not bare_key.search(await bad.text())
+    client.session.cookie_jar.clear()
+    for lang in ("nl", "en"):
+        html = await (await client.get(f"/staff/login?lang={lang}")).text()
+        assert not bare_key.search(html)
