@@ -225,17 +225,20 @@ class Server:
             fields = stat.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def socket_drops(self) -> int:
-        """Datagrams the kernel dropped on the server's UDP port (full buffer)."""
+    def socket_drops(self) -> tuple[int, int]:
+        """Datagrams the kernel dropped (full buffer) on the server's UDP port and
+        on all other UDP sockets of this network namespace (the clients')."""
         port = f"{self.udp_port:04X}"
-        drops = 0
+        server = clients = 0
         with open("/proc/net/udp") as table:
             lines = table.readlines()[1:]
         for line in lines:
             fields = line.split()
             if fields[1].endswith(":" + port):
-                drops += int(fields[-1])
-        return drops
+                server += int(fields[-1])
+            else:
+                clients += int(fields[-1])
+        return server, clients
 
     async def histogram(
         self, session: aiohttp.ClientSession, name: str
@@ -397,7 +400,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "server_cpu_us_per_fwd": cpu / max(forwarded, 1) * 1e6,
         "server_core_pct": cpu / elapsed * 100,
         "client_core_pct": client_cpu * 100,
-        "server_socket_drops_pct": 100 * (after.drops - before.drops) / packets_in,
+        "server_socket_drops_pct": 100
+        * (after.drops[0] - before.drops[0])
+        / packets_in,
+        "client_socket_drops": after.drops[1] - before.drops[1],
         "server_handling_p50_us_le": _bucket_quantile(window, 0.5) * 1e6,
         "server_handling_p99_us_le": _bucket_quantile(window, 0.99) * 1e6,
         "end_to_end_loss_pct": max(0.0, 100 * (1 - probe.received / max(expected, 1))),
@@ -414,7 +420,7 @@ class Snapshot:
     cpu: float
     forwarded: float
     packets_in: float
-    drops: int
+    drops: tuple[int, int]
     handling: list[tuple[float, float]]
 
 
