@@ -63,6 +63,7 @@ async def test_admin_creates_a_user_who_can_then_log_in(client):
         {"username": "New.Agent", "role": "agent"},
     )
     assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
     html = await response.text()
     assert 'id="one-time-password"' in html
     password = html.split('id="one-time-password"><code>')[1].split("</code>")[0]
@@ -470,3 +471,20 @@ async def test_every_admin_and_sign_in_text_is_translated(sqlite_client):
     for lang in ("nl", "en"):
         html = await (await client.get(f"/staff/login?lang={lang}")).text()
         assert not bare_key.search(html)
+
+
+async def test_navigation_shows_what_the_role_may_open(sqlite_client):
+    client = sqlite_client
+    nav = {}
+    for role in ("agent", "supervisor", "admin"):
+        client.session.cookie_jar.clear()
+        await sign_in(client, role)
+        html = await (await client.get("/staff/requests/new")).text()
+        nav[role] = html.split('class="staff-nav"')[1].split("</nav>")[0]
+        assert 'id="logout"' in nav[role]
+        assert 'aria-current="page"' in nav[role]
+    assert 'href="/staff/admin"' not in nav["agent"]
+    assert 'href="/staff/admin/audit"' not in nav["agent"]
+    assert 'href="/staff/admin"' not in nav["supervisor"]
+    assert 'href="/staff/admin/audit"' in nav["supervisor"]
+    assert 'href="/staff/admin"' in nav["admin"]
