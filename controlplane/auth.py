@@ -288,7 +288,9 @@ async def require_staff(request: web.Request, role: str = "agent") -> StaffUser:
         accept = request.headers.get("Accept", "")
         if "application/json" in accept or "text/event-stream" in accept:
             raise Unauthorized("staff_auth_required")
-        raise web.HTTPSeeOther(login_url(request.path_qs))
+        # after login a form's POST address cannot be opened: go to the queue
+        back = request.path_qs if request.method in ("GET", "HEAD") else None
+        raise web.HTTPSeeOther(login_url(back))
     if not user.has_role(role):
         raise Forbidden("error_forbidden")
     return user

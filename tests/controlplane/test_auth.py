@@ -706,3 +706,18 @@ async def test_creating_the_same_user_twice_at_once_gives_one_account(client):
     assert sum(isinstance(r, str) for r in results) == 1
     assert all(isinstance(r, (str, users.UserError)) for r in results)
     assert [u["username"] for u in await users.list_users(_db(client))] == ["twin"]
+
+
+async def test_a_post_after_the_session_ended_goes_to_login_without_next(sqlite_client):
+    client = sqlite_client
+    await sign_in(client, "admin")
+    page = await client.get("/staff/admin/hours")
+    token = csrf_from(await page.text())
+    await _update_sessions(client, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    response = await client.post(
+        "/staff/admin/hours",
+        data={"csrf_token": token, "mon-opens": "09:00", "mon-closes": "17:00"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    assert response.headers["Location"] == "/staff/login"
