@@ -28,6 +28,9 @@ Address = tuple[str, int]
 
 
 SOCKET_BUFFER = 8 * 1024 * 1024
+#: Datagrams read per wake-up beyond the one asyncio read.
+DRAIN_BATCH = 64
+RECV_SIZE = 2048
 # Linux <asm-generic/socket.h>; Python's socket module does not name them
 _SO_SNDBUFFORCE = 32
 _SO_RCVBUFFORCE = 33
@@ -146,6 +149,24 @@ class UdpMux(asyncio.DatagramProtocol):
             self._media[addr] = handle
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        """asyncio hands over one datagram per loop iteration; drain what else is
+        queued on the socket now, so a burst costs one wake-up, not one each."""
+        self._dispatch(data, addr)
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(DRAIN_BATCH):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable reported on the socket
+                continue
+            self._dispatch(data, addr)
+
+    def _dispatch(self, data: bytes, addr: Address) -> None:
+        if not data:
+            return
         if 127 < data[0] < 192:
             handle = self._media.get(addr)
             if handle is not None:
