@@ -12,7 +12,8 @@ pytestmark = pytest.mark.browser
 async def test_not_found_page_is_accessible_in_both_languages(live_system, browser):
     page = await new_page(browser)
     response = await page.goto(live_system.base_url + "/bestaat-niet")
-    assert response is not None and response.status == 404
+    assert response is not None
+    assert response.status == 404
     assert await page.locator("html").get_attribute("lang") == "nl"
     await assert_accessible(page, "404 page (nl)")
     await page.click("text=English")
