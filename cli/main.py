@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        help="callbacks:read, callbacks:write (repeat for more)",
+        help="callbacks:read, callbacks:write, calls:write (repeat for more)",
     )
     key.set_defaults(func=_apikey_create)
     keys = admin_sub.add_parser("apikey-list", help="list API keys")

@@ -238,7 +238,7 @@ class MediaServerConfig:
     #: CA bundle to trust for jwks_url; "" = the system store.
     jwks_ca_file: str = ""
     #: The ``iss`` a join token must carry (the control plane's public URL).
-    token_issuer: str = "https://127.0.0.1:8443"
+    token_issuer: str = "https://127.0.0.1:8443"  # noqa: S105 - a URL
     #: Bearer secret the control plane presents on the server-to-server API.
     api_secret: Secret = field(default_factory=lambda: Secret(""))
     #: Bearer secret for /metrics; "" serves /metrics only to 127.0.0.1.
@@ -316,6 +316,35 @@ class SmsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallsConfig:
+    #: The media node's server-to-server API (rooms), reached by the control plane.
+    media_api_url: str = "http://127.0.0.1:8444"
+    #: CA bundle to trust for an https:// media_api_url; "" = the system store.
+    media_api_ca_file: str = ""
+    #: The WebSocket URL browsers use to reach the media node (usually wss://).
+    media_ws_url: str = "ws://127.0.0.1:8444/ws"
+    #: Video codec of new rooms: VP8 or H264.
+    video_codec: str = "VP8"
+    #: Lifetime in seconds of a media join token (one per (re)connect).
+    token_ttl_seconds: int = 60
+    #: A citizen or interpreter link not opened within this many minutes expires.
+    link_ttl_minutes: int = 240
+    #: Seconds to wait for the media node's API before giving up.
+    api_timeout_seconds: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.media_api_url.startswith(("https://", "http://")):
+            raise ValueError(f"media_api_url {self.media_api_url!r} must be http(s)")
+        if not self.media_ws_url.startswith(("wss://", "ws://")):
+            raise ValueError(f"media_ws_url {self.media_ws_url!r} must be ws(s)")
+        if self.video_codec not in ("VP8", "H264"):
+            raise ValueError(f"video_codec {self.video_codec!r} must be VP8 or H264")
+        for name in ("token_ttl_seconds", "link_ttl_minutes", "api_timeout_seconds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -328,6 +357,7 @@ class Config:
     mediaserver: MediaServerConfig = field(default_factory=MediaServerConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
 
 
 ENV_PREFIX = "BEELDBEL_"

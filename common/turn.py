@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from common.config import Secret
+from common.config import MediaServerConfig, Secret
 
 
 def turn_credentials(secret: str, user: str, ttl: int, now: float) -> tuple[str, str]:
@@ -49,3 +49,18 @@ def ice_servers(
             {"urls": list(turn_urls), "username": username, "credential": credential}
         )
     return servers
+
+
+def ice_servers_for(
+    config: MediaServerConfig, participant: str, now: float | None = None
+) -> list[dict[str, Any]]:
+    """``iceServers`` from the ``[mediaserver]`` section for ``participant``: what
+    the media node sends in ``joined`` and the control plane with a media token."""
+    return ice_servers(
+        stun_urls=config.stun_urls,
+        turn_urls=config.turn_urls,
+        turn_secret=config.turn_secret,
+        turn_ttl_seconds=config.turn_ttl_seconds,
+        user=participant,
+        now=now,
+    )

@@ -1,7 +1,8 @@
 """Integrator API keys: ``bb_<prefix>_<secret>``, of which only a hash is stored.
 
 The prefix finds the row; the SHA-256 of the secret is compared in constant time.
-A key carries scopes (``callbacks:write``, ``callbacks:read``) and can be revoked.
+A key carries scopes (``callbacks:write``, ``callbacks:read``, ``calls:write``)
+and can be revoked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from controlplane.errors import Forbidden, Unauthorized
 from controlplane.storage.database import Database
 from controlplane.storage.schema import api_keys
 
-SCOPES = ("callbacks:write", "callbacks:read")
+SCOPES = ("callbacks:write", "callbacks:read", "calls:write")
 KEY_PREFIX = "bb"
 #: Compared against when the prefix is unknown, so both paths take as long.
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()

@@ -12,6 +12,8 @@ from common.config import Config
 from controlplane import (
     admin,
     api,
+    api_tokens,
+    calls,
     console,
     intake,
     join_links,
@@ -75,6 +77,8 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
         jwks,
         join_links,
         survey,
+        calls,
+        api_tokens,
     ):
         module.setup(app)
     return app

@@ -102,3 +102,10 @@ class DeliveryFailed(ControlPlaneError):
 
     code = "delivery_failed"
     status = 502
+
+
+class MediaUnavailable(ControlPlaneError):
+    """The media node's API did not answer or refused to make or end a room."""
+
+    code = "media_unavailable"
+    status = 503

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -38,6 +39,11 @@ async def add_security_headers(
     request: web.Request, response: web.StreamResponse
 ) -> None:
     """``on_response_prepare`` hook, so streamed and error responses get them too."""
+    media = _origin(request.app[CONFIG].calls.media_ws_url)
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        CSP.replace("connect-src 'self'", f"connect-src 'self' {media}"),
+    )
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.app[CONFIG].server.public_url.startswith("https://"):
@@ -46,6 +52,12 @@ async def add_security_headers(
         )
     if request.path.startswith(("/staff", "/api/")) or response.status >= 400:
         response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _origin(url: str) -> str:
+    """``wss://host:port`` of a URL: what the CSP lets pages connect to."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @web.middleware

@@ -121,6 +121,36 @@ CALLBACK_CREATE: dict[str, Any] = {
     },
 }
 
+CALL_TOKEN_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["role", "kind"],
+    "properties": {
+        "role": {"type": "string", "enum": ["agent", "citizen", "interpreter"]},
+        "kind": {
+            "type": "string",
+            "enum": ["link", "media"],
+            "description": "A join link (citizen, interpreter) or a media token.",
+        },
+    },
+}
+CALL_TOKEN_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "required": ["kind", "role", "room_id"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["link", "media"]},
+        "role": {"type": "string"},
+        "room_id": {"type": "string"},
+        "link": {"type": "string", "description": "Single-use join link."},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "token": {"type": "string", "description": "Single-use media join token."},
+        "media_url": {"type": "string", "description": "The media node's WebSocket."},
+        "expires_in": {"type": "integer"},
+        "ice_servers": {"type": "array", "items": {"type": "object"}},
+        "force_relay": {"type": "boolean"},
+    },
+}
+
 CALLBACK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -272,6 +302,33 @@ def _paths() -> dict[str, Any]:
                     "200": _callback("Cancelled.", {}),
                     "404": _error("No request with this reference for this key."),
                     "409": _error("The request is being called or is closed."),
+                    **BODY_ERRORS,
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/api/v1/callbacks/{reference}/tokens": {
+            "post": {
+                "operationId": "issueCallToken",
+                "summary": "A join link or media token for the request's video call",
+                "description": "Needs the calls:write scope. Makes the room if "
+                "the open video request has no running call.",
+                "parameters": [REFERENCE],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": CALL_TOKEN_REQUEST}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The link or token; never logged or kept.",
+                        "content": {
+                            "application/json": {"schema": CALL_TOKEN_RESPONSE}
+                        },
+                    },
+                    "404": _error("No request with this reference for this key."),
+                    "409": _error("The request is closed or not a video request."),
+                    "410": _error("The request's call has ended."),
+                    "503": _error("The media node cannot be reached."),
                     **BODY_ERRORS,
                     **AUTH_ERRORS,
                 },

@@ -1,0 +1,78 @@
+"""Live news of each video call for the employee's call page (in-process fan-out).
+
+Per room, events (``link_sent``, ``link_opened``, ``progress``, ``ended``…) are
+kept in a short history, so a page that (re)connects sees what happened, and
+pushed to every open event stream of that room. Events carry codes and times,
+never a citizen's address, number or link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+#: Events kept per room for pages that connect later.
+HISTORY = 50
+#: Events queued per subscriber before the oldest are dropped.
+BACKLOG = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Room:
+    history: list[CallEvent] = field(default_factory=list)
+    subscribers: set[asyncio.Queue[CallEvent]] = field(default_factory=set)
+
+
+class CallEvents:
+    def __init__(self) -> None:
+        self._rooms: dict[str, _Room] = {}
+
+    def publish(self, room_id: str, kind: str, **data: Any) -> CallEvent:
+        """Record an event of ``room_id`` (stamped ``at``) and push it to its pages."""
+        data.setdefault(
+            "at", datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        )
+        event = CallEvent(kind, data)
+        room = self._rooms.setdefault(room_id, _Room())
+        room.history = [*room.history[-(HISTORY - 1) :], event]
+        for queue in room.subscribers:
+            if queue.qsize() < BACKLOG:
+                queue.put_nowait(event)
+        return event
+
+    def history(self, room_id: str, kind: str | None = None) -> list[CallEvent]:
+        room = self._rooms.get(room_id)
+        events = room.history if room is not None else []
+        return [e for e in events if kind is None or e.kind == kind]
+
+    @asynccontextmanager
+    async def subscribe(self, room_id: str) -> AsyncIterator[asyncio.Queue[CallEvent]]:
+        queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+        room = self._rooms.setdefault(room_id, _Room())
+        room.subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            room.subscribers.discard(queue)
+
+    def close_all(self, kind: str) -> None:
+        """Tell every open stream to end (an event ``kind`` that is not kept)."""
+        for room in self._rooms.values():
+            for queue in room.subscribers:
+                queue.put_nowait(CallEvent(kind, {}))
+
+    def forget(self, room_id: str) -> None:
+        """Drop a room's history once nobody needs it (its streams end themselves)."""
+        room = self._rooms.get(room_id)
+        if room is not None and not room.subscribers:
+            del self._rooms[room_id]

@@ -1,0 +1,829 @@
+"""Video calls from the control plane's side: rooms on the media node, the links
+and media tokens that let people in, and what the call pages talk to.
+
+A call is one room on the media node plus its ``call_records`` row (which maps
+the room to the callback request and says whether the call ended). The employee
+starts it from a claimed video request; the citizen (and an interpreter) come in
+through single-use join links (:mod:`controlplane.join_links`). Every (re)connect
+fetches a fresh media token that lives ``calls.token_ttl_seconds``. What the
+citizen does (device check, waiting, in call) reaches the employee's page live
+through :class:`~controlplane.call_events.CallEvents`. The link to copy and the
+message for the waiting room are kept in memory only.
+
+HTTP contract (JSON bodies; errors are ``{"error": {"code", "message"}}`` when the
+request says ``Accept: application/json``; every POST carries ``X-CSRF-Token``):
+
+- ``POST /staff/requests/{id}/video`` (form: ``send_email``, ``send_sms``) → 303
+  to ``/staff/gesprekken/{room_id}``
+- ``GET /staff/gesprekken/{room_id}`` (page), ``GET …/events`` (SSE: ``progress``,
+  ``link_sent``, ``link_failed``, ``link_opened``, ``ended``), ``POST …/token``,
+  ``…/kwaliteit``, ``…/einde``, ``…/naar-telefoon`` ``{"reason"}``, ``…/tolk``,
+  ``…/bericht`` ``{"text"}``
+- citizen and interpreter: ``GET /gesprek/apparaat``, ``GET /gesprek/bellen``,
+  ``GET /gesprek/status`` (``{"message", "ended"}``, polled by the waiting room),
+  ``POST /gesprek/token``, ``/gesprek/voortgang``, ``/gesprek/kwaliteit``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+import structlog
+from aiohttp import web
+
+from common.config import CallsConfig, Secret
+from common.turn import ice_servers_for
+from controlplane import audit, auth, join_links, mailer, queue, signing_keys, sms
+from controlplane import survey as surveys
+from controlplane.call_events import CallEvent, CallEvents
+from controlplane.callbacks import State
+from controlplane.csrf import csrf_token
+from controlplane.errors import (
+    BadRequest,
+    Conflict,
+    DeliveryFailed,
+    Forbidden,
+    LinkExpired,
+    MediaUnavailable,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from controlplane.i18n import request_language
+from controlplane.queue import Actor
+from controlplane.rendering import render
+from controlplane.state import (
+    CATALOG,
+    CONFIG,
+    DB,
+    DESK,
+    METRICS,
+    QUEUE_EVENTS,
+    SECRET_KEY,
+)
+from controlplane.storage.schema import call_records
+
+log = structlog.get_logger()
+
+PROGRESS_STEPS = (
+    "device_check_passed",
+    "device_check_failed",
+    "waiting",
+    "in_call",
+    "left",
+)
+FAILED_PARTS = ("camera", "microphone", "speaker", "connection")
+MESSAGE_MAX = 500
+HEARTBEAT_SECONDS = 15.0
+_ROOM_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SHUTDOWN = "shutdown"
+
+
+class MediaNode:
+    """The media node's server-to-server API (``Bearer api_secret``)."""
+
+    def __init__(self, config: CallsConfig, api_secret: Secret) -> None:
+        self._base = config.media_api_url.rstrip("/")
+        self._secret = api_secret
+        self._timeout = aiohttp.ClientTimeout(total=config.api_timeout_seconds)
+        self._ssl: ssl.SSLContext | None = None
+        if self._base.startswith("https://"):
+            self._ssl = ssl.create_default_context()
+            if config.media_api_ca_file:
+                self._ssl.load_verify_locations(config.media_api_ca_file)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, method: str, path: str, body: Any = None) -> int:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {self._secret.reveal()}"}
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                json=body,
+                headers=headers,
+                ssl=self._ssl if self._ssl is not None else True,
+                allow_redirects=False,
+            ) as response:
+                await response.read()
+                return response.status
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
+            log.warning("media_api_failed", method=method, error=type(exc).__name__)
+            raise MediaUnavailable("calls_media_unavailable") from None
+
+    async def create_room(self, room_id: str, video_codec: str) -> None:
+        status = await self._call(
+            "POST", "/api/rooms", {"room_id": room_id, "video_codec": video_codec}
+        )
+        if status != 201:
+            log.warning("media_room_refused", room_id=room_id, status=status)
+            raise MediaUnavailable("calls_media_unavailable")
+
+    async def end_room(self, room_id: str) -> None:
+        """End the room; one that is gone already counts as ended."""
+        status = await self._call("DELETE", f"/api/rooms/{room_id}")
+        if status not in (204, 404):
+            log.warning("media_room_end_failed", room_id=room_id, status=status)
+            raise MediaUnavailable("calls_media_unavailable")
+
+
+@dataclass(slots=True)
+class LiveCall:
+    """What only this process knows about a running call."""
+
+    join_link: str | None = None
+    interpreter_link: str | None = None
+    message: str | None = None
+    opened: bool = False
+
+
+def guest_channel(room_id: str) -> str:
+    """The events of a room that its citizen and interpreter pages may see."""
+    return f"guest:{room_id}"
+
+
+class Calls:
+    """The running calls of this process: their live state and event streams."""
+
+    def __init__(self) -> None:
+        self.events = CallEvents()
+        self._live: dict[str, LiveCall] = {}
+
+    def live(self, room_id: str) -> LiveCall:
+        return self._live.setdefault(room_id, LiveCall())
+
+    def forget(self, room_id: str) -> None:
+        self._live.pop(room_id, None)
+
+
+CALLS = web.AppKey("calls", Calls)
+MEDIA_NODE = web.AppKey("media_node", MediaNode)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    room_id: str
+    record_id: int
+    request_id: int | None
+    ended: bool
+
+
+def _call(record: surveys.CallRecord) -> Call:
+    return Call(
+        record.room_id, record.id, record.request_id, record.ended_at is not None
+    )
+
+
+# rooms and links
+
+
+async def find_call(app: web.Application, room_id: str) -> Call:
+    """The call of ``room_id``; :class:`NotFound` when there is none."""
+    if not _ROOM_ID.fullmatch(room_id):
+        raise NotFound("calls_not_found")
+    record = await surveys.find_by_room(app[DB], room_id)
+    if record is None:
+        raise NotFound("calls_not_found")
+    return _call(record)
+
+
+async def active_call(app: web.Application, request_id: int) -> Call | None:
+    """The call of ``request_id`` that has not ended, if any."""
+    async with app[DB].read() as conn:
+        row = (
+            await conn.execute(
+                sa.select(call_records.c.room_id)
+                .where(
+                    call_records.c.request_id == request_id,
+                    call_records.c.ended_at.is_(None),
+                )
+                .order_by(call_records.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+    return None if row is None else await find_call(app, str(row.room_id))
+
+
+def check_video(item: queue.Request) -> None:
+    """Only an open video request gets a call."""
+    if not item.is_open:
+        raise Conflict("console_conflict_closed")
+    if item.channel != "video":
+        raise Conflict("calls_not_video")
+
+
+async def open_room(
+    app: web.Application,
+    request_id: int,
+    *,
+    user_id: int | None,
+    username: str,
+    before_record: Callable[[], Awaitable[Any]] | None = None,
+) -> Call:
+    """A new room for ``request_id`` on the media node, with its call record.
+
+    ``before_record`` runs once the room exists (e.g. the queue transition); if it
+    fails, the room is ended again and nothing is recorded."""
+    room_id = secrets.token_urlsafe(18)
+    node = app[MEDIA_NODE]
+    await node.create_room(room_id, app[CONFIG].calls.video_codec)
+    if before_record is not None:
+        try:
+            await before_record()
+        except BaseException:
+            with contextlib.suppress(MediaUnavailable):
+                await node.end_room(room_id)
+            raise
+    db = app[DB]
+    record_id = await surveys.create_call_record(
+        db, room_id=room_id, request_id=request_id
+    )
+    async with db.write() as conn:
+        await audit.record(
+            conn,
+            "video_call_started",
+            user_id=user_id,
+            username=username,
+            request_id=request_id,
+            record_id=record_id,
+        )
+    log.info("video_call_started", room_id=room_id, callback_id=request_id)
+    return Call(room_id, record_id, request_id, False)
+
+
+async def new_link(app: web.Application, call: Call, role: str) -> tuple[str, datetime]:
+    """A single-use join link for ``role`` (citizen or interpreter) and its expiry."""
+    if call.ended:
+        raise LinkExpired("calls_ended")
+    ttl = timedelta(minutes=app[CONFIG].calls.link_ttl_minutes)
+    token = await join_links.create_link(
+        app[DB], request_id=call.request_id, room_id=call.room_id, role=role, ttl=ttl
+    )
+    url = join_links.link_url(app[CONFIG].server.public_url, token)
+    return url, datetime.now(UTC) + ttl
+
+
+async def media_grant(
+    app: web.Application, call: Call, role: str, participant: str
+) -> dict[str, Any]:
+    """A fresh single-use media token and what the browser needs to connect."""
+    if call.ended:
+        raise LinkExpired("calls_ended")
+    config = app[CONFIG]
+    token = await signing_keys.issue_media_token(
+        app[DB],
+        app[SECRET_KEY],
+        issuer=config.mediaserver.token_issuer,
+        audience=config.mediaserver.node_id,
+        room=call.room_id,
+        role=role,
+        sub=participant,
+        ttl_seconds=config.calls.token_ttl_seconds,
+    )
+    return {
+        "media_url": config.calls.media_ws_url,
+        "room_id": call.room_id,
+        "token": token,
+        "role": role,
+        "expires_in": config.calls.token_ttl_seconds,
+        "ice_servers": ice_servers_for(config.mediaserver, participant),
+        "force_relay": False,
+    }
+
+
+async def _audit(
+    app: web.Application, action: str, actor: Actor, call: Call, **details: Any
+) -> None:
+    async with app[DB].write() as conn:
+        await audit.record(
+            conn,
+            action,
+            user_id=actor.id,
+            username=actor.username,
+            request_id=call.request_id,
+            record_id=call.record_id,
+            **details,
+        )
+
+
+async def end_call(
+    app: web.Application, call: Call, actor: Actor, outcome: str
+) -> None:
+    """End the room, void its links and sessions, close the call record."""
+    if call.ended:
+        return
+    await app[MEDIA_NODE].end_room(call.room_id)
+    db = app[DB]
+    await join_links.void_room(db, call.room_id)
+    await surveys.finish_call(db, call.record_id, outcome=outcome)
+    await _audit(app, "video_call_ended", actor, call, outcome=outcome)
+    calls = app[CALLS]
+    calls.events.publish(call.room_id, "ended", outcome=outcome)
+    calls.events.publish(guest_channel(call.room_id), "ended")
+    calls.events.forget(guest_channel(call.room_id))
+    calls.forget(call.room_id)
+    log.info("video_call_ended", room_id=call.room_id, outcome=outcome)
+
+
+# HTTP: setup and shared helpers
+
+
+def setup(app: web.Application) -> None:
+    """Register the call routes, the media node client and stream shutdown."""
+    app[CALLS] = Calls()
+    config = app[CONFIG]
+    app[MEDIA_NODE] = MediaNode(config.calls, config.mediaserver.api_secret)
+    r = app.router
+    r.add_post(r"/staff/requests/{id:\d+}/video", start_video)
+    staff = "/staff/gesprekken/{room_id}"
+    r.add_get(staff, staff_page)
+    r.add_get(staff + "/events", staff_events)
+    r.add_post(staff + "/token", staff_token)
+    r.add_post(staff + "/kwaliteit", staff_quality)
+    r.add_post(staff + "/einde", staff_end)
+    r.add_post(staff + "/naar-telefoon", staff_switch)
+    r.add_post(staff + "/tolk", staff_interpreter)
+    r.add_post(staff + "/bericht", staff_message)
+    r.add_get("/gesprek/apparaat", device_check_page)
+    r.add_get("/gesprek/bellen", call_page)
+    r.add_get("/gesprek/status", guest_status)
+    r.add_get("/gesprek/events", guest_events)
+    r.add_post("/gesprek/token", guest_token)
+    r.add_post("/gesprek/voortgang", guest_progress)
+    r.add_post("/gesprek/kwaliteit", guest_quality)
+    app.on_shutdown.append(_end_streams)
+    app.on_cleanup.append(_close_media_node)
+
+
+async def _close_media_node(app: web.Application) -> None:
+    await app[MEDIA_NODE].close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[CALLS].events.close_all(_SHUTDOWN)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("calls_body_not_json")
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("calls_body_not_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("calls_body_not_json")
+    return body
+
+
+def _no_store(response: web.Response) -> web.Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return _no_store(web.json_response(data, status=status))
+
+
+def _actor(user: auth.StaffUser) -> Actor:
+    return Actor(user.id, user.username, user.role)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _switch_reasons(request: web.Request) -> list[tuple[str, str]]:
+    catalog, lang = request.app[CATALOG], request_language(request)
+    return [(c, catalog.get(f"console_switch_{c}", lang)) for c in queue.SWITCH_REASONS]
+
+
+# staff: start
+
+
+async def start_video(request: web.Request) -> web.Response:
+    """From a claimed (or calling) video request: room, citizen link, delivery."""
+    user = await auth.require_staff(request)
+    raw_id = int(request.match_info["id"])
+    if raw_id > 2**31 - 1:
+        raise NotFound("console_error_not_found")
+    form = await request.post()
+    app, actor = request.app, _actor(user)
+    item = await queue.get_request(app[DB], raw_id)
+    if not queue.may_work(item, actor):
+        raise Forbidden("console_error_not_yours")
+    check_video(item)
+    call = await active_call(app, item.id)
+    if call is not None:
+        raise web.HTTPSeeOther(f"/staff/gesprekken/{call.room_id}")
+    if item.state not in (State.CLAIMED, State.CALLING):
+        raise Conflict("console_conflict_state")
+
+    async def start_attempt() -> None:
+        if item.state is State.CLAIMED:
+            await queue.start_attempt(app[DB], app[METRICS], item.id, actor)
+
+    call = await open_room(
+        app,
+        item.id,
+        user_id=user.id,
+        username=user.username,
+        before_record=start_attempt,
+    )
+    link, _expires = await new_link(app, call, "citizen")
+    calls = app[CALLS]
+    calls.live(call.room_id).join_link = link
+    await _deliver(app, call, item, link, form)
+    app[QUEUE_EVENTS].publish()
+    raise web.HTTPSeeOther(f"/staff/gesprekken/{call.room_id}")
+
+
+async def _deliver(
+    app: web.Application,
+    call: Call,
+    item: queue.Request,
+    link: str,
+    form: Any,
+) -> None:
+    """Send the link as asked; a failure is shown on the call page, not raised."""
+    events = app[CALLS].events
+    desk = app[DESK].current.name
+    config = app[CONFIG]
+    if form.get("send_email") and item.email:
+        try:
+            await mailer.send_join_link(
+                config.mail, item.email, link, item.language, desk
+            )
+            events.publish(call.room_id, "link_sent", via="email")
+        except DeliveryFailed as exc:
+            events.publish(call.room_id, "link_failed", via="email", reason=exc.message)
+    if form.get("send_sms") and item.phone:
+        text = sms.join_link_text(link, item.language, desk, catalog=app[CATALOG])
+        try:
+            await sms.send_sms(config.sms, item.phone, text)
+            events.publish(call.room_id, "link_sent", via="sms")
+        except DeliveryFailed as exc:
+            events.publish(call.room_id, "link_failed", via="sms", reason=exc.message)
+
+
+# staff: the call page and its endpoints
+
+
+async def _staff_call(request: web.Request) -> tuple[Call, queue.Request, Actor]:
+    """The call in the URL, if this staff member may work its request."""
+    user = await auth.require_staff(request)
+    call = await find_call(request.app, request.match_info["room_id"])
+    if call.request_id is None:
+        raise NotFound("calls_not_found")
+    item = await queue.get_request(request.app[DB], call.request_id)
+    actor = _actor(user)
+    if not queue.may_work(item, actor):
+        raise Forbidden("console_error_not_yours")
+    return call, item, actor
+
+
+def _progress(events: list[CallEvent]) -> list[dict[str, Any]]:
+    shown = ("progress", "link_sent", "link_failed", "link_opened")
+    return [
+        {
+            "step": event.data.get("step", event.kind),
+            "failed": list(event.data.get("failed", [])),
+            "at": event.data["at"],
+            "via": event.data.get("via"),
+            "role": event.data.get("role"),
+        }
+        for event in events
+        if event.kind in shown
+    ]
+
+
+async def staff_page(request: web.Request) -> web.Response:
+    call, item, _ = await _staff_call(request)
+    survey_url = f"/staff/gesprekken/{call.record_id}/enquete"
+    if call.ended:
+        raise web.HTTPSeeOther(survey_url)
+    base = f"/staff/gesprekken/{call.room_id}"
+    live = request.app[CALLS].live(call.room_id)
+    call_app = {
+        "role": "agent",
+        "csrf": csrf_token(request),
+        "token-url": base + "/token",
+        "events-url": base + "/events",
+        "quality-url": base + "/kwaliteit",
+        "end-url": base + "/einde",
+        "switch-url": base + "/naar-telefoon",
+        "interpreter-url": base + "/tolk",
+        "message-url": base + "/bericht",
+        "survey-url": survey_url,
+        "lang": request_language(request),
+    }
+    context = {
+        "call_app": call_app,
+        "join_link": None if live.opened else live.join_link,
+        "interpreter_link": live.interpreter_link,
+        "progress": _progress(request.app[CALLS].events.history(call.room_id)),
+        "call_request": item,
+        "record_id": call.record_id,
+        "room_id": call.room_id,
+        "switch_reasons": _switch_reasons(request),
+    }
+    return _no_store(render(request, "call/staff_call.html", context))
+
+
+def _sse(event: CallEvent) -> bytes:
+    data = json.dumps(event.data, separators=(",", ":"))
+    return f"event: {event.kind}\ndata: {data}\n\n".encode()
+
+
+async def staff_events(request: web.Request) -> web.StreamResponse:
+    """The call's events for the employee: the history first, then live."""
+    call, _, _ = await _staff_call(request)
+    events = request.app[CALLS].events
+    first = [CallEvent("ended", {})] if call.ended else events.history(call.room_id)
+    return await _stream(request, call.room_id, first)
+
+
+async def _stream(
+    request: web.Request, channel: str, first: list[CallEvent]
+) -> web.StreamResponse:
+    """``text/event-stream`` of ``channel``: ``first``, then live events; a comment
+    every :data:`HEARTBEAT_SECONDS`; ends after ``ended`` or at shutdown."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        with contextlib.suppress(ConnectionResetError):
+            await _follow(request.app[CALLS].events, channel, first, response)
+    except Exception:
+        log.exception("call_stream_failed")
+    return response
+
+
+async def _follow(
+    events: CallEvents,
+    channel: str,
+    first: list[CallEvent],
+    response: web.StreamResponse,
+) -> None:
+    async with events.subscribe(channel) as inbox:
+        for event in first:
+            await response.write(_sse(event))
+            if event.kind == "ended":
+                return
+        while True:
+            try:
+                event = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if event.kind == _SHUTDOWN:
+                return
+            await response.write(_sse(event))
+            if event.kind == "ended":
+                return
+
+
+async def staff_token(request: web.Request) -> web.Response:
+    call, _item, actor = await _staff_call(request)
+    grant = await media_grant(request.app, call, "agent", f"agent-{actor.id}")
+    return _json(grant)
+
+
+async def staff_quality(request: web.Request) -> web.Response:
+    call, _, _ = await _staff_call(request)
+    return await _store_quality(request, call)
+
+
+async def staff_end(request: web.Request) -> web.Response:
+    """Hang up for everyone; the employee's survey comes next."""
+    call, _item, actor = await _staff_call(request)
+    await end_call(request.app, call, actor, "completed")
+    return _json({"next": f"/staff/gesprekken/{call.record_id}/enquete"})
+
+
+async def staff_switch(request: web.Request) -> web.Response:
+    """End the video call and turn the request into a phone callback."""
+    call, item, actor = await _staff_call(request)
+    body = await _json_body(request)
+    reason = body.get("reason")
+    if reason not in queue.SWITCH_REASONS:
+        raise ValidationFailed(
+            "console_field_reason_invalid",
+            details={"reason": "console_field_reason_invalid"},
+        )
+    if item.channel != "video" or not item.is_open:
+        raise Conflict("calls_not_video")
+    await end_call(request.app, call, actor, "switched_to_phone")
+    await queue.switch_channel(request.app[DB], item.id, actor, "phone", str(reason))
+    request.app[QUEUE_EVENTS].publish()
+    return _json({"next": f"/staff/requests/{item.id}"})
+
+
+async def staff_interpreter(request: web.Request) -> web.Response:
+    """A single-use interpreter link to copy (a new one each time)."""
+    call, _item, actor = await _staff_call(request)
+    link, expires = await new_link(request.app, call, "interpreter")
+    request.app[CALLS].live(call.room_id).interpreter_link = link
+    await _audit(request.app, "interpreter_invited", actor, call)
+    return _json({"link": link, "expires_at": _iso(expires)})
+
+
+async def staff_message(request: web.Request) -> web.Response:
+    """A short message shown in the citizen's waiting room (kept in memory only)."""
+    call, _item, actor = await _staff_call(request)
+    body = await _json_body(request)
+    text = body.get("text")
+    clean = _CONTROL.sub("", text).strip() if isinstance(text, str) else ""
+    if not clean or len(clean) > MESSAGE_MAX:
+        raise ValidationFailed(
+            "calls_message_invalid", details={"text": "calls_message_invalid"}
+        )
+    if call.ended:
+        raise LinkExpired("calls_ended")
+    calls = request.app[CALLS]
+    calls.live(call.room_id).message = clean
+    calls.events.publish(guest_channel(call.room_id), "lobby_message", text=clean)
+    await _audit(request.app, "waiting_message_set", actor, call)
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+async def _store_quality(request: web.Request, call: Call) -> web.Response:
+    quality = parse_quality(await _json_body(request))
+    await surveys.update_quality(request.app[DB], call.record_id, quality)
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+def parse_quality(body: dict[str, Any]) -> surveys.Quality:
+    """The quality summary a browser reports; :class:`ValidationFailed` by field."""
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name in ("join_to_first_picture_ms", "rtt_ms_p50", "rtt_ms_p95", "reconnects"):
+        value = body.get(name)
+        if value is None and name != "reconnects":
+            values[name] = None
+        elif value is None:
+            values[name] = 0
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            errors[name] = "calls_quality_number"
+        elif not 0 <= value < 2**31:
+            errors[name] = "calls_quality_range"
+        else:
+            values[name] = round(value)
+    loss = body.get("loss_pct")
+    if loss is not None and (
+        isinstance(loss, bool) or not isinstance(loss, int | float)
+    ):
+        errors["loss_pct"] = "calls_quality_number"
+    elif loss is not None and not 0 <= loss <= 100:
+        errors["loss_pct"] = "calls_quality_range"
+    kind = body.get("connection_type", "unknown")
+    if kind not in surveys.CONNECTION_TYPES:
+        errors["connection_type"] = "calls_quality_connection"
+    if errors:
+        raise ValidationFailed("calls_quality_invalid", details=errors)
+    return surveys.Quality(
+        connection_type=str(kind),
+        loss_pct=None if loss is None else float(loss),
+        **values,
+    )
+
+
+# citizen and interpreter
+
+
+async def _guest(request: web.Request) -> tuple[join_links.LinkInfo, Call]:
+    """The call of this browser's join session: 401 without one, 410 once ended."""
+    info = await join_links.current_survey_session(request)
+    if info is None:
+        raise Unauthorized("calls_no_session")
+    if info.ended:
+        raise LinkExpired("calls_ended")
+    call = await find_call(request.app, info.room_id)
+    if call.ended:
+        raise LinkExpired("calls_ended")
+    _mark_opened(request.app, info)
+    return info, call
+
+
+def _mark_opened(app: web.Application, info: join_links.LinkInfo) -> None:
+    """Tell the employee, once, that the citizen's browser came in with the link."""
+    live = app[CALLS].live(info.room_id)
+    if info.role == "citizen" and not live.opened:
+        live.opened = True
+        app[CALLS].events.publish(info.room_id, "link_opened", role="citizen")
+
+
+def _guest_app(request: web.Request, info: join_links.LinkInfo) -> dict[str, str]:
+    return {
+        "role": info.role,
+        "csrf": csrf_token(request),
+        "token-url": "/gesprek/token",
+        "progress-url": "/gesprek/voortgang",
+        "quality-url": "/gesprek/kwaliteit",
+        "status-url": "/gesprek/status",
+        "events-url": "/gesprek/events",
+        "survey-url": "/gesprek/enquete" if info.role == "citizen" else "",
+        "call-url": "/gesprek/bellen",
+        "lang": request_language(request),
+    }
+
+
+async def _guest_page(request: web.Request, template: str) -> web.Response:
+    try:
+        info, _ = await _guest(request)
+    except LinkExpired:
+        ended = await join_links.current_survey_session(request)
+        if ended is not None and ended.role == "citizen":
+            raise web.HTTPSeeOther("/gesprek/enquete") from None
+        raise
+    context = {"call_app": _guest_app(request, info)}
+    return _no_store(render(request, template, context))
+
+
+async def device_check_page(request: web.Request) -> web.Response:
+    return await _guest_page(request, "call/device_check.html")
+
+
+async def call_page(request: web.Request) -> web.Response:
+    return await _guest_page(request, "call/call.html")
+
+
+async def guest_status(request: web.Request) -> web.Response:
+    """``{"ended": bool, "message": str | null}`` for the waiting room to poll."""
+    info = await join_links.current_survey_session(request)
+    if info is None:
+        raise Unauthorized("calls_no_session")
+    record = await surveys.find_by_room(request.app[DB], info.room_id)
+    ended = info.ended or record is None or record.ended_at is not None
+    live = LiveCall()
+    if not ended:
+        _mark_opened(request.app, info)
+        live = request.app[CALLS].live(info.room_id)
+    return _json({"ended": ended, "message": live.message})
+
+
+async def guest_events(request: web.Request) -> web.StreamResponse:
+    """For the waiting room: ``lobby_message`` ``{"text"}`` (the current one first)
+    and ``ended``."""
+    _info, call = await _guest(request)
+    message = request.app[CALLS].live(call.room_id).message
+    first = [CallEvent("lobby_message", {"text": message})] if message else []
+    return await _stream(request, guest_channel(call.room_id), first)
+
+
+async def guest_token(request: web.Request) -> web.Response:
+    info, call = await _guest(request)
+    return _json(await media_grant(request.app, call, info.role, _participant(info)))
+
+
+def _participant(info: join_links.LinkInfo) -> str:
+    return f"{info.role}-{info.link_id}"
+
+
+async def guest_progress(request: web.Request) -> web.Response:
+    info, call = await _guest(request)
+    body = await _json_body(request)
+    step = body.get("step")
+    failed = body.get("failed", [])
+    errors: dict[str, str] = {}
+    if step not in PROGRESS_STEPS:
+        errors["step"] = "calls_progress_step"
+    if not isinstance(failed, list) or not all(p in FAILED_PARTS for p in failed):
+        errors["failed"] = "calls_progress_failed"
+    if errors:
+        raise ValidationFailed("calls_progress_invalid", details=errors)
+    request.app[CALLS].events.publish(
+        call.room_id,
+        "progress",
+        step=step,
+        failed=sorted(set(failed)),
+        role=info.role,
+    )
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+async def guest_quality(request: web.Request) -> web.Response:
+    _info, call = await _guest(request)
+    return await _store_quality(request, call)
