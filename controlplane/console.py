@@ -278,10 +278,11 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
-    await response.prepare(request)
     try:
-        with contextlib.suppress(ConnectionResetError):  # the console went away
-            await _follow_queue(request, response, user, where, session.id_hash)
+        await response.prepare(request)
+        await _follow_queue(request, response, user, where, session.id_hash)
+    except ConnectionResetError:
+        log.debug("queue_stream_closed_by_client")
     except Exception:
         log.exception("queue_stream_failed")
     return response

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from controlplane import console, queue, users
 from controlplane.app import create_app
@@ -534,3 +536,38 @@ async def test_twenty_racing_claims_over_http_have_one_winner(client):
     assert statuses == [303] + [409] * 19
     claims = [r for r in await audit_rows(client, rid) if r.action == "request_claimed"]
     assert len(claims) == 1
+
+
+class _ProductionServer(TestServer):
+    """Like ``web.run_app``: a handler runs on when its client goes away."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        kwargs["handler_cancellation"] = False
+        return web.AppRunner(self.app, **kwargs)
+
+
+async def test_a_console_gone_before_the_stream_starts_is_not_a_failure(
+    aiohttp_client, make_config, sqlite_url
+):
+    """A browser that closes ``/staff/queue/events`` while it opens (a reload, a
+    closed tab) is normal: no exception is logged."""
+    client = await aiohttp_client(
+        _ProductionServer(create_app(make_config(sqlite_url)))
+    )
+    await sign_in(client)
+    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/"))
+    cookie = "; ".join(f"{name}={c.value}" for name, c in cookies.items())
+    with structlog.testing.capture_logs() as logs:
+        _, writer = await asyncio.open_connection(client.server.host, client.port)
+        writer.write(
+            b"GET /staff/queue/events HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Cookie: {cookie}\r\n\r\n".encode()
+        )
+        writer.close()
+        await writer.wait_closed()
+
+        async def handled() -> bool:
+            return any(e["event"] == "http_request_handled" for e in logs)
+
+        await wait_for(handled, message="the stream request to be handled")
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == []
