@@ -93,9 +93,17 @@ def _actor(user: auth.StaffUser) -> Actor:
     return Actor(user.id, user.username, user.role)
 
 
+def _small_int(text: str) -> int | None:
+    """``text`` as a database id or count; None unless plain ASCII digits in range."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(_MAX_ID))):
+        return None
+    value = int(text)
+    return value if value <= _MAX_ID else None
+
+
 def _request_id(request: web.Request) -> int:
-    value = int(request.match_info["id"])
-    if value > _MAX_ID:
+    value = _small_int(request.match_info["id"])
+    if value is None:
         raise NotFound("console_error_not_found")
     return value
 
@@ -216,7 +224,6 @@ async def queue_page(request: web.Request) -> web.Response:
         reference = parse_reference(request.query.get(kind, ""))
         if reference is not None:
             notice = (kind, reference)
-    released = request.query.get("released_count", "")
     return render(
         request,
         "staff/console/queue.html",
@@ -227,7 +234,7 @@ async def queue_page(request: web.Request) -> web.Response:
             "channels": CHANNELS,
             "states": [s.value for s in OPEN_STATES],
             "notice": notice,
-            "released_count": int(released) if released.isdigit() else None,
+            "released_count": _small_int(request.query.get("released_count", "")),
             "events_url": URL("/staff/queue/events").with_query(request.query),
         },
     )
@@ -479,12 +486,12 @@ async def _add_note(
 async def _reassign(
     request: web.Request, actor: Actor, rid: int, form: Mapping[str, str]
 ) -> str | None:
-    value = form.get("user_id", "")
-    if not value.isdigit() or int(value) > _MAX_ID:
+    user_id = _small_int(form.get("user_id", ""))
+    if user_id is None:
         raise ValidationFailed(
             "console_error_form", details={"user_id": "console_field_user_invalid"}
         )
-    await queue.reassign(request.app[DB], rid, actor, int(value))
+    await queue.reassign(request.app[DB], rid, actor, user_id)
     return None
 
 

@@ -224,6 +224,24 @@ async def test_unknown_requests_are_404(sqlite_client):
     assert "Dit verzoek bestaat niet" in await response.text()
 
 
+@pytest.mark.parametrize("number", ["9" * 5000, "\u00b2", "\u0661\u0662"])
+async def test_odd_numbers_are_4xx_not_500(sqlite_client, number):
+    """Over-long or non-ASCII digits in an address, a form or the query string."""
+    await sign_in(sqlite_client, "supervisor")
+    rid, _ = await make_request(sqlite_client)
+    token = await csrf(sqlite_client)
+    assert (await sqlite_client.get(f"/staff/requests/{number}")).status == 404
+    claim = await post(sqlite_client, f"/staff/requests/{number}/claim", token)
+    assert claim.status == 404
+    queue_page = await sqlite_client.get("/staff", params={"released_count": number})
+    assert queue_page.status == 200
+    await post(sqlite_client, f"/staff/requests/{rid}/claim", token)
+    reassign = await post(
+        sqlite_client, f"/staff/requests/{rid}/reassign", token, user_id=number
+    )
+    assert reassign.status == 422
+
+
 async def test_wrong_step_is_409_and_bad_values_422(sqlite_client):
     await sign_in(sqlite_client)
     rid, _ = await make_request(sqlite_client)
