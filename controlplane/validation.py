@@ -230,13 +230,13 @@ def _slot(
         errors["slot"] = "citizen_error_slot_missing"
         return None
     try:
-        slot = datetime.fromisoformat(text)
-    except ValueError:
+        parsed = datetime.fromisoformat(text)
+        slot = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):  # not a time, or beyond year 1..9999 in UTC
         slot = None
-    if slot is None or slot.tzinfo is None:
+    if slot is None:
         errors["slot"] = "citizen_error_slot_invalid"
         return None
-    slot = slot.astimezone(UTC)
     if not is_bookable(slot, desk, now):
         errors["slot"] = "citizen_error_slot_unavailable"
         return None

@@ -248,6 +248,10 @@ def test_a_slot_from_the_list_is_taken_and_other_times_are_not():
     assert _errors(preferred="slot", slot="2026-11-28T10:00:00") == {
         "slot": "citizen_error_slot_invalid"
     }, "a time without zone"
+    for edge in ("9999-12-31T23:00:00-14:00", "0001-01-01T00:00:00+14:00"):
+        assert _errors(preferred="slot", slot=edge) == {
+            "slot": "citizen_error_slot_invalid"
+        }, "a time that leaves the calendar in UTC"
     gone = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:00:00Z")
     assert _errors(preferred="slot", slot=gone) == {
         "slot": "citizen_error_slot_unavailable"
