@@ -128,7 +128,8 @@ class Participant:
                 return
 
     async def _negotiate(self) -> None:
-        # send offer
+        # send offer (m-lines added while it is out wait for the next one)
+        offered = [s for s in self.subscriptions.values() if s.leg is None]
         sdp = await self.peer.offer()
         tracks = [
             {"mid": s.transceiver.mid, "participant_id": s.publisher_id, "kind": k}
@@ -141,8 +142,9 @@ class Participant:
         await self.peer.accept_answer(answer)
         self.peer.refresh_payload_types(self.streams)
         # start legs of newly negotiated senders
-        for subscription in self.subscriptions.values():
-            if subscription.leg is None:
+        current = set(map(id, self.subscriptions.values()))
+        for subscription in offered:
+            if id(subscription) in current and subscription.leg is None:
                 info = leg_info(subscription.transceiver)
                 subscription.leg = self.peer.media.add_leg(subscription.source, info)
 

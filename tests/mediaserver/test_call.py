@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mediaserver.app import STATS
 from tests.mediaserver.client import decodes, join, wait_for
 from tests.mediaserver.conftest import create_room, metric
 
@@ -46,3 +47,20 @@ async def test_h264_room_forwards_h264(server, clients, token):
                 codec = transceiver._codecs[0]
                 assert codec.mimeType == "video/H264"
                 assert codec.parameters["profile-level-id"] == "42e01f"
+
+
+async def test_three_join_at_once(server, clients, token):
+    """Participants added while a renegotiation is in flight get their own
+    (next) negotiation; every leg forwards."""
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1")
+    citizen = await join(clients, server, token, "citizen", "c1")
+    await agent.send({"type": "admit", "participant_id": "c1"})
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    for client in (agent, citizen, interpreter):
+        await wait_for(
+            lambda client=client: decodes(client, publishers=2),
+            20,
+            "everyone decodes both others",
+        )
+    assert "unknown_payload_type" not in server.app[STATS].dropped
