@@ -57,10 +57,10 @@ async def test_three_join_at_once(server, clients, token):
     citizen = await join(clients, server, token, "citizen", "c1")
     await agent.send({"type": "admit", "participant_id": "c1"})
     interpreter = await join(clients, server, token, "interpreter", "i1")
-    for client in (agent, citizen, interpreter):
-        await wait_for(
-            lambda client=client: decodes(client, publishers=2),
-            20,
-            "everyone decodes both others",
-        )
+    everyone = (agent, citizen, interpreter)
+    await wait_for(
+        lambda: all(decodes(client, publishers=2) for client in everyone),
+        20,
+        "everyone decodes both others",
+    )
     assert "unknown_payload_type" not in server.app[STATS].dropped
