@@ -23,11 +23,11 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from controlplane import auth, callbacks, queue, validation
+from controlplane import auth, callbacks, queue, queue_items, validation
 from controlplane.callbacks import ACCESSIBILITY_NEEDS, CHANNELS, OPEN_STATES, State
 from controlplane.errors import Forbidden, NotFound, ValidationFailed
 from controlplane.i18n import request_language
-from controlplane.queue import Actor, QueueFilter
+from controlplane.queue_items import Actor, QueueFilter
 from controlplane.reference import parse_reference
 from controlplane.rendering import page_context, render
 from controlplane.slots import available_slots
@@ -139,7 +139,7 @@ class Labels:
     def local(self, moment: datetime) -> str:
         return moment.astimezone(self._tz).strftime("%d-%m-%Y %H:%M")
 
-    def moment(self, item: queue.Request) -> str:
+    def moment(self, item: queue_items.Request) -> str:
         """When the citizen wants to be called."""
         if item.preferred == "slot" and item.slot_start is not None:
             return self.local(item.slot_start)
@@ -157,7 +157,7 @@ class Labels:
             "console_duration_days", d=minutes // 1440, h=minutes % 1440 // 60
         )
 
-    def waiting(self, item: queue.Request, now: datetime) -> str:
+    def waiting(self, item: queue_items.Request, now: datetime) -> str:
         """How long the request has been due, or how soon it will be."""
         seconds = (now - item.due_at).total_seconds()
         if seconds < 0:
@@ -200,7 +200,7 @@ def _queue_filter(request: web.Request, user: auth.StaffUser) -> QueueFilter:
 async def _rows_context(
     request: web.Request, user: auth.StaffUser, where: QueueFilter
 ) -> dict[str, Any]:
-    items = await queue.list_open(request.app[DB], where)
+    items = await queue_items.list_open(request.app[DB], where)
     desk = request.app[DESK].current
     now = datetime.now(UTC)
     return {
@@ -209,7 +209,7 @@ async def _rows_context(
         "labels": Labels(request),
         "iso": _iso,
         "actor": _actor(user),
-        "may_work": queue.may_work,
+        "may_work": queue_items.may_work,
         "is_stale": lambda item: item.is_stale(desk, now),
         "staff_user": user,
     }
@@ -347,21 +347,23 @@ async def _detail_context(
     request: web.Request, user: auth.StaffUser, request_id: int
 ) -> dict[str, Any]:
     db = request.app[DB]
-    item = await queue.get_request(db, request_id)
+    item = await queue_items.get_request(db, request_id)
     actor = _actor(user)
-    if item.state is not State.NEW and not queue.may_work(item, actor):
+    if item.state is not State.NEW and not queue_items.may_work(item, actor):
         raise Forbidden("console_error_not_yours")
     desk = request.app[DESK].current
     now = datetime.now(UTC)
     return {
         "item": item,
-        "notes": await queue.list_notes(db, request_id),
+        "notes": await queue_items.list_notes(db, request_id),
         "labels": Labels(request),
         "now": now,
         "iso": _iso,
-        "may_work": queue.may_work(item, actor),
+        "may_work": queue_items.may_work(item, actor),
         "stale": item.is_stale(desk, now),
-        "staff_members": await queue.active_staff(db) if actor.is_supervisor else [],
+        "staff_members": await queue_items.active_staff(db)
+        if actor.is_supervisor
+        else [],
         "outcomes": queue.OUTCOMES,
         "cancel_reasons": queue.CANCEL_REASONS,
         "switch_reasons": queue.SWITCH_REASONS,

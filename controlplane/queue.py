@@ -1,16 +1,17 @@
-"""The staff queue: listing open callback requests and moving them through states.
+"""The staff queue's changes of state: claiming, calling, closing, notes,
+reassigning, releasing stale claims and expiring overdue requests.
 
 Every change is one conditional ``UPDATE`` (the row must still be in an allowed
 state, and held by the actor unless a supervisor acts), so two people racing for
 the same request cannot both win, on SQLite and PostgreSQL alike. Each change is
 audited in the same transaction. Citizens' personal data never reaches a log line
-or an audit entry; free-text notes live in ``request_notes`` only.
+or an audit entry; free-text notes live in ``request_notes`` only. How requests
+are read and shown lives in :mod:`controlplane.queue_items`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,9 +21,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.config import DeskConfig
 from controlplane import audit
-from controlplane.callbacks import CHANNELS, OPEN_STATES, State
-from controlplane.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from controlplane.callbacks import CHANNELS, State
+from controlplane.errors import Conflict, Forbidden, ValidationFailed
 from controlplane.metrics import Metrics
+from controlplane.queue_items import (
+    CLAIMED_OR_CALLING,
+    SYSTEM,
+    load_request,
+    stale_cutoff,
+)
+
+# Readers kept importable from here for callers of the single former module
+# (controlplane.calls); new code imports them from controlplane.queue_items.
+from controlplane.queue_items import Actor as Actor
+from controlplane.queue_items import Request as Request
+from controlplane.queue_items import get_request as get_request
+from controlplane.queue_items import may_work as may_work
 from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests, request_notes, users
 
@@ -37,190 +51,10 @@ SWITCH_REASONS = ("citizen_asked", "technical_problem", "accessibility", "other"
 NOTE_MAX_CHARS = 2000
 
 _req = callback_requests
-_CLAIMED_OR_CALLING = (State.CLAIMED, State.CALLING)
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acts on the queue: a signed-in staff member, or the system itself."""
-
-    id: int | None
-    username: str
-    role: str
-
-    @property
-    def is_supervisor(self) -> bool:
-        return self.role in ("supervisor", "admin")
-
-
-SYSTEM = Actor(id=None, username="system", role="admin")
-
-
-@dataclass(frozen=True, slots=True)
-class QueueFilter:
-    """Narrows the queue; ``None`` means any. ``mine`` keeps the actor's claims."""
-
-    channel: str | None = None
-    topic: str | None = None
-    state: str | None = None
-    claimed_by: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One callback request as staff see it, with the claimer's username."""
-
-    id: int
-    reference: str
-    state: State
-    channel: str
-    topic: str
-    language: str
-    source: str
-    name: str | None
-    phone: str | None
-    email: str | None
-    accessibility: tuple[str, ...]
-    accessibility_note: str | None
-    preferred: str
-    slot_start: datetime | None
-    due_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    claimed_by: int | None
-    claimed_by_username: str | None
-    claimed_at: datetime | None
-    attempts: int
-    first_attempt_at: datetime | None
-    outcome: str | None
-    closed_at: datetime | None
-
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_STATES
-
-    @property
-    def is_retry(self) -> bool:
-        """Back in the queue after an unanswered call."""
-        return self.state is State.NEW and self.attempts > 0
-
-    def is_stale(self, desk: DeskConfig, now: datetime) -> bool:
-        """Held by someone and untouched for ``desk.stale_claim_minutes``."""
-        return self.state in _CLAIMED_OR_CALLING and self.updated_at <= _stale_cutoff(
-            desk, now
-        )
-
-    @classmethod
-    def from_row(cls, row: Any) -> Request:
-        m = row._mapping
-        values = {f.name: m[f.name] for f in fields(cls) if f.name in m}
-        values.update(
-            state=State(m["state"]),
-            accessibility=tuple(m["accessibility"] or ()),
-            claimed_by_username=m["claimer"],
-        )
-        return cls(**values)
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    author: str | None
-    body: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StaffMember:
-    id: int
-    username: str
-    role: str
 
 
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
-
-
-def _stale_cutoff(desk: DeskConfig, now: datetime) -> datetime:
-    return now - timedelta(minutes=desk.stale_claim_minutes)
-
-
-def _select_requests() -> sa.Select[Any]:
-    return sa.select(_req, users.c.username.label("claimer")).select_from(
-        _req.outerjoin(users, users.c.id == _req.c.claimed_by)
-    )
-
-
-# reading
-
-
-async def list_open(db: Database, where: QueueFilter | None = None) -> list[Request]:
-    """Open requests (new, claimed, calling), the one due first on top."""
-    where = where or QueueFilter()
-    states = [s.value for s in OPEN_STATES]
-    if where.state is not None:
-        states = [where.state] if where.state in states else []
-    query = _select_requests().where(_req.c.state.in_(states))
-    if where.channel is not None:
-        query = query.where(_req.c.channel == where.channel)
-    if where.topic is not None:
-        query = query.where(_req.c.topic == where.topic)
-    if where.claimed_by is not None:
-        query = query.where(_req.c.claimed_by == where.claimed_by)
-    query = query.order_by(_req.c.due_at, _req.c.id)
-    async with db.read() as conn:
-        rows = (await conn.execute(query)).all()
-    return [Request.from_row(row) for row in rows]
-
-
-async def get_request(db: Database, request_id: int) -> Request:
-    """The request with ``request_id``; raises :class:`NotFound`."""
-    async with db.read() as conn:
-        return await _load(conn, request_id)
-
-
-async def _load(conn: AsyncConnection, request_id: int) -> Request:
-    row = (
-        await conn.execute(_select_requests().where(_req.c.id == request_id))
-    ).first()
-    if row is None:
-        raise NotFound("console_error_not_found")
-    return Request.from_row(row)
-
-
-async def list_notes(db: Database, request_id: int) -> list[Note]:
-    query = (
-        sa.select(request_notes, users.c.username)
-        .select_from(
-            request_notes.outerjoin(users, users.c.id == request_notes.c.user_id)
-        )
-        .where(request_notes.c.request_id == request_id)
-        .order_by(request_notes.c.created_at, request_notes.c.id)
-    )
-    async with db.read() as conn:
-        rows = (await conn.execute(query)).all()
-    return [Note(row.username, row.body, row.created_at) for row in rows]
-
-
-async def active_staff(db: Database) -> list[StaffMember]:
-    """Staff accounts that can take over a claim, by username."""
-    query = (
-        sa.select(users.c.id, users.c.username, users.c.role)
-        .where(users.c.active.is_(True))
-        .order_by(users.c.username)
-    )
-    async with db.read() as conn:
-        rows = (await conn.execute(query)).all()
-    return [StaffMember(row.id, row.username, row.role) for row in rows]
-
-
-def may_work(request: Request, actor: Actor) -> bool:
-    """Only the claimer, supervisors and admins open and work a request."""
-    return actor.is_supervisor or (
-        request.claimed_by is not None and request.claimed_by == actor.id
-    )
-
-
-# transitions
 
 
 async def _transition(
@@ -242,13 +76,13 @@ async def _transition(
     )
     if result.first() is None:
         await _refuse(conn, request_id, actor, holder_only=holder_only)
-    return await _load(conn, request_id)
+    return await load_request(conn, request_id)
 
 
 async def _refuse(
     conn: AsyncConnection, request_id: int, actor: Actor, *, holder_only: bool
 ) -> None:
-    current = await _load(conn, request_id)
+    current = await load_request(conn, request_id)
     if not current.is_open:
         raise Conflict("console_conflict_closed")
     if holder_only and not may_work(current, actor) and current.claimed_by is not None:
@@ -297,7 +131,7 @@ async def claim(
             )
         )
         if result.rowcount != 1:
-            current = await _load(conn, request_id)
+            current = await load_request(conn, request_id)
             if not current.is_open:
                 raise Conflict("console_conflict_closed")
             raise Conflict("console_conflict_taken")
@@ -307,7 +141,7 @@ async def claim(
             actor,
             request_id,
         )
-        request = await _load(conn, request_id)
+        request = await load_request(conn, request_id)
     _logged("request_claimed", request, actor)
     return request
 
@@ -318,7 +152,7 @@ async def release(
     """Give a claimed request back to the queue (the holder or a supervisor)."""
     now = _now(now)
     async with db.write() as conn:
-        before = await _load(conn, request_id)
+        before = await load_request(conn, request_id)
         request = await _transition(
             conn,
             request_id,
@@ -481,7 +315,7 @@ async def cancel(
         actor,
         State.CANCELLED,
         reason,
-        _CLAIMED_OR_CALLING,
+        CLAIMED_OR_CALLING,
         _now(now),
     )
 
@@ -499,7 +333,7 @@ async def no_answer(
     ``no_answer`` once ``max_attempts`` calls were made."""
     now = _now(now)
     async with db.write() as conn:
-        current = await _load(conn, request_id)
+        current = await load_request(conn, request_id)
         if current.attempts >= desk.max_attempts:
             request = await _close_in(
                 conn,
@@ -560,7 +394,7 @@ async def switch_channel(
         raise ValidationFailed("console_error_form", details=errors)
     now = _now(now)
     async with db.write() as conn:
-        before = await _load(conn, request_id)
+        before = await load_request(conn, request_id)
         if before.channel == channel and before.is_open:
             raise ValidationFailed(
                 "console_error_form", details={"channel": "console_field_channel_same"}
@@ -569,7 +403,7 @@ async def switch_channel(
             conn,
             request_id,
             actor,
-            _CLAIMED_OR_CALLING,
+            CLAIMED_OR_CALLING,
             {"channel": channel, "updated_at": now},
         )
         await _audit(
@@ -626,7 +460,7 @@ async def add_note(
         raise ValidationFailed("console_error_form", details=errors)
     now = _now(now)
     async with db.write() as conn:
-        request = await _load(conn, request_id)
+        request = await load_request(conn, request_id)
         if not may_work(request, actor):
             raise Forbidden("console_error_not_yours")
         if request.is_open:
@@ -668,12 +502,12 @@ async def reassign(
             raise ValidationFailed(
                 "console_error_form", details={"user_id": "console_field_user_invalid"}
             )
-        before = await _load(conn, request_id)
+        before = await load_request(conn, request_id)
         request = await _transition(
             conn,
             request_id,
             actor,
-            _CLAIMED_OR_CALLING,
+            CLAIMED_OR_CALLING,
             {"claimed_by": to_user_id, "claimed_at": now, "updated_at": now},
         )
         await _audit(
@@ -702,14 +536,14 @@ async def release_stale(
         raise Forbidden("console_error_supervisor_only")
     now = _now(now)
     conditions = [
-        _req.c.state.in_([s.value for s in _CLAIMED_OR_CALLING]),
-        _req.c.updated_at <= _stale_cutoff(desk, now),
+        _req.c.state.in_([s.value for s in CLAIMED_OR_CALLING]),
+        _req.c.updated_at <= stale_cutoff(desk, now),
     ]
     if request_id is not None:
         conditions.append(_req.c.id == request_id)
     async with db.write() as conn:
         if request_id is not None:
-            await _load(conn, request_id)
+            await load_request(conn, request_id)
         released = await _update_many(
             conn,
             conditions,

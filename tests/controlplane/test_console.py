@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from controlplane import console, queue, users
+from controlplane import console, queue, queue_items, users
 from controlplane.app import create_app
 from controlplane.callbacks import (
     ACCESSIBILITY_NEEDS,
@@ -29,7 +29,7 @@ from controlplane.callbacks import (
     find_by_reference,
 )
 from controlplane.i18n import Catalog
-from controlplane.queue import Actor
+from controlplane.queue_items import Actor
 from controlplane.state import DB, METRICS, QUEUE_EVENTS
 from controlplane.storage.database import Database
 from controlplane.storage.schema import audit_log, callback_requests
@@ -343,7 +343,7 @@ async def test_agents_cannot_reassign_supervisors_can(sqlite_client):
         sqlite_client, f"/staff/requests/{rid}/reassign", token, user_id=str(target.id)
     )
     assert moved.status == 303
-    stored = await queue.get_request(sqlite_client.server.app[DB], rid)
+    stored = await queue_items.get_request(sqlite_client.server.app[DB], rid)
     assert stored.claimed_by == target.id
     assert (await audit_rows(sqlite_client, rid))[-1].action == "request_reassigned"
     bad = await post(
@@ -375,7 +375,7 @@ async def test_expiry_run_closes_overdue_requests(client):
     db = client.server.app[DB]
     await set_column(client, rid, due_at=datetime.now(UTC) - timedelta(hours=25))
     assert await console.expire_now(client.server.app) == [rid]
-    assert (await queue.get_request(db, rid)).state.value == "expired"
+    assert (await queue_items.get_request(db, rid)).state.value == "expired"
 
 
 async def test_phone_line_entry_stores_once(client):

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from common.config import DeskConfig
-from controlplane import queue
+from controlplane import queue, queue_items
 from controlplane.callbacks import NewRequest, State, create_request
 from controlplane.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from controlplane.metrics import Metrics
-from controlplane.queue import Actor, QueueFilter
+from controlplane.queue_items import Actor, QueueFilter, list_open
 from controlplane.storage.database import Database
 from controlplane.storage.schema import audit_log, callback_requests, users
 
@@ -237,7 +237,7 @@ async def test_switch_channel_audits_the_code_and_keeps_the_note_apart(db):
         "to_channel": "phone",
         "reason": "technical_problem",
     }
-    notes = await queue.list_notes(db, rid)
+    notes = await queue_items.list_notes(db, rid)
     assert [n.body for n in notes] == ["Camera van Anna doet het niet"]
     assert all("Anna" not in str(row.details) for row in rows)
 
@@ -272,7 +272,7 @@ async def test_reassign_is_for_supervisors_and_active_staff(db, metrics):
     rows = await audit_actions(db, rid)
     assert rows[-2].action == "request_reassigned"
     assert rows[-2].details == {"from_user_id": owner.id, "to_user_id": other.id}
-    assert [m.username for m in await queue.active_staff(db)] == [
+    assert [m.username for m in await queue_items.active_staff(db)] == [
         "boss",
         "other",
         "owner",
@@ -298,7 +298,7 @@ async def test_stale_claims_are_released_by_supervisors(db):
         old
     ]
     assert await queue.release_stale(db, DESK, supervisor, now=now) == [other_old]
-    states = {r.id: r.state for r in await queue.list_open(db)}
+    states = {r.id: r.state for r in await list_open(db)}
     assert states == {old: State.NEW, other_old: State.NEW, fresh: State.CLAIMED}
     actions = [row.action for row in await audit_actions(db, old)]
     assert actions[-1] == "stale_claim_released"
@@ -317,7 +317,7 @@ async def test_expiry_closes_only_overdue_unclaimed_requests(db, metrics):
 
     assert await queue.expire_overdue(db, metrics, DESK, now=now) == [overdue]
     assert await queue.expire_overdue(db, metrics, DESK, now=now) == []
-    expired = await queue.get_request(db, overdue)
+    expired = await queue_items.get_request(db, overdue)
     assert expired.state is State.EXPIRED
     assert expired.closed_at is not None
     rows = await audit_actions(db, overdue)
@@ -342,20 +342,20 @@ async def test_list_is_sorted_by_due_time_and_filters(db):
     await set_due(db, first, now - timedelta(minutes=10))
     await queue.claim(db, second, agent)
 
-    assert [r.id for r in await queue.list_open(db)] == [first, second, later_slot]
-    assert [r.id for r in await queue.list_open(db, QueueFilter(channel="phone"))] == [
+    assert [r.id for r in await list_open(db)] == [
+        first,
+        second,
+        later_slot,
+    ]
+    assert [r.id for r in await list_open(db, QueueFilter(channel="phone"))] == [
         later_slot
     ]
-    assert [r.id for r in await queue.list_open(db, QueueFilter(topic="other"))] == [
-        first
-    ]
-    assert [r.id for r in await queue.list_open(db, QueueFilter(state="claimed"))] == [
+    assert [r.id for r in await list_open(db, QueueFilter(topic="other"))] == [first]
+    assert [r.id for r in await list_open(db, QueueFilter(state="claimed"))] == [second]
+    assert [r.id for r in await list_open(db, QueueFilter(claimed_by=agent.id))] == [
         second
     ]
-    assert [
-        r.id for r in await queue.list_open(db, QueueFilter(claimed_by=agent.id))
-    ] == [second]
-    assert await queue.list_open(db, QueueFilter(state="completed")) == []
+    assert await list_open(db, QueueFilter(state="completed")) == []
 
 
 async def test_twenty_concurrent_claims_have_one_winner(db):
@@ -365,11 +365,11 @@ async def test_twenty_concurrent_claims_have_one_winner(db):
     results = await asyncio.gather(
         *(queue.claim(db, rid, agent) for agent in agents), return_exceptions=True
     )
-    winners = [r for r in results if isinstance(r, queue.Request)]
+    winners = [r for r in results if isinstance(r, queue_items.Request)]
     conflicts = [r for r in results if isinstance(r, Conflict)]
     assert len(winners) == 1, results
     assert len(conflicts) == 19, results
-    stored = await queue.get_request(db, rid)
+    stored = await queue_items.get_request(db, rid)
     assert stored.claimed_by == winners[0].claimed_by
     actions = [row.action for row in await audit_actions(db, rid)]
     assert actions == ["request_claimed"]
