@@ -26,7 +26,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"beeldbel: {exc}", file=sys.stderr)
         return 2
-    result: int = args.func(config, args)
+    try:
+        result: int = args.func(config, args)
+    except ValueError as exc:
+        # bad names, roles, scopes: the message says what is wrong
+        print(f"beeldbel: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if getattr(exc, "status", 500) < 500 and hasattr(exc, "message"):
+            print(f"beeldbel: {exc.message}", file=sys.stderr)
+            return 1
+        raise
     return result
 
 

@@ -113,3 +113,36 @@ async def test_unknown_config_key_stops_the_start_with_its_name(tmp_path):
     _out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert b"server.prot" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["admin", "user-add", "Not A Name!"], "username"),
+        (["admin", "apikey-create", "x", "--scope", "everything"], "scope"),
+        (["keys", "retire", "no-such-kid"], ""),
+    ],
+)
+async def test_admin_mistakes_get_a_message_not_a_traceback(tmp_path, args, says):
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "b.sqlite3"}"\n'
+        f'[server]\ndata_dir = "{tmp_path}"\n',
+        encoding="utf-8",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        "--config",
+        str(path),
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert b"Traceback" not in err
+    assert err.startswith(b"beeldbel: ")
+    assert says.encode() in err.lower()
