@@ -53,6 +53,11 @@ NOTE_MAX_CHARS = 2000
 _req = callback_requests
 
 
+def _form_error(**details: str) -> ValidationFailed:
+    """A 422 for the request page's action forms, naming the wrong fields."""
+    return ValidationFailed("console_error_form", details=details)
+
+
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
 
@@ -135,12 +140,7 @@ async def claim(
             if not current.is_open:
                 raise Conflict("console_conflict_closed")
             raise Conflict("console_conflict_taken")
-        await _audit(
-            conn,
-            "request_claimed",
-            actor,
-            request_id,
-        )
+        await _audit(conn, "request_claimed", actor, request_id)
         request = await load_request(conn, request_id)
     _logged("request_claimed", request, actor)
     return request
@@ -279,9 +279,7 @@ async def complete(
 ) -> Request:
     """The call took place: calling → completed, with one of :data:`OUTCOMES`."""
     if outcome not in OUTCOMES:
-        raise ValidationFailed(
-            "console_error_form", details={"outcome": "console_field_outcome_invalid"}
-        )
+        raise _form_error(outcome="console_field_outcome_invalid")
     return await _close(
         db,
         metrics,
@@ -305,9 +303,7 @@ async def cancel(
 ) -> Request:
     """Stop working a request for a reason from :data:`CANCEL_REASONS`."""
     if reason not in CANCEL_REASONS:
-        raise ValidationFailed(
-            "console_error_form", details={"reason": "console_field_reason_invalid"}
-        )
+        raise _form_error(reason="console_field_reason_invalid")
     return await _close(
         db,
         metrics,
@@ -391,14 +387,12 @@ async def switch_channel(
         errors["reason"] = "console_field_reason_invalid"
     note = _clean_note(note, errors, required=False)
     if errors:
-        raise ValidationFailed("console_error_form", details=errors)
+        raise _form_error(**errors)
     now = _now(now)
     async with db.write() as conn:
         before = await load_request(conn, request_id)
         if before.channel == channel and before.is_open:
-            raise ValidationFailed(
-                "console_error_form", details={"channel": "console_field_channel_same"}
-            )
+            raise _form_error(channel="console_field_channel_same")
         request = await _transition(
             conn,
             request_id,
@@ -457,7 +451,7 @@ async def add_note(
     errors: dict[str, str] = {}
     text = _clean_note(body, errors, required=True)
     if errors or text is None:
-        raise ValidationFailed("console_error_form", details=errors)
+        raise _form_error(**errors)
     now = _now(now)
     async with db.write() as conn:
         request = await load_request(conn, request_id)
@@ -468,12 +462,7 @@ async def add_note(
                 sa.update(_req).where(_req.c.id == request_id).values(updated_at=now)
             )
         await _insert_note(conn, request_id, actor, text, now)
-        await _audit(
-            conn,
-            "note_added",
-            actor,
-            request_id,
-        )
+        await _audit(conn, "note_added", actor, request_id)
     _logged("note_added", request, actor)
     return request
 
@@ -499,9 +488,7 @@ async def reassign(
             )
         ).first()
         if target is None:
-            raise ValidationFailed(
-                "console_error_form", details={"user_id": "console_field_user_invalid"}
-            )
+            raise _form_error(user_id="console_field_user_invalid")
         before = await load_request(conn, request_id)
         request = await _transition(
             conn,
@@ -610,12 +597,11 @@ async def expire_overdue(
             updated_at=now,
         )
         for rid, _ in expired:
-            await audit.record(
+            await _audit(
                 conn,
                 "request_expired",
-                user_id=SYSTEM.id,
-                username=SYSTEM.username,
-                request_id=rid,
+                SYSTEM,
+                rid,
                 expire_after_hours=desk.expire_after_hours,
             )
     if expired:
