@@ -1,0 +1,255 @@
+"""A real media server and the real call pages, without the control plane's call flow.
+
+The media server runs in-process (real UDP, DTLS, SRTP) and fetches its JWKS over
+HTTPS. The pages are the control plane's own app (``create_app``: templates,
+static files, CSP, CSRF) with a few test routes that do what ``controlplane.calls``
+does in production: render ``call/*.html`` with a ``call_app`` context and mint
+join tokens. So the browser code is tested against the real server, alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from common.config import MediaServerConfig, Secret
+from common.tokens import MediaClaims, public_jwk, sign_media_token
+from common.turn import ice_servers
+from controlplane.app import create_app
+from controlplane.csrf import csrf_token
+from controlplane.middlewares import CSP
+from controlplane.rendering import render
+from mediaserver.app import create_app as create_media_app
+
+ISSUER = "https://desk.test"
+NODE = "media-e2e"
+API_SECRET = "api-secret-for-call-tests"
+ROOM = "room-e2e"
+SWITCH_REASONS = [
+    ("bad_connection", "Slechte verbinding"),
+    ("citizen_asked", "Op verzoek"),
+]
+
+
+@dataclass
+class CallHarness:
+    """The running pieces and what the pages reported."""
+
+    pages: TestServer
+    media: TestServer
+    media_config: MediaServerConfig
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    quality: list[dict[str, Any]] = field(default_factory=list)
+    lobby_message: str | None = None
+    tokens_issued: int = 0
+
+    def url(self, path: str) -> str:
+        return str(self.pages.make_url(path))
+
+    async def media_api(self, method: str, path: str, **kwargs: Any) -> int:
+        headers = {"Authorization": f"Bearer {API_SECRET}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method, str(self.media.make_url(path)), headers=headers, **kwargs
+            ) as response,
+        ):
+            return response.status
+
+    async def create_room(self) -> None:
+        status = await self.media_api("POST", "/api/rooms", json={"room_id": ROOM})
+        assert status == 201, status
+
+    async def end_room(self) -> None:
+        assert await self.media_api("DELETE", f"/api/rooms/{ROOM}") == 204
+
+
+def _call_app(role: str, request: web.Request) -> dict[str, str]:
+    data = {
+        "role": role,
+        "csrf": csrf_token(request),
+        "token-url": f"/t/token/{role}",
+        "quality-url": f"/t/quality/{role}",
+        "survey-url": f"/t/survey/{role}",
+        "lang": "nl",
+    }
+    if role == "agent":
+        data |= {
+            "end-url": "/t/end",
+            "switch-url": "/t/end",
+            "interpreter-url": "/t/interpreter",
+            "message-url": "/t/message",
+        }
+    else:
+        data |= {"progress-url": "/t/progress", "status-url": "/t/status"}
+    return data
+
+
+def _page_routes(
+    harness_ref: list[CallHarness], signing_key: Ed25519PrivateKey
+) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    def harness() -> CallHarness:
+        return harness_ref[0]
+
+    def with_media_csp(response: web.StreamResponse) -> web.StreamResponse:
+        # production: controlplane.calls allows its media node in connect-src
+        ws = str(harness().media.make_url("/")).replace("http", "ws", 1).rstrip("/")
+        response.headers["Content-Security-Policy"] = CSP.replace(
+            "connect-src 'self'", f"connect-src 'self' {ws}"
+        )
+        return response
+
+    @routes.get("/t/device/{role}")
+    async def device(request: web.Request) -> web.StreamResponse:
+        role = request.match_info["role"]
+        context = {
+            "call_app": _call_app(role, request),
+            "call_page_url": f"/t/call/{role}",
+        }
+        return with_media_csp(render(request, "call/device_check.html", context))
+
+    @routes.get("/t/call/{role}")
+    async def call(request: web.Request) -> web.StreamResponse:
+        role = request.match_info["role"]
+        if role != "agent":
+            guest = {"call_app": _call_app(role, request)}
+            return with_media_csp(render(request, "call/call.html", guest))
+        context: dict[str, Any] = {
+            "call_app": _call_app(role, request),
+            "join_link": harness().url("/gesprek#t=example-link-token"),
+            "interpreter_link": None,
+            "progress": [
+                {"step": "link_sent", "failed": [], "at": "2026-11-27T22:00:00Z"}
+            ],
+            "call_request": SimpleNamespace(reference="BB-TEST-01", channel="video"),
+            "record_id": 1,
+            "switch_reasons": SWITCH_REASONS,
+        }
+        return with_media_csp(render(request, "call/staff_call.html", context))
+
+    @routes.post("/t/token/{role}")
+    async def token(request: web.Request) -> web.Response:
+        role = request.match_info["role"]
+        config = harness().media_config
+        claims = MediaClaims.issue(
+            issuer=ISSUER, audience=NODE, participant=f"{role}-1", room=ROOM, role=role
+        )
+        harness().tokens_issued += 1
+        servers = ice_servers(
+            stun_urls=config.stun_urls,
+            turn_urls=config.turn_urls,
+            turn_secret=config.turn_secret,
+            turn_ttl_seconds=config.turn_ttl_seconds,
+            user=f"{role}-1",
+        )
+        media_url = str(harness().media.make_url("/ws")).replace("http", "ws", 1)
+        return web.json_response(
+            {
+                "media_url": media_url,
+                "room_id": ROOM,
+                "token": sign_media_token(claims, signing_key, "k1"),
+                "role": role,
+                "ice_servers": servers,
+                "force_relay": False,
+            }
+        )
+
+    @routes.post("/t/progress")
+    async def progress(request: web.Request) -> web.Response:
+        harness().progress.append(await request.json())
+        return web.Response(status=204)
+
+    @routes.post("/t/quality/{role}")
+    async def quality(request: web.Request) -> web.Response:
+        harness().quality.append(
+            {"role": request.match_info["role"], **await request.json()}
+        )
+        return web.Response(status=204)
+
+    @routes.post("/t/end")
+    async def end(request: web.Request) -> web.Response:
+        await harness().end_room()
+        return web.json_response({"next": "/t/survey/agent"})
+
+    @routes.post("/t/interpreter")
+    async def interpreter(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"link": harness().url("/gesprek#t=interpreter-token")}
+        )
+
+    @routes.post("/t/message")
+    async def message(request: web.Request) -> web.Response:
+        harness().lobby_message = str((await request.json())["text"])
+        return web.Response(status=204)
+
+    @routes.get("/t/status")
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"ended": False, "message": harness().lobby_message})
+
+    @routes.get("/t/survey/{role}")
+    async def survey(request: web.Request) -> web.Response:
+        body = (
+            '<!doctype html><html lang="nl"><head><meta charset="utf-8">'
+            "<title>Vragenlijst</title></head><body><main>"
+            "<h1 id=survey>Vragenlijst</h1></main></body></html>"
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    return routes
+
+
+@pytest.fixture
+def make_call_harness(
+    aiohttp_server: Any, tmp_path: Any, make_config: Any, sqlite_url: str
+) -> Callable[..., Awaitable[CallHarness]]:
+    """``await make_call_harness(**media_config_changes)``: media server + pages."""
+
+    async def make(**media_changes: Any) -> CallHarness:
+        signing_key = Ed25519PrivateKey.generate()
+        ca = trustme.CA()
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+        ca_file = tmp_path / "jwks-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        jwks = {"keys": [public_jwk(signing_key.public_key(), "k1")]}
+
+        async def serve_jwks(_request: web.Request) -> web.Response:
+            return web.json_response(jwks)
+
+        jwks_app = web.Application()
+        jwks_app.router.add_get("/jwks.json", serve_jwks)
+        jwks_server = await aiohttp_server(jwks_app, ssl=server_ctx)
+        media_config = MediaServerConfig(
+            node_id=NODE,
+            udp_port=0,
+            udp_bind="127.0.0.1",
+            jwks_url=f"https://127.0.0.1:{jwks_server.port}/jwks.json",
+            jwks_ca_file=str(ca_file),
+            token_issuer=ISSUER,
+            api_secret=Secret(API_SECRET),
+        )
+        media_config = dataclasses.replace(media_config, **media_changes)
+        media = await aiohttp_server(create_media_app(media_config))
+        holder: list[CallHarness] = []
+        app = create_app(make_config(sqlite_url, mediaserver=media_config))
+        app.router.add_routes(_page_routes(holder, signing_key))
+        pages = await aiohttp_server(app)
+        harness = CallHarness(pages=pages, media=media, media_config=media_config)
+        holder.append(harness)
+        await harness.create_room()
+        return harness
+
+    return make

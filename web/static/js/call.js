@@ -1,0 +1,674 @@
+// @ts-check
+/**
+ * The call page (citizen, interpreter and employee): lobby → in call → ended.
+ * protocol.js does the connection; this module owns the DOM: tiles, controls,
+ * chat, the quality indicator, audio-only fallback, and for the employee the
+ * participants, progress, link, interpreter, message, end and switch controls.
+ * Texts come from the page (#call-strings). window.beeldbel exposes state to tests.
+ */
+import {Connection, CallError, CHAT_MAX, JOIN_CLICKED_KEY} from './protocol.js';
+import {MediaStats} from './media_stats.js';
+
+/** Sample the connection this often (ms). */
+const SAMPLE_MS = 2000;
+/** Report quality to the control plane this often during a call (ms). */
+const REPORT_MS = 30000;
+/** Poor samples in a row before video stops, good ones before it resumes. */
+const POOR_TO_AUDIO_ONLY = 3;
+const GOOD_TO_VIDEO = 5;
+/** Wait before re-admitting a participant who reconnected (ms). */
+const READMIT_DELAY_MS = 1500;
+/** Time the ended state is shown before the survey opens (ms). */
+const SURVEY_DELAY_MS = 4000;
+
+const root = /** @type {HTMLElement} */ (document.getElementById('call-app'));
+const data = root.dataset;
+const role = data.role || 'citizen';
+/** @type {Record<string, string>} */
+const strings = JSON.parse(document.getElementById('call-strings')?.textContent || '{}');
+
+/**
+ * @param {string} name
+ * @param {Record<string, string>} [params]
+ */
+function text(name, params = {}) {
+  return (strings[name] || name).replace(/\{(\w+)\}/g, (_, key) => params[key] ?? '');
+}
+
+/** @param {string} id */
+function $(id) {
+  return /** @type {HTMLElement} */ (document.getElementById(id));
+}
+
+/** @param {string} participantRole */
+function roleLabel(participantRole) {
+  return strings[`role_${participantRole}`] || participantRole;
+}
+
+/**
+ * POST JSON with the CSRF header; the parsed reply (or null).
+ * @param {string} url
+ * @param {unknown} body
+ * @param {boolean} [keepalive]
+ */
+async function post(url, body, keepalive = false) {
+  const response = await fetch(url, {
+    method: 'POST',
+    credentials: 'same-origin',
+    keepalive,
+    headers: {'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRF-Token': data.csrf || ''},
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new CallError('http', `HTTP ${response.status}`, response.status);
+  return response.status === 204 ? null : response.json().catch(() => null);
+}
+
+/** @param {string} message */
+function announce(message) {
+  $('call-status').textContent = message;
+}
+
+/** @param {string} message */
+function notice(message) {
+  const box = $('call-notice');
+  box.textContent = message;
+  box.hidden = false;
+}
+
+const params = new URLSearchParams(window.location.search);
+const connection = new Connection({
+  tokenUrl: data.tokenUrl || '',
+  csrf: data.csrf || '',
+  forceRelay: params.get('relay') === '1',
+});
+const stats = new MediaStats();
+const ui = {
+  muted: false,
+  cameraOn: true,
+  audioOnly: false,
+  poorStreak: 0,
+  goodStreak: 0,
+  /** @type {string | null} a level forced by a test (window.beeldbel.simulateQuality) */
+  simulated: null,
+  hungUp: false,
+  /** @type {string} */
+  lastProgress: '',
+  /** @type {number | null} how long the last reconnect took (ms) */
+  lastReconnectMs: null,
+  /** @type {Set<string>} participants this employee admitted (re-admitted after a reconnect) */
+  admitted: new Set(),
+  /** @type {Map<string, {tile: HTMLLIElement, video: HTMLVideoElement, audio: HTMLAudioElement}>} */
+  tiles: new Map(),
+  /** @type {Map<string, string>} participant id → role */
+  roles: new Map(),
+  /** @type {Map<string, string>} participant id → lobby or admitted */
+  states: new Map(),
+  /** @type {number | undefined} */
+  sampler: undefined,
+  /** @type {number | undefined} */
+  reporter: undefined,
+};
+
+const joinClicked = Number(window.sessionStorage.getItem(JOIN_CLICKED_KEY) || 0);
+window.sessionStorage.removeItem(JOIN_CLICKED_KEY);
+stats.markStart(joinClicked || performance.timeOrigin);
+
+/** @param {string} step */
+function progress(step) {
+  if (!data.progressUrl || ui.lastProgress === step) return;
+  ui.lastProgress = step;
+  post(data.progressUrl, {step, failed: []}, step === 'left').catch(() => {});
+}
+
+function reportQuality(final = false) {
+  if (!data.qualityUrl) return Promise.resolve();
+  return post(data.qualityUrl, stats.record(connection.reconnects), final).catch(() => {});
+}
+
+// --- states ------------------------------------------------------------
+
+/**
+ * @param {import('./protocol.js').CallState} state
+ * @param {string} [detail]
+ */
+function onState(state, detail) {
+  const lobby = document.getElementById('lobby');
+  $('call-live').hidden = !['lobby', 'in_call', 'reconnecting'].includes(state);
+  if (lobby) lobby.hidden = state !== 'lobby';
+  if (state === 'connecting') announce(text('connecting'));
+  if (state === 'reconnecting') announce(text('reconnecting'));
+  if (state === 'lobby') {
+    announce(text('lobby'));
+    progress('waiting');
+    applyVideo();
+  }
+  if (state === 'in_call') {
+    if (ui.lastReconnectMs === null && connection.reconnects > 0) ui.lastReconnectMs = 0;
+    if (connection.reconnectingSince) {
+      ui.lastReconnectMs = Math.round(performance.now() - connection.reconnectingSince);
+      connection.reconnectingSince = 0;
+    }
+    // the wait in the lobby is not the connection's time: measure from admission
+    if (ui.lastProgress === 'waiting') stats.markStart(performance.timeOrigin + performance.now());
+    announce(text('in_call'));
+    progress('in_call');
+    applyVideo();
+    startSampling();
+  }
+  if (state === 'ended') showEnded(detail || 'ended');
+  if (state === 'failed') showError(detail || 'error');
+}
+
+/** @param {string} reason */
+function showEnded(reason) {
+  stopSampling();
+  $('call-live').hidden = true;
+  $('call-notice').hidden = true;
+  const ended = $('call-ended');
+  if (reason === 'removed') $('call-ended-text').textContent = text('removed');
+  ended.hidden = false;
+  announce(reason === 'removed' ? text('removed') : text('ended'));
+  ended.focus();
+  if (role !== 'agent') progress('left');
+  const survey = data.surveyUrl;
+  reportQuality(true).finally(() => {
+    if (!survey) return;
+    if (ui.hungUp) window.location.assign(survey);
+    else window.setTimeout(() => window.location.assign(survey), SURVEY_DELAY_MS);
+  });
+}
+
+/** @param {string} code */
+function showError(code) {
+  stopSampling();
+  $('call-live').hidden = true;
+  const lobby = document.getElementById('lobby');
+  if (lobby) lobby.hidden = true;
+  const box = $('call-error');
+  $('call-error-text').textContent = code === 'no_media' ? text('no_media') : text('failed');
+  box.hidden = false;
+  announce(text('failed'));
+  box.focus();
+}
+
+// --- media ---------------------------------------------------------------
+
+/** Camera, microphone, or what of them works; an empty stream when neither. */
+async function localStream() {
+  const attempts = [
+    {audio: true, video: {width: {ideal: 640}, height: {ideal: 480}, frameRate: {ideal: 30}, facingMode: 'user'}},
+    {audio: true, video: false},
+    {audio: false, video: true},
+  ];
+  for (const constraints of attempts) {
+    try {
+      return await navigator.mediaDevices.getUserMedia(constraints);
+    } catch {
+      // try the next, smaller set
+    }
+  }
+  notice(text('no_media'));
+  return new MediaStream();
+}
+
+function applyVideo() {
+  for (const track of connection.stream?.getVideoTracks() || []) track.enabled = ui.cameraOn;
+  connection.setVideoSending(ui.cameraOn && !ui.audioOnly).catch(() => {});
+}
+
+/**
+ * @param {MediaStreamTrack} track
+ * @param {import('./protocol.js').TrackInfo | undefined} info
+ */
+function onTrack(track, info) {
+  const id = info ? info.participant_id : 'unknown';
+  let entry = ui.tiles.get(id);
+  if (!entry) {
+    const tile = document.createElement('li');
+    tile.className = 'tile tile-remote';
+    tile.dataset.participant = id;
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true;
+    const audio = document.createElement('audio');
+    audio.autoplay = true;
+    const label = document.createElement('p');
+    label.className = 'tile-label';
+    tile.append(video, audio, label);
+    $('tiles').append(tile);
+    video.addEventListener('loadeddata', () => stats.markFirstPicture(performance.timeOrigin + performance.now()));
+    entry = {tile, video, audio};
+    ui.tiles.set(id, entry);
+    labelTile(id);
+  }
+  const element = track.kind === 'video' ? entry.video : entry.audio;
+  element.srcObject = new MediaStream([track]);
+  element.play().catch(() => {});
+}
+
+/** @param {string} id */
+function labelTile(id) {
+  const entry = ui.tiles.get(id);
+  if (!entry) return;
+  const name = roleLabel(ui.roles.get(id) || '');
+  const label = entry.tile.querySelector('.tile-label');
+  if (label) label.textContent = name;
+  entry.video.setAttribute('aria-label', name);
+}
+
+/** @param {import('./protocol.js').Participant[]} participants */
+function onParticipants(participants) {
+  const before = new Map(ui.roles);
+  const present = new Set();
+  for (const p of participants) {
+    present.add(p.participant_id);
+    if (p.participant_id === connection.participantId) continue;
+    const was = before.get(p.participant_id);
+    ui.roles.set(p.participant_id, p.role);
+    labelTile(p.participant_id);
+    if (!was && p.state === 'admitted') announce(text('joined', {who: roleLabel(p.role)}));
+    // the employee waits for the citizen: measure from their admission
+    if (role === 'agent' && p.state === 'admitted' && p.role === 'citizen' && ui.states.get(p.participant_id) !== 'admitted') {
+      stats.markStart(performance.timeOrigin + performance.now());
+    }
+    ui.states.set(p.participant_id, p.state);
+  }
+  for (const [id, participantRole] of before) {
+    if (!present.has(id)) {
+      ui.roles.delete(id);
+      ui.states.delete(id);
+      ui.tiles.get(id)?.tile.remove();
+      ui.tiles.delete(id);
+      announce(text('left', {who: roleLabel(participantRole)}));
+    }
+  }
+  if (role === 'agent') renderParticipants(participants);
+}
+
+// --- quality -------------------------------------------------------------
+
+function startSampling() {
+  if (ui.sampler !== undefined) return;
+  ui.sampler = window.setInterval(sample, SAMPLE_MS);
+  ui.reporter = window.setInterval(() => reportQuality(), REPORT_MS);
+}
+
+function stopSampling() {
+  window.clearInterval(ui.sampler);
+  window.clearInterval(ui.reporter);
+  ui.sampler = undefined;
+}
+
+async function sample() {
+  const pc = connection.pc;
+  if (!pc || connection.state !== 'in_call') return;
+  let level;
+  try {
+    level = (await stats.sample(pc)).level;
+  } catch {
+    return;
+  }
+  if (ui.simulated) level = /** @type {import('./media_stats.js').QualityLevel} */ (ui.simulated);
+  const indicator = $('quality');
+  indicator.dataset.level = level;
+  $('quality-text').textContent = text(`quality_${level}`);
+  ui.poorStreak = level === 'poor' ? ui.poorStreak + 1 : 0;
+  ui.goodStreak = level === 'good' ? ui.goodStreak + 1 : 0;
+  if (!ui.audioOnly && ui.poorStreak >= POOR_TO_AUDIO_ONLY) setAudioOnly(true);
+  else if (ui.audioOnly && ui.goodStreak >= GOOD_TO_VIDEO) setAudioOnly(false);
+}
+
+/** @param {boolean} on */
+function setAudioOnly(on) {
+  ui.audioOnly = on;
+  root.classList.toggle('audio-only', on);
+  for (const {video} of ui.tiles.values()) video.hidden = on;
+  applyVideo();
+  notice(on ? text('audio_only') : text('video_back'));
+}
+
+// --- controls ------------------------------------------------------------
+
+function setUpControls() {
+  const mic = $('toggle-mic');
+  mic.addEventListener('click', () => {
+    ui.muted = !ui.muted;
+    connection.setMicEnabled(!ui.muted);
+    mic.setAttribute('aria-pressed', String(ui.muted));
+    announce(text(ui.muted ? 'muted' : 'unmuted'));
+  });
+  const camera = $('toggle-camera');
+  camera.addEventListener('click', () => {
+    ui.cameraOn = !ui.cameraOn;
+    applyVideo();
+    camera.setAttribute('aria-pressed', String(!ui.cameraOn));
+    $('tile-self').classList.toggle('camera-off', !ui.cameraOn);
+    announce(text(ui.cameraOn ? 'camera_on' : 'camera_off'));
+  });
+  $('switch-camera').addEventListener('click', switchCamera);
+  $('hang-up').addEventListener('click', () => {
+    ui.hungUp = true;
+    if (role === 'agent') endCall();
+    else connection.leave();
+  });
+  $('call-retry').addEventListener('click', () => window.location.reload());
+  $('chat-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($('chat-input'));
+    const message = input.value.trim().slice(0, CHAT_MAX);
+    if (!message) return;
+    if (connection.sendChat(message)) {
+      addChat(text('chat_you'), message, true);
+      input.value = '';
+    } else {
+      notice(text('chat_unavailable'));
+    }
+  });
+}
+
+async function showSwitchCamera() {
+  const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+  $('switch-camera').hidden = devices.filter((d) => d.kind === 'videoinput').length < 2;
+}
+
+async function switchCamera() {
+  const cameras = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+  const current = connection.stream?.getVideoTracks()[0]?.getSettings().deviceId;
+  const index = cameras.findIndex((d) => d.deviceId === current);
+  const next = cameras[(index + 1) % cameras.length];
+  if (!next) return;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({video: {deviceId: {exact: next.deviceId}}});
+    await connection.replaceVideoTrack(stream.getVideoTracks()[0]);
+    applyVideo();
+    announce(text('camera_switched'));
+  } catch {
+    notice(text('action_failed'));
+  }
+}
+
+/**
+ * @param {string} who
+ * @param {string} message
+ * @param {boolean} own
+ */
+function addChat(who, message, own) {
+  const line = document.createElement('p');
+  line.className = own ? 'chat-line chat-own' : 'chat-line';
+  const name = document.createElement('strong');
+  name.textContent = `${who}: `;
+  line.append(name, document.createTextNode(message));
+  const log = $('chat-log');
+  log.append(line);
+  log.scrollTop = log.scrollHeight;
+}
+
+// --- the employee's panel ---------------------------------------------------
+
+/** @param {import('./protocol.js').Participant[]} participants */
+function renderParticipants(participants) {
+  const list = $('participants');
+  list.replaceChildren();
+  const others = participants.filter((p) => p.participant_id !== connection.participantId);
+  for (const p of others) {
+    if (p.state === 'lobby' && ui.admitted.has(p.participant_id)) {
+      // back after a reconnect: let in again, once their first offer is in (the
+      // media server connects media at admission, not when a late offer arrives)
+      window.setTimeout(() => connection.admit(p.participant_id), READMIT_DELAY_MS);
+    }
+    const item = document.createElement('li');
+    item.dataset.participant = p.participant_id;
+    item.dataset.state = p.state;
+    const who = roleLabel(p.role);
+    const name = document.createElement('span');
+    name.textContent = `${who} (${p.state === 'lobby' ? text('progress_waiting') : text('progress_in_call')})`;
+    item.append(name);
+    if (p.state === 'lobby') {
+      item.append(button('admit', strings.admit || '', who, () => {
+        ui.admitted.add(p.participant_id);
+        connection.admit(p.participant_id);
+        announce(text('admitted', {who}));
+      }));
+    }
+    item.append(button('remove secondary', strings.remove || '', who, () => {
+      ui.admitted.delete(p.participant_id);
+      connection.remove(p.participant_id);
+    }));
+    list.append(item);
+  }
+  if (!others.length) {
+    const empty = document.createElement('li');
+    empty.className = 'hint';
+    empty.textContent = text('no_one');
+    list.append(empty);
+  }
+  const waiting = others.find((p) => p.state === 'lobby' && !ui.admitted.has(p.participant_id));
+  if (waiting) announce(text('waiting', {who: roleLabel(waiting.role)}));
+}
+
+/**
+ * A button whose accessible name says whom it acts on, e.g. "Binnenlaten Burger".
+ * @param {string} className
+ * @param {string} label
+ * @param {string} who
+ * @param {() => void} action
+ */
+function button(className, label, who, action) {
+  const element = document.createElement('button');
+  element.type = 'button';
+  element.className = className;
+  const hidden = document.createElement('span');
+  hidden.className = 'visually-hidden';
+  hidden.textContent = ` ${who}`;
+  element.append(document.createTextNode(label), hidden);
+  element.addEventListener('click', action);
+  return element;
+}
+
+/** @param {string} kind @param {any} event */
+function addProgress(kind, event) {
+  const step = kind === 'progress' ? event.step : kind;
+  const failed = (event.failed || []).map((/** @type {string} */ code) => text(`failed_${code}`)).join(', ');
+  const item = document.createElement('li');
+  item.dataset.step = step;
+  const time = document.createElement('time');
+  time.dateTime = event.at || new Date().toISOString();
+  time.textContent = new Date(time.dateTime).toLocaleTimeString(data.lang || 'nl', {hour: '2-digit', minute: '2-digit'});
+  item.append(time, document.createTextNode(` ${text(`progress_${step}`, {failed})}`));
+  $('progress-list').append(item);
+}
+
+function setUpAgent() {
+  for (const time of document.querySelectorAll('#progress-list time')) {
+    const at = new Date(time.getAttribute('datetime') || '');
+    if (!Number.isNaN(at.getTime())) {
+      time.textContent = at.toLocaleTimeString(data.lang || 'nl', {hour: '2-digit', minute: '2-digit'});
+    }
+  }
+  if (data.eventsUrl) {
+    const events = new EventSource(data.eventsUrl);
+    for (const kind of ['progress', 'link_sent', 'link_failed', 'link_opened', 'ended']) {
+      events.addEventListener(kind, (event) => {
+        try {
+          addProgress(kind, JSON.parse(/** @type {MessageEvent} */ (event).data));
+        } catch {
+          // a malformed event is skipped
+        }
+      });
+    }
+  }
+  for (const copy of document.querySelectorAll('button[data-copy]')) {
+    copy.addEventListener('click', () => copyFrom(/** @type {HTMLElement} */ (copy).dataset.copy || ''));
+  }
+  document.getElementById('invite-interpreter')?.addEventListener('click', async () => {
+    try {
+      const reply = await post(data.interpreterUrl || '', {});
+      const input = /** @type {HTMLInputElement} */ ($('interpreter-link'));
+      input.value = reply.link;
+      $('interpreter-box').hidden = false;
+      input.focus();
+      input.select();
+    } catch {
+      notice(text('action_failed'));
+    }
+  });
+  document.getElementById('lobby-message-form')?.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const input = /** @type {HTMLTextAreaElement} */ ($('lobby-message-input'));
+    try {
+      await post(data.messageUrl || '', {text: input.value.trim()});
+      announce(text('message_sent'));
+    } catch {
+      notice(text('action_failed'));
+    }
+  });
+  $('end-call').addEventListener('click', endCall);
+  document.getElementById('switch-form')?.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const reason = /** @type {HTMLSelectElement} */ ($('switch-reason')).value;
+    await finishAs(data.switchUrl || '', {reason});
+  });
+}
+
+/** @param {string} id */
+async function copyFrom(id) {
+  const input = /** @type {HTMLInputElement} */ ($(id));
+  try {
+    await navigator.clipboard.writeText(input.value);
+    announce(text('copied'));
+  } catch {
+    input.focus();
+    input.select();
+    notice(text('copy_failed'));
+  }
+}
+
+async function endCall() {
+  await finishAs(data.endUrl || '', {});
+}
+
+/**
+ * End the call through the control plane, then go where it says.
+ * @param {string} url
+ * @param {unknown} body
+ */
+async function finishAs(url, body) {
+  stopSampling();
+  await reportQuality(true);
+  let reply;
+  try {
+    reply = await post(url, body);
+  } catch {
+    notice(text('action_failed'));
+    return;
+  }
+  connection.finished = true;
+  connection.leave();
+  const next = reply && typeof reply.next === 'string' && reply.next.startsWith('/') ? reply.next : data.surveyUrl;
+  if (next) window.location.assign(next);
+}
+
+// --- the citizen's waiting room ------------------------------------------
+
+/** @param {string} message */
+function showLobbyMessage(message) {
+  const box = $('lobby-message-text');
+  if (box.textContent === message) return;
+  box.textContent = message;
+  $('lobby-message').hidden = false;
+  announce(`${text('lobby')} ${message}`);
+}
+
+/** Poll status-url ({message, ended}) while waiting: the employee's message. */
+function pollStatus() {
+  const poll = async () => {
+    if (connection.finished) return;
+    if (['connecting', 'lobby'].includes(connection.state)) {
+      try {
+        const response = await fetch(data.statusUrl || '', {credentials: 'same-origin', headers: {Accept: 'application/json'}});
+        const status = response.ok ? await response.json() : null;
+        if (status && typeof status.message === 'string' && status.message) showLobbyMessage(status.message);
+        if (status && status.ended) connection.finish('room_ended');
+      } catch {
+        // try again at the next poll
+      }
+    }
+    window.setTimeout(poll, 2000);
+  };
+  poll();
+}
+
+function setUpWaitingRoom() {
+  if (data.statusUrl) pollStatus();
+  if (!data.eventsUrl) return;
+  const events = new EventSource(data.eventsUrl);
+  /** @param {Event} event */
+  const show = (event) => {
+    try {
+      const message = JSON.parse(/** @type {MessageEvent} */ (event).data);
+      if (typeof message.text === 'string' && message.text) showLobbyMessage(message.text);
+    } catch {
+      // a malformed event is skipped
+    }
+  };
+  events.addEventListener('message', show);
+  events.addEventListener('lobby_message', show);
+}
+
+// --- start ---------------------------------------------------------------
+
+connection.onstate = onState;
+connection.ontrack = onTrack;
+connection.onparticipants = onParticipants;
+connection.onchat = (message) => addChat(roleLabel(message.from_role), message.text, false);
+connection.onerror = (error) => {
+  if (connection.state === 'in_call' || connection.state === 'lobby') notice(`${text('action_failed')} (${error.code})`);
+};
+
+Object.assign(window, {
+  beeldbel: {
+    connection,
+    /** A summary for tests: state, measured figures and the last stats sample. */
+    async stats() {
+      const pc = connection.pc;
+      const last = pc ? await stats.sample(pc).catch(() => stats.last) : stats.last;
+      return {
+        state: connection.state,
+        role: connection.role,
+        reconnects: connection.reconnects,
+        lastReconnectMs: ui.lastReconnectMs,
+        audioOnly: ui.audioOnly,
+        chatOpen: connection.chat?.readyState === 'open',
+        joinToFirstPictureMs: stats.joinToFirstPictureMs(),
+        record: stats.record(connection.reconnects),
+        ...last,
+      };
+    },
+    /** @param {string | null} level force the quality level the page acts on */
+    simulateQuality(level) {
+      ui.simulated = level;
+    },
+  },
+});
+
+setUpControls();
+if (role === 'agent') setUpAgent();
+else setUpWaitingRoom();
+window.addEventListener('pagehide', () => {
+  if (!connection.finished) reportQuality(true);
+});
+
+const stream = await localStream();
+const localVideo = /** @type {HTMLVideoElement} */ ($('local-video'));
+localVideo.srcObject = stream;
+if (!stream.getVideoTracks().length) {
+  ui.cameraOn = false;
+  $('toggle-camera').setAttribute('aria-pressed', 'true');
+}
+showSwitchCamera();
+try {
+  await connection.start(stream);
+} catch (error) {
+  connection.failed(error);
+}
