@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
+    # the fake camera gives 20 fps by default; EN 301 549 asks for at least 20
+    "--use-fake-device-for-media-stream=fps=30",
     "--allow-loopback-in-peer-connection",
     "--no-sandbox",
     "--disable-gpu",
