@@ -25,11 +25,14 @@ BACKLOG = 100
 class CallEvent:
     kind: str
     data: dict[str, Any]
+    #: Position in the room's stream (1, 2, …); 0 for events that are not kept.
+    seq: int = 0
 
 
 @dataclass(slots=True)
 class _Room:
     history: list[CallEvent] = field(default_factory=list)
+    last_seq: int = 0
     subscribers: set[asyncio.Queue[CallEvent]] = field(default_factory=set)
 
 
@@ -42,18 +45,20 @@ class CallEvents:
         data.setdefault(
             "at", datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
-        event = CallEvent(kind, data)
         room = self._rooms.setdefault(room_id, _Room())
+        room.last_seq += 1
+        event = CallEvent(kind, data, room.last_seq)
         room.history = [*room.history[-(HISTORY - 1) :], event]
         for queue in room.subscribers:
             if queue.qsize() < BACKLOG:
                 queue.put_nowait(event)
         return event
 
-    def history(self, room_id: str, kind: str | None = None) -> list[CallEvent]:
+    def history(self, room_id: str, after: int = 0) -> list[CallEvent]:
+        """The kept events of ``room_id`` that came after ``after`` (a ``seq``)."""
         room = self._rooms.get(room_id)
         events = room.history if room is not None else []
-        return [e for e in events if kind is None or e.kind == kind]
+        return [e for e in events if e.seq > after]
 
     @asynccontextmanager
     async def subscribe(self, room_id: str) -> AsyncIterator[asyncio.Queue[CallEvent]]:

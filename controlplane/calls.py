@@ -521,11 +521,13 @@ async def staff_page(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther(survey_url)
     base = f"/staff/gesprekken/{call.room_id}"
     live = request.app[CALLS].live(call.room_id)
+    history = request.app[CALLS].events.history(call.room_id)
+    seen = history[-1].seq if history else 0
     call_app = {
         "role": "agent",
         "csrf": csrf_token(request),
         "token-url": base + "/token",
-        "events-url": base + "/events",
+        "events-url": f"{base}/events?after={seen}",
         "quality-url": base + "/kwaliteit",
         "end-url": base + "/einde",
         "switch-url": base + "/naar-telefoon",
@@ -538,7 +540,7 @@ async def staff_page(request: web.Request) -> web.Response:
         "call_app": call_app,
         "join_link": None if live.opened else live.join_link,
         "interpreter_link": live.interpreter_link,
-        "progress": _progress(request.app[CALLS].events.history(call.room_id)),
+        "progress": _progress(history),
         "call_request": item,
         "record_id": call.record_id,
         "room_id": call.room_id,
@@ -549,14 +551,25 @@ async def staff_page(request: web.Request) -> web.Response:
 
 def _sse(event: CallEvent) -> bytes:
     data = json.dumps(event.data, separators=(",", ":"))
-    return f"event: {event.kind}\ndata: {data}\n\n".encode()
+    seq = f"id: {event.seq}\n" if event.seq else ""
+    return f"{seq}event: {event.kind}\ndata: {data}\n\n".encode()
+
+
+def _after(request: web.Request) -> int:
+    """Where a stream resumes: ``Last-Event-ID`` (a reconnect) or ``?after=``
+    (the events the page was rendered with)."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("after", "0")
+    return int(raw) if raw.isdigit() and len(raw) < 10 else 0
 
 
 async def staff_events(request: web.Request) -> web.StreamResponse:
     """The call's events for the employee: the history first, then live."""
     call, _, _ = await _staff_call(request)
     events = request.app[CALLS].events
-    first = [CallEvent("ended", {})] if call.ended else events.history(call.room_id)
+    if call.ended:
+        first = [CallEvent("ended", {})]
+    else:
+        first = events.history(call.room_id, after=_after(request))
     return await _stream(request, call.room_id, first)
 
 

@@ -4,6 +4,7 @@ progress, waiting-room message, interpreter link, hang-up and switch to phone.""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,10 +14,17 @@ import aiohttp
 import jwt
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
-from common.config import CallsConfig, MailConfig, MediaServerConfig, Secret
+from common.config import (
+    CallsConfig,
+    MailConfig,
+    MediaServerConfig,
+    Secret,
+    SmsConfig,
+)
 from common.turn import ice_servers_for
 from controlplane import join_links, survey
 from controlplane.app import create_app
@@ -500,3 +508,72 @@ def test_turn_credentials_match_the_media_servers():
         config, "citizen-4", now=1000
     )
     assert ice_servers_for(MediaServerConfig(), "p") == []
+
+
+async def test_call_pages_render_with_their_data(sqlite_client, media):
+    client = sqlite_client
+    request_id, token = await claimed(client)
+    room_id = await start(client, request_id, token)
+    page = await client.get(f"/staff/gesprekken/{room_id}")
+    assert page.status == 200
+    assert page.headers["Cache-Control"] == "no-store"
+    html = await page.text()
+    assert 'data-role="agent"' in html
+    assert f'data-token-url="/staff/gesprekken/{room_id}/token"' in html
+    link = found(_LINK, html)
+
+    citizen = Guest(client)
+    try:
+        assert (await citizen.open(link)).status == 200
+        for path in ("/gesprek/apparaat", "/gesprek/bellen"):
+            response = await citizen.session.get(path)
+            assert response.status == 200, path
+            body = await response.text()
+            assert 'data-role="citizen"' in body
+            assert 'data-token-url="/gesprek/token"' in body
+            assert 'data-events-url="/gesprek/events"' in body
+        # once opened, the link is no longer offered to copy
+        html = await (await client.get(f"/staff/gesprekken/{room_id}")).text()
+        assert _LINK.search(html) is None
+        assert 'data-step="link_opened"' in html
+        # the page's stream starts after what the page shows (no duplicates)
+        url = f"/staff/gesprekken/{room_id}/events?after=1"
+        assert f'data-events-url="{url}"' in html
+        events = await client.get(url, headers={"Accept": "text/event-stream"})
+        await citizen.post("/gesprek/voortgang", {"step": "waiting"})
+        first = [(await events.content.readline()).decode() for _ in range(2)]
+        assert first == ["id: 2\n", "event: progress\n"]
+        events.close()
+    finally:
+        await citizen.close()
+
+
+async def test_sms_through_the_gateway_and_a_failed_delivery_is_shown(
+    aiohttp_client, aiohttp_server, make_config, sqlite_url, media
+):
+    received: list[dict[str, Any]] = []
+
+    async def gateway(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"id": "1"}, status=202)
+
+    sms_app = web.Application()
+    sms_app.router.add_post("/send", gateway)
+    sms_server = await aiohttp_server(sms_app)
+    config = dataclasses.replace(
+        _config(make_config, sqlite_url, str(media.make_url(""))),
+        sms=SmsConfig(enabled=True, gateway_url=str(sms_server.make_url("/send"))),
+    )
+    client = await aiohttp_client(create_app(config))
+    request_id, token = await claimed(client)
+    # the SMTP server of this config does not exist: that delivery fails
+    room_id = await start(client, request_id, token, send_sms="1", send_email="1")
+    ((message,),) = [received]
+    assert message["to"] == "+31612345678"
+    assert "/gesprek#t=" in message["text"]
+    events = await client.get(
+        f"/staff/gesprekken/{room_id}/events", headers={"Accept": "text/event-stream"}
+    )
+    failed = await read_event(events, "link_failed")
+    assert failed["via"] == "email"
+    events.close()
