@@ -127,21 +127,17 @@ async def reset_user(
     password = one_time_password()
     password_hash = await hash_password(password)
     async with db.write() as conn:
-        user_id = await _user_id(conn, username)
-        if user_id is None:
-            raise UserError(f"no user {username!r}", key="admin_error_no_user")
-        await conn.execute(
-            sa.update(users)
-            .where(users.c.id == user_id)
-            .values(
-                password_hash=password_hash,
-                must_change_password=True,
-                totp_secret=None,
-                totp_confirmed=False,
-                totp_last_step=0,
-                failed_logins=0,
-                locked_until=None,
-            )
+        user_id = await _existing_user_id(conn, username)
+        await _update_user(
+            conn,
+            user_id,
+            password_hash=password_hash,
+            must_change_password=True,
+            totp_secret=None,
+            totp_confirmed=False,
+            totp_last_step=0,
+            failed_logins=0,
+            locked_until=None,
         )
         await end_user_sessions(conn, user_id)
         await _record(conn, "user_reset", actor, target=username)
@@ -153,16 +149,9 @@ async def set_role(
 ) -> None:
     check_role(role)
     async with db.write() as conn:
-        user_id = await _user_id(conn, username)
-        if user_id is None:
-            raise UserError(f"no user {username!r}", key="admin_error_no_user")
-        if actor is not None and actor.id == user_id:
-            raise UserError(
-                "you cannot change your own role", field="role", key="admin_error_self"
-            )
-        await conn.execute(
-            sa.update(users).where(users.c.id == user_id).values(role=role)
-        )
+        user_id = await _existing_user_id(conn, username)
+        _refuse_self(actor, user_id, "you cannot change your own role", "role")
+        await _update_user(conn, user_id, role=role)
         await _record(conn, "user_role_changed", actor, target=username, role=role)
 
 
@@ -171,16 +160,9 @@ async def set_active(
 ) -> None:
     """Deactivating also ends the user's sessions."""
     async with db.write() as conn:
-        user_id = await _user_id(conn, username)
-        if user_id is None:
-            raise UserError(f"no user {username!r}", key="admin_error_no_user")
-        if actor is not None and actor.id == user_id:
-            raise UserError(
-                "you cannot deactivate yourself", field="active", key="admin_error_self"
-            )
-        await conn.execute(
-            sa.update(users).where(users.c.id == user_id).values(active=active)
-        )
+        user_id = await _existing_user_id(conn, username)
+        _refuse_self(actor, user_id, "you cannot deactivate yourself", "active")
+        await _update_user(conn, user_id, active=active)
         if not active:
             await end_user_sessions(conn, user_id)
         action = "user_reactivated" if active else "user_deactivated"
@@ -192,14 +174,8 @@ async def unlock_user(
 ) -> None:
     """End a lock after failed logins, keeping password and second factor."""
     async with db.write() as conn:
-        user_id = await _user_id(conn, username)
-        if user_id is None:
-            raise UserError(f"no user {username!r}", key="admin_error_no_user")
-        await conn.execute(
-            sa.update(users)
-            .where(users.c.id == user_id)
-            .values(failed_logins=0, locked_until=None)
-        )
+        user_id = await _existing_user_id(conn, username)
+        await _update_user(conn, user_id, failed_logins=0, locked_until=None)
         await _record(conn, "user_unlocked", actor, target=username)
 
 
@@ -250,6 +226,25 @@ async def _user_id(conn: AsyncConnection, username: str) -> int | None:
         await conn.execute(sa.select(users.c.id).where(users.c.username == username))
     ).scalar_one_or_none()
     return int(found) if found is not None else None
+
+
+async def _existing_user_id(conn: AsyncConnection, username: str) -> int:
+    user_id = await _user_id(conn, username)
+    if user_id is None:
+        raise UserError(f"no user {username!r}", key="admin_error_no_user")
+    return user_id
+
+
+def _refuse_self(
+    actor: StaffUser | None, user_id: int, message: str, field: str
+) -> None:
+    """Admins cannot lock themselves out by changing their own account."""
+    if actor is not None and actor.id == user_id:
+        raise UserError(message, field=field, key="admin_error_self")
+
+
+async def _update_user(conn: AsyncConnection, user_id: int, **values: Any) -> None:
+    await conn.execute(sa.update(users).where(users.c.id == user_id).values(**values))
 
 
 async def _record(
