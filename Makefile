@@ -28,12 +28,13 @@ certs: install
 	$(BIN)/beeldbel certs dev
 
 # Debian's Chromium (never a downloaded browser), axe-core from npm, iproute2 for
-# the loopback-only network namespace the tests run in.
+# the loopback-only network namespace the tests run in, coturn for the relay test.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
