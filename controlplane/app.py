@@ -13,6 +13,7 @@ from controlplane import (
     admin,
     api,
     api_tokens,
+    call_guests,
     calls,
     console,
     intake,
@@ -78,6 +79,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
         join_links,
         survey,
         calls,
+        call_guests,
         api_tokens,
     ):
         module.setup(app)

@@ -9,16 +9,27 @@ never a citizen's address, number or link.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger()
+
 #: Events kept per room for pages that connect later.
 HISTORY = 50
 #: Events queued per subscriber before the oldest are dropped.
 BACKLOG = 100
+#: Seconds between keep-alive comments on an idle stream.
+HEARTBEAT_SECONDS = 15.0
+#: The event :meth:`CallEvents.close_all` sends to end every stream.
+SHUTDOWN = "shutdown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +92,64 @@ class CallEvents:
         room = self._rooms.get(room_id)
         if room is not None and not room.subscribers:
             del self._rooms[room_id]
+
+
+# Server-Sent Events
+
+
+def sse(event: CallEvent) -> bytes:
+    data = json.dumps(event.data, separators=(",", ":"))
+    seq = f"id: {event.seq}\n" if event.seq else ""
+    return f"{seq}event: {event.kind}\ndata: {data}\n\n".encode()
+
+
+def resume_after(request: web.Request) -> int:
+    """Where a stream resumes: ``Last-Event-ID`` (a reconnect) or ``?after=``
+    (the events the page was rendered with)."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("after", "0")
+    return int(raw) if raw.isdigit() and len(raw) < 10 else 0
+
+
+async def stream(
+    request: web.Request, events: CallEvents, channel: str, first: list[CallEvent]
+) -> web.StreamResponse:
+    """``text/event-stream`` of ``channel``: ``first``, then live events; a comment
+    every :data:`HEARTBEAT_SECONDS`; ends after ``ended`` or at shutdown."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        with contextlib.suppress(ConnectionResetError):
+            await _follow(events, channel, first, response)
+    except Exception:
+        log.exception("call_stream_failed")
+    return response
+
+
+async def _follow(
+    events: CallEvents,
+    channel: str,
+    first: list[CallEvent],
+    response: web.StreamResponse,
+) -> None:
+    async with events.subscribe(channel) as inbox:
+        for event in first:
+            await response.write(sse(event))
+            if event.kind == "ended":
+                return
+        while True:
+            try:
+                event = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if event.kind == SHUTDOWN:
+                return
+            await response.write(sse(event))
+            if event.kind == "ended":
+                return

@@ -19,34 +19,35 @@ request says ``Accept: application/json``; every POST carries ``X-CSRF-Token``):
   ``link_sent``, ``link_failed``, ``link_opened``, ``ended``), ``POST …/token``,
   ``…/kwaliteit``, ``…/einde``, ``…/naar-telefoon`` ``{"reason"}``, ``…/tolk``,
   ``…/bericht`` ``{"text"}``
-- citizen and interpreter: ``GET /gesprek/apparaat``, ``GET /gesprek/bellen``,
-  ``GET /gesprek/status`` (``{"message", "ended"}``, polled by the waiting room),
-  ``POST /gesprek/token``, ``/gesprek/voortgang``, ``/gesprek/kwaliteit``
+- citizen and interpreter: :mod:`controlplane.call_guests` (``/gesprek/…``)
+
+The media node's API client is :mod:`controlplane.media_node`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import re
 import secrets
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import sqlalchemy as sa
 import structlog
 from aiohttp import web
 
-from common.config import CallsConfig, Secret
 from common.turn import ice_servers_for
 from controlplane import audit, auth, join_links, mailer, queue, signing_keys, sms
 from controlplane import survey as surveys
-from controlplane.call_events import CallEvent, CallEvents
+from controlplane.call_events import (
+    SHUTDOWN,
+    CallEvent,
+    CallEvents,
+    resume_after,
+    stream,
+)
 from controlplane.callbacks import State
 from controlplane.csrf import csrf_token
 from controlplane.errors import (
@@ -57,11 +58,11 @@ from controlplane.errors import (
     LinkExpired,
     MediaUnavailable,
     NotFound,
-    Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from controlplane.i18n import request_language
+from controlplane.media_node import MEDIA_NODE, MediaNode
 from controlplane.queue import Actor
 from controlplane.rendering import render
 from controlplane.state import (
@@ -77,72 +78,9 @@ from controlplane.storage.schema import call_records
 
 log = structlog.get_logger()
 
-PROGRESS_STEPS = (
-    "device_check_passed",
-    "device_check_failed",
-    "waiting",
-    "in_call",
-    "left",
-)
-FAILED_PARTS = ("camera", "microphone", "speaker", "connection")
 MESSAGE_MAX = 500
-HEARTBEAT_SECONDS = 15.0
 _ROOM_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SHUTDOWN = "shutdown"
-
-
-class MediaNode:
-    """The media node's server-to-server API (``Bearer api_secret``)."""
-
-    def __init__(self, config: CallsConfig, api_secret: Secret) -> None:
-        self._base = config.media_api_url.rstrip("/")
-        self._secret = api_secret
-        self._timeout = aiohttp.ClientTimeout(total=config.api_timeout_seconds)
-        self._ssl: ssl.SSLContext | None = None
-        if self._base.startswith("https://"):
-            self._ssl = ssl.create_default_context()
-            if config.media_api_ca_file:
-                self._ssl.load_verify_locations(config.media_api_ca_file)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def _call(self, method: str, path: str, body: Any = None) -> int:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        headers = {"Authorization": f"Bearer {self._secret.reveal()}"}
-        try:
-            async with self._session.request(
-                method,
-                self._base + path,
-                json=body,
-                headers=headers,
-                ssl=self._ssl if self._ssl is not None else True,
-                allow_redirects=False,
-            ) as response:
-                await response.read()
-                return response.status
-        except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
-            log.warning("media_api_failed", method=method, error=type(exc).__name__)
-            raise MediaUnavailable("calls_media_unavailable") from None
-
-    async def create_room(self, room_id: str, video_codec: str) -> None:
-        status = await self._call(
-            "POST", "/api/rooms", {"room_id": room_id, "video_codec": video_codec}
-        )
-        if status != 201:
-            log.warning("media_room_refused", room_id=room_id, status=status)
-            raise MediaUnavailable("calls_media_unavailable")
-
-    async def end_room(self, room_id: str) -> None:
-        """End the room; one that is gone already counts as ended."""
-        status = await self._call("DELETE", f"/api/rooms/{room_id}")
-        if status not in (204, 404):
-            log.warning("media_room_end_failed", room_id=room_id, status=status)
-            raise MediaUnavailable("calls_media_unavailable")
 
 
 @dataclass(slots=True)
@@ -175,7 +113,6 @@ class Calls:
 
 
 CALLS = web.AppKey("calls", Calls)
-MEDIA_NODE = web.AppKey("media_node", MediaNode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,13 +299,6 @@ def setup(app: web.Application) -> None:
     r.add_post(staff + "/naar-telefoon", staff_switch)
     r.add_post(staff + "/tolk", staff_interpreter)
     r.add_post(staff + "/bericht", staff_message)
-    r.add_get("/gesprek/apparaat", device_check_page)
-    r.add_get("/gesprek/bellen", call_page)
-    r.add_get("/gesprek/status", guest_status)
-    r.add_get("/gesprek/events", guest_events)
-    r.add_post("/gesprek/token", guest_token)
-    r.add_post("/gesprek/voortgang", guest_progress)
-    r.add_post("/gesprek/kwaliteit", guest_quality)
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close_media_node)
 
@@ -378,10 +308,10 @@ async def _close_media_node(app: web.Application) -> None:
 
 
 async def _end_streams(app: web.Application) -> None:
-    app[CALLS].events.close_all(_SHUTDOWN)
+    app[CALLS].events.close_all(SHUTDOWN)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise UnsupportedMediaType("calls_body_not_json")
     try:
@@ -393,13 +323,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _no_store(response: web.Response) -> web.Response:
+def no_store(response: web.Response) -> web.Response:
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return _no_store(web.json_response(data, status=status))
+def no_store_json(data: Any, status: int = 200) -> web.Response:
+    return no_store(web.json_response(data, status=status))
 
 
 def _actor(user: auth.StaffUser) -> Actor:
@@ -546,20 +476,7 @@ async def staff_page(request: web.Request) -> web.Response:
         "room_id": call.room_id,
         "switch_reasons": _switch_reasons(request),
     }
-    return _no_store(render(request, "call/staff_call.html", context))
-
-
-def _sse(event: CallEvent) -> bytes:
-    data = json.dumps(event.data, separators=(",", ":"))
-    seq = f"id: {event.seq}\n" if event.seq else ""
-    return f"{seq}event: {event.kind}\ndata: {data}\n\n".encode()
-
-
-def _after(request: web.Request) -> int:
-    """Where a stream resumes: ``Last-Event-ID`` (a reconnect) or ``?after=``
-    (the events the page was rendered with)."""
-    raw = request.headers.get("Last-Event-ID") or request.query.get("after", "0")
-    return int(raw) if raw.isdigit() and len(raw) < 10 else 0
+    return no_store(render(request, "call/staff_call.html", context))
 
 
 async def staff_events(request: web.Request) -> web.StreamResponse:
@@ -569,77 +486,32 @@ async def staff_events(request: web.Request) -> web.StreamResponse:
     if call.ended:
         first = [CallEvent("ended", {})]
     else:
-        first = events.history(call.room_id, after=_after(request))
-    return await _stream(request, call.room_id, first)
-
-
-async def _stream(
-    request: web.Request, channel: str, first: list[CallEvent]
-) -> web.StreamResponse:
-    """``text/event-stream`` of ``channel``: ``first``, then live events; a comment
-    every :data:`HEARTBEAT_SECONDS`; ends after ``ended`` or at shutdown."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    try:
-        with contextlib.suppress(ConnectionResetError):
-            await _follow(request.app[CALLS].events, channel, first, response)
-    except Exception:
-        log.exception("call_stream_failed")
-    return response
-
-
-async def _follow(
-    events: CallEvents,
-    channel: str,
-    first: list[CallEvent],
-    response: web.StreamResponse,
-) -> None:
-    async with events.subscribe(channel) as inbox:
-        for event in first:
-            await response.write(_sse(event))
-            if event.kind == "ended":
-                return
-        while True:
-            try:
-                event = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                await response.write(b": heartbeat\n\n")
-                continue
-            if event.kind == _SHUTDOWN:
-                return
-            await response.write(_sse(event))
-            if event.kind == "ended":
-                return
+        first = events.history(call.room_id, after=resume_after(request))
+    return await stream(request, request.app[CALLS].events, call.room_id, first)
 
 
 async def staff_token(request: web.Request) -> web.Response:
     call, _item, actor = await _staff_call(request)
     grant = await media_grant(request.app, call, "agent", f"agent-{actor.id}")
-    return _json(grant)
+    return no_store_json(grant)
 
 
 async def staff_quality(request: web.Request) -> web.Response:
     call, _, _ = await _staff_call(request)
-    return await _store_quality(request, call)
+    return await store_quality(request, call)
 
 
 async def staff_end(request: web.Request) -> web.Response:
     """Hang up for everyone; the employee's survey comes next."""
     call, _item, actor = await _staff_call(request)
     await end_call(request.app, call, actor, "completed")
-    return _json({"next": f"/staff/gesprekken/{call.record_id}/enquete"})
+    return no_store_json({"next": f"/staff/gesprekken/{call.record_id}/enquete"})
 
 
 async def staff_switch(request: web.Request) -> web.Response:
     """End the video call and turn the request into a phone callback."""
     call, item, actor = await _staff_call(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     reason = body.get("reason")
     if reason not in queue.SWITCH_REASONS:
         raise ValidationFailed(
@@ -651,7 +523,7 @@ async def staff_switch(request: web.Request) -> web.Response:
     await end_call(request.app, call, actor, "switched_to_phone")
     await queue.switch_channel(request.app[DB], item.id, actor, "phone", str(reason))
     request.app[QUEUE_EVENTS].publish()
-    return _json({"next": f"/staff/requests/{item.id}"})
+    return no_store_json({"next": f"/staff/requests/{item.id}"})
 
 
 async def staff_interpreter(request: web.Request) -> web.Response:
@@ -660,13 +532,13 @@ async def staff_interpreter(request: web.Request) -> web.Response:
     link, expires = await new_link(request.app, call, "interpreter")
     request.app[CALLS].live(call.room_id).interpreter_link = link
     await _audit(request.app, "interpreter_invited", actor, call)
-    return _json({"link": link, "expires_at": _iso(expires)})
+    return no_store_json({"link": link, "expires_at": _iso(expires)})
 
 
 async def staff_message(request: web.Request) -> web.Response:
     """A short message shown in the citizen's waiting room (kept in memory only)."""
     call, _item, actor = await _staff_call(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     text = body.get("text")
     clean = _CONTROL.sub("", text).strip() if isinstance(text, str) else ""
     if not clean or len(clean) > MESSAGE_MAX:
@@ -682,8 +554,8 @@ async def staff_message(request: web.Request) -> web.Response:
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 
-async def _store_quality(request: web.Request, call: Call) -> web.Response:
-    quality = parse_quality(await _json_body(request))
+async def store_quality(request: web.Request, call: Call) -> web.Response:
+    quality = parse_quality(await json_body(request))
     await surveys.update_quality(request.app[DB], call.record_id, quality)
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
@@ -721,122 +593,3 @@ def parse_quality(body: dict[str, Any]) -> surveys.Quality:
         loss_pct=None if loss is None else float(loss),
         **values,
     )
-
-
-# citizen and interpreter
-
-
-async def _guest(request: web.Request) -> tuple[join_links.LinkInfo, Call]:
-    """The call of this browser's join session: 401 without one, 410 once ended."""
-    info = await join_links.current_survey_session(request)
-    if info is None:
-        raise Unauthorized("calls_no_session")
-    if info.ended:
-        raise LinkExpired("calls_ended")
-    call = await find_call(request.app, info.room_id)
-    if call.ended:
-        raise LinkExpired("calls_ended")
-    _mark_opened(request.app, info)
-    return info, call
-
-
-def _mark_opened(app: web.Application, info: join_links.LinkInfo) -> None:
-    """Tell the employee, once, that the citizen's browser came in with the link."""
-    live = app[CALLS].live(info.room_id)
-    if info.role == "citizen" and not live.opened:
-        live.opened = True
-        app[CALLS].events.publish(info.room_id, "link_opened", role="citizen")
-
-
-def _guest_app(request: web.Request, info: join_links.LinkInfo) -> dict[str, str]:
-    return {
-        "role": info.role,
-        "csrf": csrf_token(request),
-        "token-url": "/gesprek/token",
-        "progress-url": "/gesprek/voortgang",
-        "quality-url": "/gesprek/kwaliteit",
-        "status-url": "/gesprek/status",
-        "events-url": "/gesprek/events",
-        "survey-url": "/gesprek/enquete" if info.role == "citizen" else "",
-        "call-url": "/gesprek/bellen",
-        "lang": request_language(request),
-    }
-
-
-async def _guest_page(request: web.Request, template: str) -> web.Response:
-    try:
-        info, _ = await _guest(request)
-    except LinkExpired:
-        ended = await join_links.current_survey_session(request)
-        if ended is not None and ended.role == "citizen":
-            raise web.HTTPSeeOther("/gesprek/enquete") from None
-        raise
-    context = {"call_app": _guest_app(request, info)}
-    return _no_store(render(request, template, context))
-
-
-async def device_check_page(request: web.Request) -> web.Response:
-    return await _guest_page(request, "call/device_check.html")
-
-
-async def call_page(request: web.Request) -> web.Response:
-    return await _guest_page(request, "call/call.html")
-
-
-async def guest_status(request: web.Request) -> web.Response:
-    """``{"ended": bool, "message": str | null}`` for the waiting room to poll."""
-    info = await join_links.current_survey_session(request)
-    if info is None:
-        raise Unauthorized("calls_no_session")
-    record = await surveys.find_by_room(request.app[DB], info.room_id)
-    ended = info.ended or record is None or record.ended_at is not None
-    live = LiveCall()
-    if not ended:
-        _mark_opened(request.app, info)
-        live = request.app[CALLS].live(info.room_id)
-    return _json({"ended": ended, "message": live.message})
-
-
-async def guest_events(request: web.Request) -> web.StreamResponse:
-    """For the waiting room: ``lobby_message`` ``{"text"}`` (the current one first)
-    and ``ended``."""
-    _info, call = await _guest(request)
-    message = request.app[CALLS].live(call.room_id).message
-    first = [CallEvent("lobby_message", {"text": message})] if message else []
-    return await _stream(request, guest_channel(call.room_id), first)
-
-
-async def guest_token(request: web.Request) -> web.Response:
-    info, call = await _guest(request)
-    return _json(await media_grant(request.app, call, info.role, _participant(info)))
-
-
-def _participant(info: join_links.LinkInfo) -> str:
-    return f"{info.role}-{info.link_id}"
-
-
-async def guest_progress(request: web.Request) -> web.Response:
-    info, call = await _guest(request)
-    body = await _json_body(request)
-    step = body.get("step")
-    failed = body.get("failed", [])
-    errors: dict[str, str] = {}
-    if step not in PROGRESS_STEPS:
-        errors["step"] = "calls_progress_step"
-    if not isinstance(failed, list) or not all(p in FAILED_PARTS for p in failed):
-        errors["failed"] = "calls_progress_failed"
-    if errors:
-        raise ValidationFailed("calls_progress_invalid", details=errors)
-    request.app[CALLS].events.publish(
-        call.room_id,
-        "progress",
-        step=step,
-        failed=sorted(set(failed)),
-        role=info.role,
-    )
-    return web.Response(status=204, headers={"Cache-Control": "no-store"})
-
-
-async def guest_quality(request: web.Request) -> web.Response:
-    _info, call = await _guest(request)
-    return await _store_quality(request, call)

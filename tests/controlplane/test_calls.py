@@ -220,7 +220,7 @@ def claims(token: str) -> dict[str, Any]:
     return decoded
 
 
-async def test_whole_call_from_start_to_hang_up(client, media, smtp):
+async def test_whole_call_from_start_to_hang_up(client, media, smtp, capfd):
     mailbox, _port = smtp
     request_id, token = await claimed(client)
     room_id = await start(client, request_id, token, send_email="1")
@@ -348,6 +348,11 @@ async def test_whole_call_from_start_to_hang_up(client, media, smtp):
     record = await record_of(client, room_id)
     assert record.outcome == "completed"
     assert record.ended_at is not None
+    # no address, link or token reached a log line
+    logged = "".join(capfd.readouterr())
+    assert "video_call_ended" in logged
+    for secret in (ADDRESS, link.split("#t=")[1], grant["token"], "Even geduld"):
+        assert secret not in logged
     actions = await audit_actions(client, request_id)
     for action in ("call_started", "video_call_started", "interpreter_invited"):
         assert action in actions

@@ -34,7 +34,7 @@ from playwright.async_api import Page, expect
 from certs.devca import ensure_dev_certificates
 from controlplane.storage.database import Database
 from controlplane.users import create_user
-from tests.e2e.conftest import ROOT, free_port, wait_until_up
+from tests.e2e.conftest import ROOT, assert_accessible, free_port, wait_until_up
 
 API_SECRET = "e2e-media-api-secret-0123456789"
 NODE = "media-e2e"
@@ -225,13 +225,23 @@ async def live_call_system(tmp_path: Path) -> AsyncIterator[CallSystem]:
         smtp.stop()
 
 
-async def staff_login(page: Page, base_url: str, username: str, secret: str) -> None:
-    """Sign in through the real pages: password, then the TOTP code."""
+async def staff_login(
+    page: Page, base_url: str, username: str, secret: str, *, check: bool = False
+) -> None:
+    """Sign in through the real pages: password, then the TOTP code; with
+    ``check``, axe-core checks the login, code and queue pages."""
     await page.goto(base_url + "/staff")
+    await expect(page.locator("#username")).to_be_visible()
+    if check:
+        await assert_accessible(page, "staff login")
     await page.fill("#username", username)
     await page.fill("#password", PASSWORD)
     await page.click("#login-submit")
     await expect(page.locator("#totp-code")).to_be_visible()
+    if check:
+        await assert_accessible(page, "TOTP step")
     await page.fill("#totp-code", pyotp.TOTP(secret).now())
     await page.click("#totp-submit")
     await expect(page.locator("#queue")).to_be_visible()
+    if check:
+        await assert_accessible(page, "queue")

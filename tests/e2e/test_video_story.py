@@ -115,7 +115,7 @@ async def agent_starts_call(
 ) -> Page:
     secret = await system.add_staff("agent.smit")
     agent = await new_page(browser)
-    await staff_login(agent, system.base_url, "agent.smit", secret)
+    await staff_login(agent, system.base_url, "agent.smit", secret, check=True)
     row = agent.locator(f'#queue tr[data-reference="{reference}"]')
     await row.locator("form.claim button").click()
     start = agent.locator("#start-video")
