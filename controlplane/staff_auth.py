@@ -157,6 +157,40 @@ async def _pending(request: web.Request) -> tuple[auth.Session, Any]:
     return session, user
 
 
+async def _at_step(
+    request: web.Request, step: str, form: dict[str, str] | None = None
+) -> tuple[auth.Session, Any, str]:
+    """The pending session, its user row and the ``next`` path, if the user's
+    next step is ``step``; otherwise on to the step that is due."""
+    session, user = await _pending(request)
+    next_path = _next(request, form)
+    if _stage(user) != step:
+        raise web.HTTPSeeOther(_step_url(_stage(user), next_path))
+    return session, user, next_path
+
+
+def _step_form(
+    request: web.Request,
+    template: str,
+    next_path: str,
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    **context: Any,
+) -> web.Response:
+    """A sign-in step's page; ``context`` adds what its template needs."""
+    return render(
+        request,
+        f"staff/auth/{template}.html",
+        {"next": next_path, "errors": errors or {}, **context},
+        status=status,
+    )
+
+
+async def _audit(conn: AsyncConnection, action: str, user: Any) -> None:
+    await audit.record(conn, action, user_id=user.id, username=user.username)
+
+
 # password
 
 
@@ -175,16 +209,14 @@ def _login_form(
     message: tuple[str, int] | None = None,
     status: int = 200,
 ) -> web.Response:
-    return render(
+    return _step_form(
         request,
-        "staff/auth/login.html",
-        {
-            "next": next_path,
-            "username": username,
-            "errors": errors or {},
-            "message": message,
-        },
+        "login",
+        next_path,
+        errors=errors,
         status=status,
+        username=username,
+        message=message,
     )
 
 
@@ -280,32 +312,13 @@ _MISMATCH = "staff_auth_error_password_mismatch"
 
 
 async def password_page(request: web.Request) -> web.Response:
-    _session, user = await _pending(request)
-    if not user.must_change_password:
-        raise web.HTTPSeeOther(_step_url(_stage(user), _next(request)))
-    return _password_form(request, _next(request))
-
-
-def _password_form(
-    request: web.Request,
-    next_path: str,
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> web.Response:
-    return render(
-        request,
-        "staff/auth/password.html",
-        {"next": next_path, "errors": errors or {}},
-        status=status,
-    )
+    _session, _user_row, next_path = await _at_step(request, "/staff/password")
+    return _step_form(request, "password", next_path)
 
 
 async def change_password(request: web.Request) -> web.Response:
-    session, user = await _pending(request)
     form = await _form(request)
-    next_path = _next(request, form)
-    if not user.must_change_password:
-        raise web.HTTPSeeOther(_step_url(_stage(user), next_path))
+    session, user, next_path = await _at_step(request, "/staff/password", form)
     new = form.get("new_password", "")
     errors: dict[str, str] = {}
     problem = check_new_password(new, username=user.username)
@@ -316,7 +329,7 @@ async def change_password(request: web.Request) -> web.Response:
     elif form.get("confirm_password", "") != new:
         errors["confirm_password"] = _MISMATCH
     if errors:
-        return _password_form(request, next_path, errors, status=422)
+        return _step_form(request, "password", next_path, errors=errors, status=422)
     new_hash = await auth.hash_password(new)
     async with request.app[DB].write() as conn:
         await conn.execute(
@@ -324,9 +337,7 @@ async def change_password(request: web.Request) -> web.Response:
             .where(users.c.id == user.id)
             .values(password_hash=new_hash, must_change_password=False)
         )
-        await audit.record(
-            conn, "staff_password_changed", user_id=user.id, username=user.username
-        )
+        await _audit(conn, "staff_password_changed", user)
         token = await _rotate(request, conn, session, user.id, mfa_done=False)
         user = await _user(conn, user.id)
     log.info("staff_password_changed", user_id=user.id)
@@ -337,9 +348,7 @@ async def change_password(request: web.Request) -> web.Response:
 
 
 async def enrol_page(request: web.Request) -> web.Response:
-    _session, user = await _pending(request)
-    if user.must_change_password or user.totp_confirmed:
-        raise web.HTTPSeeOther(_step_url(_stage(user), _next(request)))
+    _session, user, next_path = await _at_step(request, "/staff/enrol")
     secret = user.totp_secret
     if not secret:
         secret = auth.new_totp_secret()
@@ -349,7 +358,7 @@ async def enrol_page(request: web.Request) -> web.Response:
                 .where(users.c.id == user.id, users.c.totp_confirmed.is_(False))
                 .values(totp_secret=secret)
             )
-    return _enrol_form(request, _next(request), user.username, secret)
+    return _enrol_form(request, next_path, user.username, secret)
 
 
 def _enrol_form(
@@ -362,29 +371,24 @@ def _enrol_form(
 ) -> web.Response:
     uri = auth.provisioning_uri(secret, username, request.app[DESK].current.name)
     qr = segno.make(uri, error="m")
-    return render(
+    return _step_form(
         request,
-        "staff/auth/enrol.html",
-        {
-            "next": next_path,
-            "errors": errors or {},
-            "qr_data_uri": qr.svg_data_uri(scale=5, border=4),
-            "secret_groups": " ".join(
-                secret[i : i + 4] for i in range(0, len(secret), 4)
-            ),
-            "account": username,
-        },
+        "enrol",
+        next_path,
+        errors=errors,
         status=status,
+        qr_data_uri=qr.svg_data_uri(scale=5, border=4),
+        secret_groups=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        account=username,
     )
 
 
 async def enrol(request: web.Request) -> web.Response:
     request.app[LIMITS].login_per_ip.hit(client_ip(request))
-    session, user = await _pending(request)
     form = await _form(request)
-    next_path = _next(request, form)
-    if user.must_change_password or user.totp_confirmed or not user.totp_secret:
-        raise web.HTTPSeeOther(_step_url(_stage(user), next_path))
+    session, user, next_path = await _at_step(request, "/staff/enrol", form)
+    if not user.totp_secret:  # the page was not shown
+        raise web.HTTPSeeOther(_step_url("/staff/enrol", next_path))
     step = auth.match_totp(user.totp_secret, form.get("totp_code", ""), 0)
     if step is None:
         request.app[METRICS].logins.labels("mfa_failed").inc()
@@ -407,9 +411,7 @@ async def enrol(request: web.Request) -> web.Response:
                 locked_until=None,
             )
         )
-        await audit.record(
-            conn, "staff_totp_enrolled", user_id=user.id, username=user.username
-        )
+        await _audit(conn, "staff_totp_enrolled", user)
         token = await _signed_in(request, conn, session, user)
     return _redirect(request, next_path, token)
 
@@ -417,9 +419,7 @@ async def enrol(request: web.Request) -> web.Response:
 async def _signed_in(
     request: web.Request, conn: AsyncConnection, session: auth.Session, user: Any
 ) -> str:
-    await audit.record(
-        conn, "staff_login_succeeded", user_id=user.id, username=user.username
-    )
+    await _audit(conn, "staff_login_succeeded", user)
     request.app[METRICS].logins.labels("succeeded").inc()
     log.info("staff_login_succeeded", user_id=user.id)
     return await _rotate(request, conn, session, user.id, mfa_done=True)
@@ -429,39 +429,19 @@ async def _signed_in(
 
 
 async def mfa_page(request: web.Request) -> web.Response:
-    _session, user = await _pending(request)
-    if _stage(user) != "/staff/mfa":
-        raise web.HTTPSeeOther(_step_url(_stage(user), _next(request)))
-    return _mfa_form(request, _next(request))
-
-
-def _mfa_form(
-    request: web.Request,
-    next_path: str,
-    errors: dict[str, str] | None = None,
-    message: tuple[str, int] | None = None,
-    status: int = 200,
-) -> web.Response:
-    return render(
-        request,
-        "staff/auth/mfa.html",
-        {"next": next_path, "errors": errors or {}, "message": message},
-        status=status,
-    )
+    _session, _user_row, next_path = await _at_step(request, "/staff/mfa")
+    return _step_form(request, "mfa", next_path, message=None)
 
 
 async def mfa(request: web.Request) -> web.Response:
     request.app[LIMITS].login_per_ip.hit(client_ip(request))
-    session, user = await _pending(request)
     form = await _form(request)
-    next_path = _next(request, form)
-    if _stage(user) != "/staff/mfa":
-        raise web.HTTPSeeOther(_step_url(_stage(user), next_path))
+    session, user, next_path = await _at_step(request, "/staff/mfa", form)
     locked = _locked_minutes(user.locked_until)
     if locked:
         request.app[METRICS].logins.labels("locked").inc()
-        return _mfa_form(
-            request, next_path, message=("staff_auth_locked", locked), status=429
+        return _step_form(
+            request, "mfa", next_path, message=("staff_auth_locked", locked), status=429
         )
     step = auth.match_totp(
         user.totp_secret, form.get("totp_code", ""), user.totp_last_step
@@ -485,8 +465,13 @@ async def mfa(request: web.Request) -> web.Response:
             await _count_failure(conn, request, user, "staff_mfa_failed", "wrong_code")
     if token is None:
         request.app[METRICS].logins.labels("mfa_failed").inc()
-        return _mfa_form(
-            request, next_path, {"totp_code": "staff_auth_error_code"}, status=401
+        return _step_form(
+            request,
+            "mfa",
+            next_path,
+            errors={"totp_code": "staff_auth_error_code"},
+            status=401,
+            message=None,
         )
     return _redirect(request, next_path, token)
 
