@@ -9,7 +9,9 @@ join tokens. So the browser code is tested against the real server, alone.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -92,7 +94,11 @@ def _call_app(role: str, request: web.Request) -> dict[str, str]:
             "message-url": "/t/message",
         }
     else:
-        data |= {"progress-url": "/t/progress", "status-url": "/t/status"}
+        data |= {
+            "progress-url": "/t/progress",
+            "status-url": "/t/status",
+            "events-url": "/t/events",
+        }
     return data
 
 
@@ -198,6 +204,21 @@ def _page_routes(
     @routes.get("/t/status")
     async def status(request: web.Request) -> web.Response:
         return web.json_response({"ended": False, "message": harness().lobby_message})
+
+    @routes.get("/t/events")
+    async def events(request: web.Request) -> web.StreamResponse:
+        """The waiting room's SSE: ``lobby_message`` whenever the message changes."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        sent = None
+        while request.transport is not None and not request.transport.is_closing():
+            text = harness().lobby_message
+            if text != sent:
+                sent = text
+                data = json.dumps({"text": text})
+                await response.write(f"event: lobby_message\ndata: {data}\n\n".encode())
+            await asyncio.sleep(0.1)
+        return response
 
     @routes.get("/t/survey/{role}")
     async def survey(request: web.Request) -> web.Response:

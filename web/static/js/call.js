@@ -599,21 +599,29 @@ function pollStatus() {
   poll();
 }
 
+/** The employee's message and the end of the call: SSE, else polling. */
 function setUpWaitingRoom() {
-  if (data.statusUrl) pollStatus();
-  if (!data.eventsUrl) return;
+  if (!data.eventsUrl) {
+    if (data.statusUrl) pollStatus();
+    return;
+  }
   const events = new EventSource(data.eventsUrl);
-  /** @param {Event} event */
-  const show = (event) => {
+  events.addEventListener('lobby_message', (event) => {
     try {
       const message = JSON.parse(/** @type {MessageEvent} */ (event).data);
       if (typeof message.text === 'string' && message.text) showLobbyMessage(message.text);
     } catch {
       // a malformed event is skipped
     }
-  };
-  events.addEventListener('message', show);
-  events.addEventListener('lobby_message', show);
+  });
+  events.addEventListener('ended', () => {
+    events.close();
+    connection.finish('room_ended');
+  });
+  events.addEventListener('error', () => {
+    // the stream is gone for good (e.g. 410): fall back to polling
+    if (events.readyState === EventSource.CLOSED && data.statusUrl) pollStatus();
+  });
 }
 
 // --- start ---------------------------------------------------------------
