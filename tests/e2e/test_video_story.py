@@ -232,6 +232,9 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
         timeout=20,
         message="the interpreter decodes the agent and the citizen",
     )
+    # (three parties on a two-core test machine: moving pictures, not 20 fps)
+    sees = await video_quality(interpreter)
+    assert len([q for q in sees if q[0] > 1]) >= 2, f"interpreter decodes {sees}"
     await assert_accessible(interpreter, "interpreter in call")
 
     # hang up: the room ends, both surveys appear
