@@ -64,7 +64,9 @@ async def check(request: web.Request) -> None:
         supplied = value if isinstance(value, str) else None
     if not anchor or not supplied:
         raise CsrfFailed("missing form token")
-    if not hmac.compare_digest(supplied, _sign(request.app[SECRET_KEY], anchor)):
+    expected = _sign(request.app[SECRET_KEY], anchor)
+    # compare_digest refuses non-ASCII text with a TypeError; such a token is wrong
+    if not supplied.isascii() or not hmac.compare_digest(supplied, expected):
         raise CsrfFailed("wrong form token")
 
 

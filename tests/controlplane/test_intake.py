@@ -321,6 +321,20 @@ async def test_a_form_without_csrf_token_is_refused(sqlite_client):
     assert await _rows(sqlite_client) == []
 
 
+@pytest.mark.parametrize("where", ["form", "header"])
+async def test_a_non_ascii_csrf_token_is_refused_not_a_500(sqlite_client, where):
+    form = await _fresh_form(sqlite_client)
+    if where == "form":
+        form["csrf_token"] = "\u00e9" * 64
+        response = await _submit(sqlite_client, {**form, **ANSWERS})
+    else:
+        response = await sqlite_client.post(
+            "/", data={**form, **ANSWERS}, headers={"X-CSRF-Token": "\u00e9" * 64}
+        )
+    assert response.status == 403
+    assert await _rows(sqlite_client) == []
+
+
 async def test_a_form_without_submission_id_is_refused_clearly(sqlite_client):
     form = await _fresh_form(sqlite_client)
     response = await _submit(
