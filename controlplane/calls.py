@@ -264,10 +264,16 @@ async def _audit(
 async def end_call(
     app: web.Application, call: Call, actor: Actor, outcome: str
 ) -> None:
-    """End the room, void its links and sessions, close the call record."""
+    """End the room, void its links and sessions, close the call record (also
+    when the media node cannot be reached)."""
     if call.ended:
         return
-    await app[MEDIA_NODE].end_room(call.room_id)
+    try:
+        await app[MEDIA_NODE].end_room(call.room_id)
+    except MediaUnavailable:
+        # the call still ends here: links stop working and the media node drops
+        # the room's peers once their packets stop (peer_timeout_seconds)
+        log.warning("media_room_not_ended", room_id=call.room_id)
     db = app[DB]
     await join_links.void_room(db, call.room_id)
     await surveys.finish_call(db, call.record_id, outcome=outcome)
@@ -351,9 +357,10 @@ def _switch_reasons(request: web.Request) -> list[tuple[str, str]]:
 async def start_video(request: web.Request) -> web.Response:
     """From a claimed (or calling) video request: room, citizen link, delivery."""
     user = await auth.require_staff(request)
-    raw_id = int(request.match_info["id"])
-    if raw_id > 2**31 - 1:
+    raw = request.match_info["id"]
+    if len(raw) > 10 or int(raw) > 2**31 - 1:
         raise NotFound("console_error_not_found")
+    raw_id = int(raw)
     form = await request.post()
     app, actor = request.app, _actor(user)
     item = await queue.get_request(app[DB], raw_id)
@@ -520,6 +527,8 @@ async def staff_switch(request: web.Request) -> web.Response:
         )
     if item.channel != "video" or not item.is_open:
         raise Conflict("calls_not_video")
+    if item.state not in (State.CLAIMED, State.CALLING):
+        raise Conflict("console_conflict_state")
     await end_call(request.app, call, actor, "switched_to_phone")
     await queue.switch_channel(request.app[DB], item.id, actor, "phone", str(reason))
     request.app[QUEUE_EVENTS].publish()

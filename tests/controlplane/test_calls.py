@@ -582,3 +582,18 @@ async def test_sms_through_the_gateway_and_a_failed_delivery_is_shown(
     failed = await read_event(events, "link_failed")
     assert failed["via"] == "email"
     events.close()
+
+
+async def test_hang_up_works_when_the_media_node_is_gone(sqlite_client, media):
+    client = sqlite_client
+    request_id, token = await claimed(client)
+    room_id = await start(client, request_id, token)
+    await media.close()
+    ended = await staff_json(client, f"/staff/gesprekken/{room_id}/einde", token)
+    assert ended.status == 200, await ended.text()
+    record = await record_of(client, room_id)
+    assert record.outcome == "completed"
+    huge = await client.post(
+        f"/staff/requests/{'9' * 5000}/video", data={"csrf_token": token}, headers=JSON
+    )
+    assert huge.status == 404
