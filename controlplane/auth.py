@@ -119,7 +119,7 @@ def match_totp(
     """The time step ``code`` belongs to (±1 step of drift), if newer than
     ``last_step``; ``None`` for a wrong or replayed code."""
     code = code.strip().replace(" ", "")
-    if len(code) != 6 or not code.isdigit():
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     current = totp_step(now)

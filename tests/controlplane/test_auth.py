@@ -251,6 +251,15 @@ async def test_wrong_totp_code_is_refused(sqlite_client):
     assert (await _user(client, username)).failed_logins == 0
 
 
+async def test_a_code_in_other_digits_is_wrong_not_a_500(sqlite_client):
+    """Arabic-Indic digits pass ``str.isdigit`` but are no authenticator code."""
+    username = await create(sqlite_client, "agent")
+    await submit_password(sqlite_client, username)
+    response = await submit_code(sqlite_client, "\u0661" * 6)
+    assert response.status == 401
+    assert not await _signed_in(sqlite_client)
+
+
 async def test_replayed_totp_code_is_refused(client):
     """A code is accepted once: after logging out, the same code fails."""
     username = await create(client, "supervisor")
