@@ -526,6 +526,12 @@ async def connect_all(
     for batch in range(0, len(layout), 5):
         rooms = layout[batch : batch + 5]
         await asyncio.gather(*(fill(batch + i, room) for i, room in enumerate(rooms)))
+        # let this batch settle before loading the (shared) client core further
+        await _wait(
+            lambda: all(c.pc.connectionState == "connected" for c in clients),
+            60,
+            lambda: "batch connected",
+        )
     await _wait(
         lambda: all(c.pc.connectionState == "connected" for c in clients),
         60,
