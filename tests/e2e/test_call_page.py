@@ -290,6 +290,41 @@ async def admitted_pair(harness: CallHarness, browser: Browser) -> tuple[Page, P
     return agent, citizen
 
 
+async def test_interpreter_joins_without_lobby_and_sees_both(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    harness = await make_call_harness()
+    agent, citizen = await admitted_pair(harness, browser)
+    interpreter = await open_call(harness, browser, "interpreter", "?lang=en")
+    await expect(interpreter.locator("#call-status")).to_have_text(
+        "You are in the call."
+    )
+
+    async def sees_both() -> bool:
+        stats = await page_stats(interpreter)
+        return (
+            sum(decodes_video({"inboundVideo": [v]}, 5) for v in stats["inboundVideo"])
+            == 2
+        )
+
+    joined = time.monotonic()
+    await wait_for(
+        sees_both, 20, "the interpreter decodes the employee and the citizen"
+    )
+    print(f"interpreter decodes both after {time.monotonic() - joined:.2f} s")
+    labels = interpreter.locator(".tile-remote .tile-label")
+    await expect(labels).to_have_count(2)
+    assert sorted(await labels.all_inner_texts()) == ["Citizen", "Employee"]
+    await expect(citizen.locator(".tile-remote .tile-label")).to_have_count(2)
+    await expect(citizen.locator(".tile-remote .tile-label").last).to_have_text("Tolk")
+    await expect(interpreter.locator("#switch-camera")).to_be_hidden()  # one camera
+    print(f"checks done after {time.monotonic() - joined:.2f} s")
+    await assert_accessible(interpreter, "interpreter, in English, in the call")
+    await assert_accessible(agent, "agent with two participants")
+    print(f"axe done after {time.monotonic() - joined:.2f} s")
+
+
 @pytest.mark.xfail(
     reason="the media server does not relay the chat data channel yet", strict=True
 )

@@ -91,6 +91,8 @@ const ui = {
   /** @type {string | null} a level forced by a test (window.beeldbel.simulateQuality) */
   simulated: null,
   hungUp: false,
+  reportedEarly: false,
+  rosterSeen: false,
   /** @type {string} */
   lastProgress: '',
   /** @type {number | null} how long the last reconnect took (ms) */
@@ -267,7 +269,8 @@ function onParticipants(participants) {
     const was = before.get(p.participant_id);
     ui.roles.set(p.participant_id, p.role);
     labelTile(p.participant_id);
-    if (!was && p.state === 'admitted') announce(text('joined', {who: roleLabel(p.role)}));
+    // who was there already when we came in is not news
+    if (!was && p.state === 'admitted' && ui.rosterSeen) announce(text('joined', {who: roleLabel(p.role)}));
     // the employee waits for the citizen: measure from their admission
     if (role === 'agent' && p.state === 'admitted' && p.role === 'citizen' && ui.states.get(p.participant_id) !== 'admitted') {
       stats.markStart(performance.timeOrigin + performance.now());
@@ -283,6 +286,7 @@ function onParticipants(participants) {
       announce(text('left', {who: roleLabel(participantRole)}));
     }
   }
+  ui.rosterSeen = true;
   if (role === 'agent') renderParticipants(participants);
 }
 
@@ -308,6 +312,10 @@ async function sample() {
     level = (await stats.sample(pc)).level;
   } catch {
     return;
+  }
+  if (!ui.reportedEarly && stats.firstPictureAt !== null) {
+    ui.reportedEarly = true; // the first picture is in: store it at once
+    reportQuality();
   }
   if (ui.simulated) level = /** @type {import('./media_stats.js').QualityLevel} */ (ui.simulated);
   const indicator = $('quality');
@@ -649,6 +657,9 @@ Object.assign(window, {
         audioOnly: ui.audioOnly,
         chatOpen: connection.chat?.readyState === 'open',
         joinToFirstPictureMs: stats.joinToFirstPictureMs(),
+        joinClickedAt: joinClicked || null,
+        startedAt: stats.startedAt,
+        firstPictureAt: stats.firstPictureAt,
         record: stats.record(connection.reconnects),
         ...last,
       };
