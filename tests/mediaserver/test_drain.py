@@ -107,3 +107,52 @@ async def test_sigterm_drains_the_process(tmp_path):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_workers_are_separate_processes_that_drain_on_sigterm():
+    """workers = 2: two processes on port and port + 1; SIGTERM stops both."""
+    port = free_port()
+    while True:  # port + 1 must be free too
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            port = free_port()
+    env = {
+        **os.environ,
+        "BEELDBEL_MEDIASERVER_PORT": str(port),
+        "BEELDBEL_MEDIASERVER_UDP_PORT": str(free_port()),
+        "BEELDBEL_MEDIASERVER_WORKERS": "2",
+        "BEELDBEL_LOGGING_FORMAT": "json",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mediaserver",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready(p: int) -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{p}/readyz") as reply:
+                        return reply.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            for _ in range(100):
+                if await ready(port) and await ready(port + 1):
+                    break
+                await asyncio.sleep(0.1)
+            assert await ready(port)
+            assert await ready(port + 1)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
