@@ -16,8 +16,6 @@ const REPORT_MS = 30000;
 /** Poor samples in a row before video stops, good ones before it resumes. */
 const POOR_TO_AUDIO_ONLY = 3;
 const GOOD_TO_VIDEO = 5;
-/** Wait before re-admitting a participant who reconnected (ms). */
-const READMIT_DELAY_MS = 1500;
 /** Time the ended state is shown before the survey opens (ms). */
 const SURVEY_DELAY_MS = 4000;
 
@@ -421,9 +419,7 @@ function renderParticipants(participants) {
   const others = participants.filter((p) => p.participant_id !== connection.participantId);
   for (const p of others) {
     if (p.state === 'lobby' && ui.admitted.has(p.participant_id)) {
-      // back after a reconnect: let in again, once their first offer is in (the
-      // media server connects media at admission, not when a late offer arrives)
-      window.setTimeout(() => connection.admit(p.participant_id), READMIT_DELAY_MS);
+      connection.admit(p.participant_id); // back after a reconnect: let in again
     }
     const item = document.createElement('li');
     item.dataset.participant = p.participant_id;
