@@ -85,6 +85,11 @@ async def test_two_chromium_pages_decode_each_other(
                 return bool(max(now) > max(decoded) + 10)
 
             await wait_until(still_decoding, 10, lambda: "framesDecoded keeps growing")
+            # the SFU asked Chromium for Opus in-band FEC
+            answer = await pages[0].evaluate(
+                "window.beeldbel.connection.pc.remoteDescription.sdp"
+            )
+            assert "useinbandfec=1" in answer
             # the pages never see each other's candidates: only the SFU's port
             sfu = f"127.0.0.1:{server.app[MUX].port}"
             for page in pages:
