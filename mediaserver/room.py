@@ -181,6 +181,9 @@ class Room:
         if self.ended:
             raise RoomClosed("the room has ended")
         replaced = self.participants.pop(participant.id, None)
+        if replaced is not None:
+            for other in self.participants.values():
+                other.unsubscribe(replaced.id)
         if len(self.participants) >= self.max_participants:
             raise RoomFull("the room is full")
         self.participants[participant.id] = participant
@@ -195,10 +198,14 @@ class Room:
                 if publisher is not subscriber:
                     subscriber.subscribe(publisher)
 
-    async def leave(self, participant_id: ParticipantId, reason: str) -> None:
-        participant = self.participants.pop(participant_id, None)
-        if participant is None:
+    async def leave(self, participant: Participant, reason: str) -> None:
+        """Close ``participant``; if it is still the room's (not replaced by a
+        newer connection of the same person), nobody receives it any more."""
+        participant_id = participant.id
+        if self.participants.get(participant_id) is not participant:
+            await participant.close()
             return
+        del self.participants[participant_id]
         for other in self.participants.values():
             other.unsubscribe(participant_id)
         await participant.close()
@@ -230,13 +237,13 @@ class Room:
     async def remove(self, participant_id: ParticipantId) -> None:
         participant = self._get(participant_id)
         await participant.notify({"type": "removed"})
-        await self.leave(participant_id, "removed")
+        await self.leave(participant, "removed")
 
     async def end(self) -> None:
         self.ended = True
         for participant in list(self.participants.values()):
             await participant.notify({"type": "room_ended"})
-            await self.leave(participant.id, "room_ended")
+            await self.leave(participant, "room_ended")
         log.info("room_ended", room_id=self.id)
 
     def _get(self, participant_id: ParticipantId) -> Participant:
@@ -320,12 +327,12 @@ class Rooms:
                 media = participant.peer.media
                 if participant.failed:
                     await participant.notify({"type": "removed", "reason": "failed"})
-                    await room.leave(participant.id, "negotiation_failed")
+                    await room.leave(participant, "negotiation_failed")
                 elif not media.transport.started:
                     continue
                 elif now - media.last_packet_at > self.peer_timeout:
                     await participant.notify({"type": "removed", "reason": "timeout"})
-                    await room.leave(participant.id, "timeout")
+                    await room.leave(participant, "timeout")
                 else:
                     media.send_receiver_report()
 

@@ -53,7 +53,7 @@ class Signalling:
             try:
                 await self._serve(ws, room, participant)
             finally:
-                await room.leave(participant.id, "disconnected")
+                await room.leave(participant, "disconnected")
         return ws
 
     async def _join(self, ws: web.WebSocketResponse) -> tuple[Room, Participant]:
@@ -101,7 +101,7 @@ class Signalling:
     def _on_state(self, room: Room, participant: Participant) -> Any:
         def on_state() -> None:
             if participant.peer.pc.connectionState == "failed":
-                task = asyncio.create_task(room.leave(participant.id, "ice_failed"))
+                task = asyncio.create_task(room.leave(participant, "ice_failed"))
                 _background.add(task)
                 task.add_done_callback(_background.discard)
 

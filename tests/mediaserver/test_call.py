@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mediaserver.api import ROOMS
 from mediaserver.app import STATS
 from tests.mediaserver.client import decodes, join, wait_for
 from tests.mediaserver.conftest import create_room, metric
@@ -64,3 +65,30 @@ async def test_three_join_at_once(server, clients, token):
         "everyone decodes both others",
     )
     assert "unknown_payload_type" not in server.app[STATS].dropped
+
+
+async def test_reconnect_replaces_the_earlier_connection(server, clients, token):
+    """The same participant joining again (no ICE restart: a new join) takes over:
+    the old connection is told so, media flows to and from the new one."""
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1")
+    first = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(first) and decodes(agent), 20, "first call")
+    second = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: first.has_message("removed"), 5, "old connection told")
+    await wait_for(lambda: decodes(second), 20, "new connection receives")
+    await wait_for(
+        lambda: sum(r.frames > 3 for r in agent.got("video")) == 2,
+        20,
+        "agent receives the new connection",
+    )
+    # the old connection going away must not take the new one with it
+    await first.close()
+    room = server.app[ROOMS].get("r1")
+    await wait_for(lambda: first.ws is not None and first.ws.closed, 5, "old ws closed")
+    frames = second.got("video")[0].frames
+    await wait_for(
+        lambda: second.got("video")[0].frames > frames + 5, 10, "new one goes on"
+    )
+    assert set(room.participants) == {"a1", "i1"}
+    assert room.participants["i1"].peer.pc.connectionState == "connected"
