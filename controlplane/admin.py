@@ -373,10 +373,16 @@ async def save_hours(request: web.Request) -> web.Response:
 # audit log
 
 
+def _filter_text(request: web.Request, name: str, limit: int) -> str:
+    """A query-string filter, trimmed; without NUL, which no stored value holds
+    and PostgreSQL refuses in a query."""
+    return request.query.get(name, "").replace("\x00", "").strip()[:limit]
+
+
 async def audit_page(request: web.Request) -> web.Response:
     await require_staff(request, "supervisor")
-    reference = request.query.get("reference", "").strip().upper()[:16]
-    action = request.query.get("action", "").strip()[:64]
+    reference = _filter_text(request, "reference", 16).upper()
+    action = _filter_text(request, "action", 64)
     try:
         page = max(1, min(int(request.query.get("page", "1")), 100_000))
     except ValueError:

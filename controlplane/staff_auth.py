@@ -227,7 +227,8 @@ async def login(request: web.Request) -> web.Response:
     username = form.get("username", "").strip().lower()
     password = form.get("password", "")
     errors = _missing(form, ("username", "password"))
-    if len(username) > 64 or len(password) > MAX_PASSWORD:
+    # no account has such a name (and PostgreSQL cannot compare text with NUL)
+    if len(username) > 64 or "\x00" in username or len(password) > MAX_PASSWORD:
         errors["password"] = _WRONG_CREDENTIALS
     if errors:
         return _login_form(

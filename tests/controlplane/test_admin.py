@@ -360,6 +360,9 @@ async def test_audit_log_viewer_filters_and_pages(client):
     assert "Oudere regels" not in page2
     junk = await client.get("/staff/admin/audit?page=abc&action=" + "x" * 500)
     assert junk.status == 200
+    for name in ("reference", "action"):
+        nul = await client.get("/staff/admin/audit", params={name: "a\x00b"})
+        assert nul.status == 200, "NUL in a filter (PostgreSQL refuses it in SQL)"
 
 
 async def test_admin_sees_and_lifts_a_lock(sqlite_client):

@@ -209,6 +209,14 @@ async def test_wrong_password_is_refused_with_a_generic_message(client):
     ]
 
 
+async def test_a_username_with_nul_is_refused_not_a_500(client):
+    """PostgreSQL cannot compare text holding NUL; no account has such a name."""
+    response = await submit_password(client, "known\x00user")
+    assert response.status == 422
+    assert "De gebruikersnaam of het wachtwoord klopt niet." in await response.text()
+    assert _session_cookie(client) is None
+
+
 async def test_empty_fields_are_named(sqlite_client):
     client = sqlite_client
     page = await client.get("/staff/login")
