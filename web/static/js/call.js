@@ -236,7 +236,7 @@ function onTrack(track, info) {
     const label = document.createElement('p');
     label.className = 'tile-label';
     tile.append(video, audio, label);
-    $('tiles').append(tile);
+    $('tiles').insertBefore(tile, $('tile-self')); // the others first, yourself last
     video.addEventListener('loadeddata', () => stats.markFirstPicture(performance.timeOrigin + performance.now()));
     entry = {tile, video, audio};
     ui.tiles.set(id, entry);
