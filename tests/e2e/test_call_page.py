@@ -138,6 +138,7 @@ async def test_two_pages_call_through_the_media_server(
     citizen = await open_call(harness, browser, "citizen")
     await expect(citizen.locator("#lobby")).to_be_visible(timeout=10000)
     await expect(citizen.locator("#call-status")).to_contain_text("wachtruimte")
+    await expect(citizen.locator("#chat")).to_be_hidden()  # no chat in the lobby
     await assert_accessible(citizen, "citizen, waiting room")
 
     # a message from the employee shows in the waiting room
@@ -354,6 +355,13 @@ async def test_chat_message_arrives_within_a_second(
     await expect(citizen.locator("#chat-log")).to_contain_text(
         "Medewerker: Ik zet het geluid harder.", timeout=1000
     )
+    # text stays text: nothing a participant types becomes markup
+    await agent.fill("#chat-input", "<img src=x id=injected>")
+    await agent.press("#chat-input", "Enter")
+    await expect(citizen.locator("#chat-log")).to_contain_text(
+        "<img src=x id=injected>"
+    )
+    await expect(citizen.locator("#injected")).to_have_count(0)
     await assert_accessible(citizen, "citizen, chat")
 
 

@@ -135,6 +135,7 @@ function onState(state, detail) {
   const lobby = document.getElementById('lobby');
   $('call-live').hidden = !['lobby', 'in_call', 'reconnecting'].includes(state);
   if (lobby) lobby.hidden = state !== 'lobby';
+  $('chat').hidden = state === 'lobby'; // the media server relays no chat in the lobby
   if (state === 'connecting') announce(text('connecting'));
   if (state === 'reconnecting') announce(text('reconnecting'));
   if (state === 'lobby') {
@@ -362,7 +363,7 @@ function setUpControls() {
   $('chat-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const input = /** @type {HTMLInputElement} */ ($('chat-input'));
-    const message = input.value.trim().slice(0, CHAT_MAX);
+    const message = Array.from(input.value.trim()).slice(0, CHAT_MAX).join('');
     if (!message) return;
     if (connection.sendChat(message)) {
       addChat(text('chat_you'), message, true);

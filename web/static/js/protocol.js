@@ -248,7 +248,7 @@ export class Connection {
       try {
         const message = JSON.parse(String(event.data));
         if (typeof message.text === 'string') {
-          this.onchat({text: message.text.slice(0, CHAT_MAX), from_role: String(message.from_role || '')});
+          this.onchat({text: Array.from(message.text).slice(0, CHAT_MAX).join(''), from_role: String(message.from_role || '')});
         }
       } catch {
         // not JSON: ignored
@@ -420,7 +420,8 @@ export class Connection {
   sendChat(text) {
     const channel = this.chat;
     if (!channel || channel.readyState !== 'open') return false;
-    channel.send(JSON.stringify({text: text.slice(0, CHAT_MAX), from_role: this.role}));
+    // at most CHAT_MAX characters (code points: a surrogate pair is never split)
+    channel.send(JSON.stringify({text: Array.from(text).slice(0, CHAT_MAX).join(''), from_role: this.role}));
     return true;
   }
 
