@@ -24,6 +24,7 @@ from controlplane.errors import NotFound
 from controlplane.rendering import render
 from controlplane.state import DB, DESK
 from controlplane.storage.schema import audit_log, callback_requests
+from controlplane.validation import has_controls
 
 log = structlog.get_logger()
 
@@ -243,6 +244,8 @@ def _label_error(value: str) -> str | None:
         return "admin_error_label_missing"
     if len(value) > LABEL_MAX:
         return "admin_error_label_long"
+    if has_controls(value, allowed=""):
+        return "admin_error_label_invalid"
     return None
 
 

@@ -39,6 +39,7 @@ from controlplane.queue_items import get_request as get_request
 from controlplane.queue_items import may_work as may_work
 from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests, request_notes, users
+from controlplane.validation import has_controls
 
 log = structlog.get_logger()
 
@@ -425,6 +426,8 @@ def _clean_note(
         return None
     if len(text) > NOTE_MAX_CHARS:
         errors["note"] = "console_field_note_too_long"
+    elif has_controls(text, allowed="\n\r\t"):
+        errors["note"] = "console_field_note_invalid"
     return text
 
 

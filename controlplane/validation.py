@@ -174,7 +174,7 @@ def _name(text: str) -> str:
         raise _Invalid("missing")
     if len(name) > NAME_MAX:
         raise _Invalid("too_long")
-    if _has_controls(name, allowed=""):
+    if has_controls(name, allowed=""):
         raise _Invalid("invalid")
     return name
 
@@ -203,7 +203,7 @@ def _note(text: str) -> str:
     note = unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
     if len(note) > NOTE_MAX:
         raise _Invalid("too_long")
-    if _has_controls(note, allowed="\n\t"):
+    if has_controls(note, allowed="\n\t"):
         raise _Invalid("invalid")
     return note
 
@@ -260,7 +260,9 @@ def _accessibility(
     return tuple(code for code in ACCESSIBILITY_NEEDS if code in picked)
 
 
-def _has_controls(text: str, *, allowed: str) -> bool:
+def has_controls(text: str, *, allowed: str) -> bool:
+    """Whether ``text`` holds control, surrogate, private-use or bidi-override
+    characters other than those in ``allowed`` (PostgreSQL refuses NUL outright)."""
     return any(
         (unicodedata.category(c) in ("Cc", "Cs", "Co") and c not in allowed)
         or c in _BIDI_CONTROLS

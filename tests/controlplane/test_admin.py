@@ -245,6 +245,7 @@ async def test_bad_topic_values_are_shown_next_to_the_fields(sqlite_client):
         ({"new-code": "fine_code", "new-nl": "", "new-en": "y"}, "new-nl"),
         ({"report_crime-nl": "", "report_crime-en": "x"}, "report_crime-nl"),
         ({"report_crime-nl": "x" * 101, "report_crime-en": "x"}, "report_crime-nl"),
+        ({"report_crime-nl": "a\x00b", "report_crime-en": "x"}, "report_crime-nl"),
     ]
     for extra, field in cases:
         data = {

@@ -289,6 +289,29 @@ async def test_no_answer_goes_back_to_the_queue(sqlite_client):
     assert (stored["state"], stored["attempts"]) == ("new", 1)
 
 
+async def test_notes_with_control_characters_are_422(sqlite_client):
+    """NUL and the like cannot be stored (PostgreSQL refuses NUL): a clear error."""
+    await sign_in(sqlite_client)
+    rid, _ = await make_request(sqlite_client)
+    token = await csrf(sqlite_client)
+    await post(sqlite_client, f"/staff/requests/{rid}/claim", token)
+    note = await post(
+        sqlite_client, f"/staff/requests/{rid}/notes", token, note="a\x00b"
+    )
+    assert note.status == 422
+    assert "tekens die niet bewaard kunnen worden" in await note.text()
+    switch = await post(
+        sqlite_client,
+        f"/staff/requests/{rid}/switch-channel",
+        token,
+        channel="phone",
+        reason="other",
+        note="a\x1bb",
+    )
+    assert switch.status == 422
+    assert await queue_items.list_notes(sqlite_client.server.app[DB], rid) == []
+
+
 async def test_switch_channel_and_notes(sqlite_client):
     await sign_in(sqlite_client)
     rid, _ = await make_request(sqlite_client)
