@@ -133,7 +133,7 @@ class HttpsJwksFetcher:
     """GETs the JWKS document over HTTPS (plain HTTP is refused)."""
 
     def __init__(
-        self, url: str, *, ssl: ssl_module.SSLContext | None = None, timeout: float = 5
+        self, url: str, *, ssl: ssl_module.SSLContext | None = None, timeout: float = 10
     ) -> None:
         if not url.startswith("https://"):
             raise ValueError(f"jwks_url {url!r} must be an https:// URL")
