@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import struct
 
-from mediaserver.api import ROOMS
+from mediaserver.api import REGISTRY, ROOMS
 from mediaserver.app import MUX, STATS
 from tests.mediaserver.client import decodes, join, wait_for
 from tests.mediaserver.conftest import create_room
@@ -90,3 +90,24 @@ async def test_lost_packet_is_recovered_by_nack(server, clients, token):
     finally:
         relay.close()
     assert agent.pc.connectionState == "connected"
+
+
+async def test_sender_reports_are_translated_and_receiver_reports_measured(
+    server, clients, token
+):
+    """Publishers' SRs reach subscribers per leg; the subscribers' RRs about our
+    legs yield RTT, jitter and loss observations."""
+    await create_room(server)
+    await join(clients, server, token, "agent", "a1")
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(interpreter), 20, "media flows")
+    registry = server.app[REGISTRY]
+
+    def observed(name: str) -> float:
+        return registry.get_sample_value(f"beeldbel_media_{name}_count") or 0.0
+
+    await wait_for(lambda: observed("rtt_seconds") > 0, 10, "an RTT from an RR")
+    assert observed("jitter_seconds") > 0
+    assert observed("loss_ratio") > 0
+    rtts = registry.get_sample_value("beeldbel_media_rtt_seconds_sum") or 0.0
+    assert 0 <= rtts / observed("rtt_seconds") < 0.5
