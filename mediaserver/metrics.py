@@ -48,6 +48,12 @@ class _StatsCollector(Collector):
         yield _counter(
             "keyframes", "keyframes received", "kind", {"video": s.keyframes}
         )
+        yield _counter(
+            "chat_messages",
+            "chat messages relayed or dropped (text never kept)",
+            "result",
+            self._rooms.chat_stats.messages,
+        )
         rooms = GaugeMetricFamily(f"{NS}_rooms", "rooms on this worker")
         rooms.add_metric([], len(self._rooms.rooms))
         yield rooms

@@ -18,6 +18,7 @@ from typing import Any, NewType
 import structlog
 from aiortc import RTCRtpTransceiver
 
+from mediaserver.chat import Chat, ChatStats
 from mediaserver.errors import (
     BadMessage,
     Draining,
@@ -164,7 +165,13 @@ class Participant:
 class Room:
     """A call: up to ``max_participants`` people, one video codec."""
 
-    def __init__(self, room_id: RoomId, video_codec: str, max_participants: int):
+    def __init__(
+        self,
+        room_id: RoomId,
+        video_codec: str,
+        max_participants: int,
+        chat_stats: ChatStats | None = None,
+    ):
         if video_codec not in VIDEO_CODECS:
             raise BadMessage(
                 f"video_codec {video_codec!r} must be one of {VIDEO_CODECS}"
@@ -175,6 +182,7 @@ class Room:
         self.participants: dict[ParticipantId, Participant] = {}
         self.ended = False
         self.created_at = time.monotonic()
+        self.chat = Chat(chat_stats or ChatStats())
 
     def add(self, participant: Participant) -> Participant | None:
         """Add a participant; returns one it replaces (same id reconnecting)."""
@@ -187,6 +195,11 @@ class Room:
         if len(self.participants) >= self.max_participants:
             raise RoomFull("the room is full")
         self.participants[participant.id] = participant
+        if replaced is not None:
+            self.chat.remove(replaced)
+        participant.peer.pc.on(
+            "datachannel", lambda channel: self.chat.open(participant, channel)
+        )
         log.info("participant_joined", room_id=self.id, participant_id=participant.id)
         return replaced
 
@@ -206,6 +219,7 @@ class Room:
             await participant.close()
             return
         del self.participants[participant_id]
+        self.chat.remove(participant)
         for other in self.participants.values():
             other.unsubscribe(participant_id)
         await participant.close()
@@ -282,13 +296,14 @@ class Rooms:
         self.peer_timeout = peer_timeout
         self.rooms: dict[RoomId, Room] = {}
         self.draining = False
+        self.chat_stats = ChatStats()
 
     def create(self, room_id: RoomId, video_codec: str = "VP8") -> Room:
         if self.draining:
             raise Draining("this media node is draining")
         if room_id in self.rooms:
             raise RoomExists("a room with this id exists")
-        room = Room(room_id, video_codec, self.max_participants)
+        room = Room(room_id, video_codec, self.max_participants, self.chat_stats)
         self.rooms[room_id] = room
         log.info("room_created", room_id=room_id, video_codec=video_codec)
         return room

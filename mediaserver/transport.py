@@ -17,7 +17,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import pylibsrtp
-from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpTransceiver
+from aiortc import (
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSctpTransport,
+)
+from aiortc.rtcsctptransport import WEBRTC_STRING
 
 #: ``handle(datagram)`` for one SRTP or SRTCP datagram, called synchronously.
 DatagramHandler = Callable[[bytes], None]
@@ -57,6 +63,30 @@ def sender_ssrcs(transceiver: RTCRtpTransceiver) -> tuple[int, int]:
     """The SSRC and RTX SSRC aiortc announced in SDP for a transceiver's sender."""
     sender = transceiver.sender
     return int(sender._ssrc), int(sender._rtx_ssrc)
+
+
+def drop_undecodable_text(sctp: RTCSctpTransport, on_drop: Callable[[], None]) -> None:
+    """Drop data-channel text messages that are not UTF-8 (calling ``on_drop``).
+
+    aiortc decodes them inside the DTLS receive loop (private: ``_receive``), and
+    a ``UnicodeDecodeError`` there ends the loop: one bad message would cut the
+    sender's data channels. Idempotent per transport.
+    """
+    if getattr(sctp, "_beeldbel_text_guard", False):
+        return
+    original = sctp._receive
+
+    async def receive(stream_id: int, pp_id: int, data: bytes) -> None:
+        if pp_id == WEBRTC_STRING:
+            try:
+                data.decode("utf8")
+            except UnicodeDecodeError:
+                on_drop()
+                return
+        await original(stream_id, pp_id, data)
+
+    sctp._receive = receive  # type: ignore[method-assign]
+    sctp._beeldbel_text_guard = True  # type: ignore[attr-defined]
 
 
 async def _muted_send_rtp(data: bytes) -> None:

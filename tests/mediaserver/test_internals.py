@@ -81,3 +81,15 @@ def test_rtcp_demultiplexing_covers_aiortcs():
         if aiortc.rtp.is_rtcp(packet):
             assert our_is_rtcp(packet)
         assert our_is_rtcp(packet) == (192 <= second_byte <= 223)
+
+
+def test_sctp_text_messages_go_through_receive():
+    """``transport.drop_undecodable_text`` wraps ``RTCSctpTransport._receive``."""
+    from aiortc import RTCSctpTransport
+    from aiortc.rtcsctptransport import WEBRTC_STRING
+
+    assert WEBRTC_STRING == 51
+    assert "await self._receive(*message)" in inspect.getsource(RTCSctpTransport)
+    assert 'emit("message", data.decode("utf8"))' in inspect.getsource(
+        RTCSctpTransport._data_channel_receive
+    )
