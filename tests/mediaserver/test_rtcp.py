@@ -111,3 +111,55 @@ async def test_sender_reports_are_translated_and_receiver_reports_measured(
     assert observed("loss_ratio") > 0
     rtts = registry.get_sample_value("beeldbel_media_rtt_seconds_sum") or 0.0
     assert 0 <= rtts / observed("rtt_seconds") < 0.5
+
+
+async def test_publisher_leg_keeps_nack_and_remb(server, clients, token):
+    """A packet lost between publisher and SFU is NACKed by the SFU and resent by
+    the publisher (RTX); the publisher also gets REMB. The loss is made at the
+    SFU's socket (a relay can be bypassed: ICE finds the direct loopback path)."""
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1", width=640, height=480)
+    video = next(t for t in agent.pc.getTransceivers() if t.kind == "video")
+    feedback: list[str] = []
+    original = video.sender._handle_rtcp_packet
+
+    async def spy(packet):
+        feedback.append(f"{type(packet).__name__}:{getattr(packet, 'fmt', '')}")
+        await original(packet)
+
+    video.sender._handle_rtcp_packet = spy  # type: ignore[method-assign]
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(interpreter, 640, 480), 20, "media flows")
+    # drop one of the agent's video packets as it arrives at the SFU
+    mux = server.app[MUX]
+    media = server.app[ROOMS].get("r1").participants["a1"].peer.media
+    (address,) = [a for a, h in mux._media.items() if h.__self__ is media]
+    video_ssrc = next(s.info.ssrc for s in media.streams.values() if s.kind == "video")
+    dropped: list[bytes] = []
+
+    def lossy(data: bytes) -> None:
+        # the RTP header is not encrypted: the SSRC tells the video packets
+        is_rtp = not 192 <= data[1] <= 223
+        if (
+            not dropped
+            and is_rtp
+            and struct.unpack_from("!I", data, 8)[0] == video_ssrc
+        ):
+            dropped.append(data)
+            return
+        media.handle_datagram(data)
+
+    mux._media[address] = lossy
+    stats = server.app[STATS]
+    await wait_for(lambda: stats.nack["to_publisher"] >= 1, 5, "the SFU NACKed")
+    await wait_for(
+        lambda: "RtcpRtpfbPacket:1" in feedback, 5, "the publisher got the NACK"
+    )
+    await wait_for(lambda: "RtcpPsfbPacket:15" in feedback, 5, "the publisher got REMB")
+    await wait_for(
+        lambda: (
+            stats.packets_in["video"] > 0 and agent.pc.connectionState == "connected"
+        ),
+        1,
+        "call goes on",
+    )
