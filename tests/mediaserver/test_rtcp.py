@@ -156,10 +156,4 @@ async def test_publisher_leg_keeps_nack_and_remb(server, clients, token):
         lambda: "RtcpRtpfbPacket:1" in feedback, 5, "the publisher got the NACK"
     )
     await wait_for(lambda: "RtcpPsfbPacket:15" in feedback, 5, "the publisher got REMB")
-    await wait_for(
-        lambda: (
-            stats.packets_in["video"] > 0 and agent.pc.connectionState == "connected"
-        ),
-        1,
-        "call goes on",
-    )
+    assert agent.pc.connectionState == "connected"
