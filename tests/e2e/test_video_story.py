@@ -255,7 +255,7 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
 
 
 #: Turn on once the media server relays the ``chat`` data channel (docs/protocol.md).
-SFU_RELAYS_CHAT = False
+SFU_RELAYS_CHAT = True
 
 
 @pytest.mark.skipif(
