@@ -52,6 +52,12 @@ SWITCH_REASONS = ("citizen_asked", "technical_problem", "accessibility", "other"
 NOTE_MAX_CHARS = 2000
 
 _req = callback_requests
+#: What a request looks like once nobody holds it any more.
+_BACK_IN_QUEUE: dict[str, Any] = {
+    "state": State.NEW.value,
+    "claimed_by": None,
+    "claimed_at": None,
+}
 
 
 def _form_error(**details: str) -> ValidationFailed:
@@ -69,29 +75,25 @@ async def _transition(
     actor: Actor,
     from_states: Sequence[State],
     values: dict[str, Any],
-    *,
-    holder_only: bool = True,
 ) -> Request:
     """Apply ``values`` if the request is in ``from_states`` (and, unless a
     supervisor acts, held by ``actor``); otherwise say why not."""
     conditions = [_req.c.id == request_id, _req.c.state.in_(from_states)]
-    if holder_only and not actor.is_supervisor:
+    if not actor.is_supervisor:
         conditions.append(_req.c.claimed_by == actor.id)
     result = await conn.execute(
         sa.update(_req).where(*conditions).values(**values).returning(_req.c.id)
     )
     if result.first() is None:
-        await _refuse(conn, request_id, actor, holder_only=holder_only)
+        await _refuse(conn, request_id, actor)
     return await load_request(conn, request_id)
 
 
-async def _refuse(
-    conn: AsyncConnection, request_id: int, actor: Actor, *, holder_only: bool
-) -> None:
+async def _refuse(conn: AsyncConnection, request_id: int, actor: Actor) -> None:
     current = await load_request(conn, request_id)
     if not current.is_open:
         raise Conflict("console_conflict_closed")
-    if holder_only and not may_work(current, actor) and current.claimed_by is not None:
+    if not may_work(current, actor) and current.claimed_by is not None:
         raise Forbidden("console_error_not_yours")
     raise Conflict("console_conflict_state")
 
@@ -110,13 +112,8 @@ async def _audit(
 
 
 def _logged(event: str, request: Request, actor: Actor, **fields: Any) -> None:
-    log.info(
-        event,
-        request_id=request.id,
-        state=request.state.value,
-        user_id=actor.id,
-        **fields,
-    )
+    state = request.state.value
+    log.info(event, request_id=request.id, state=state, user_id=actor.id, **fields)
 
 
 async def claim(
@@ -159,19 +156,10 @@ async def release(
             request_id,
             actor,
             (State.CLAIMED,),
-            {
-                "state": State.NEW.value,
-                "claimed_by": None,
-                "claimed_at": None,
-                "updated_at": now,
-            },
+            {**_BACK_IN_QUEUE, "updated_at": now},
         )
         await _audit(
-            conn,
-            "claim_released",
-            actor,
-            request_id,
-            from_user_id=before.claimed_by,
+            conn, "claim_released", actor, request_id, from_user_id=before.claimed_by
         )
     _logged("claim_released", request, actor)
     return request
@@ -252,23 +240,6 @@ def _counted(metrics: Metrics, request: Request, actor: Actor) -> Request:
     return request
 
 
-async def _close(
-    db: Database,
-    metrics: Metrics,
-    request_id: int,
-    actor: Actor,
-    state: State,
-    outcome: str,
-    from_states: Sequence[State],
-    now: datetime,
-) -> Request:
-    async with db.write() as conn:
-        request = await _close_in(
-            conn, request_id, actor, state, outcome, from_states, now
-        )
-    return _counted(metrics, request, actor)
-
-
 async def complete(
     db: Database,
     metrics: Metrics,
@@ -281,16 +252,17 @@ async def complete(
     """The call took place: calling → completed, with one of :data:`OUTCOMES`."""
     if outcome not in OUTCOMES:
         raise _form_error(outcome="console_field_outcome_invalid")
-    return await _close(
-        db,
-        metrics,
-        request_id,
-        actor,
-        State.COMPLETED,
-        outcome,
-        (State.CALLING,),
-        _now(now),
-    )
+    async with db.write() as conn:
+        request = await _close_in(
+            conn,
+            request_id,
+            actor,
+            State.COMPLETED,
+            outcome,
+            (State.CALLING,),
+            _now(now),
+        )
+    return _counted(metrics, request, actor)
 
 
 async def cancel(
@@ -305,16 +277,17 @@ async def cancel(
     """Stop working a request for a reason from :data:`CANCEL_REASONS`."""
     if reason not in CANCEL_REASONS:
         raise _form_error(reason="console_field_reason_invalid")
-    return await _close(
-        db,
-        metrics,
-        request_id,
-        actor,
-        State.CANCELLED,
-        reason,
-        CLAIMED_OR_CALLING,
-        _now(now),
-    )
+    async with db.write() as conn:
+        request = await _close_in(
+            conn,
+            request_id,
+            actor,
+            State.CANCELLED,
+            reason,
+            CLAIMED_OR_CALLING,
+            _now(now),
+        )
+    return _counted(metrics, request, actor)
 
 
 async def no_answer(
@@ -342,30 +315,41 @@ async def no_answer(
                 now,
             )
         else:
-            request = await _transition(
-                conn,
-                request_id,
-                actor,
-                (State.CALLING,),
-                {
-                    "state": State.NEW.value,
-                    "claimed_by": None,
-                    "claimed_at": None,
-                    "due_at": now + timedelta(minutes=desk.retry_delay_minutes),
-                    "updated_at": now,
-                },
-            )
-            await _audit(
-                conn,
-                "retry_scheduled",
-                actor,
-                request_id,
-                attempts=request.attempts,
-                retry_in_minutes=desk.retry_delay_minutes,
-            )
+            request = await _schedule_retry(conn, desk, request_id, actor, now)
     if not request.is_open:
         return _counted(metrics, request, actor)
     _logged("retry_scheduled", request, actor, attempts=request.attempts)
+    return request
+
+
+async def _schedule_retry(
+    conn: AsyncConnection,
+    desk: DeskConfig,
+    request_id: int,
+    actor: Actor,
+    now: datetime,
+) -> Request:
+    """calling → new, due again after ``retry_delay_minutes``."""
+    delay = desk.retry_delay_minutes
+    request = await _transition(
+        conn,
+        request_id,
+        actor,
+        (State.CALLING,),
+        {
+            **_BACK_IN_QUEUE,
+            "due_at": now + timedelta(minutes=delay),
+            "updated_at": now,
+        },
+    )
+    await _audit(
+        conn,
+        "retry_scheduled",
+        actor,
+        request_id,
+        attempts=request.attempts,
+        retry_in_minutes=delay,
+    )
     return request
 
 
@@ -535,12 +519,7 @@ async def release_stale(
         if request_id is not None:
             await load_request(conn, request_id)
         released = await _update_many(
-            conn,
-            conditions,
-            state=State.NEW.value,
-            claimed_by=None,
-            claimed_at=None,
-            updated_at=now,
+            conn, conditions, **_BACK_IN_QUEUE, updated_at=now
         )
         for rid, holder in released:
             await _audit(
