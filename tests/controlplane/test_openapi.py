@@ -65,7 +65,9 @@ class _Server:
         port = runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
         self.key = await create_api_key(
-            app[DB], "schemathesis", ("callbacks:write", "callbacks:read")
+            app[DB],
+            "schemathesis",
+            ("callbacks:write", "callbacks:read", "calls:write"),
         )
         self.ready.set()
         await self._stop.wait()
