@@ -390,6 +390,29 @@ async def audit_page(request: web.Request) -> web.Response:
         page = max(1, min(int(request.query.get("page", "1")), 100_000))
     except ValueError:
         page = 1
+    async with request.app[DB].read() as conn:
+        rows = (await conn.execute(_audit_query(reference, action, page))).all()
+        every_action = sa.select(audit_log.c.action).distinct()
+        actions = list(
+            (await conn.execute(every_action.order_by(audit_log.c.action))).scalars()
+        )
+    zone = ZoneInfo(request.app[DESK].current.timezone)
+    return render(
+        request,
+        "admin/audit.html",
+        {
+            "entries": [_audit_entry(row, zone) for row in rows[:AUDIT_PAGE_SIZE]],
+            "actions": actions,
+            "reference": reference,
+            "action": action,
+            "page": page,
+            "has_next": len(rows) > AUDIT_PAGE_SIZE,
+        },
+    )
+
+
+def _audit_query(reference: str, action: str, page: int) -> sa.Select[Any]:
+    """One page of the audit log, newest first, plus one row to tell if more follow."""
     query = (
         sa.select(
             audit_log.c.id,
@@ -412,44 +435,20 @@ async def audit_page(request: web.Request) -> web.Response:
         query = query.where(callback_requests.c.reference == reference)
     if action:
         query = query.where(audit_log.c.action == action)
-    async with request.app[DB].read() as conn:
-        rows = (await conn.execute(query)).all()
-        actions = (
-            (
-                await conn.execute(
-                    sa.select(audit_log.c.action)
-                    .distinct()
-                    .order_by(audit_log.c.action)
-                )
-            )
-            .scalars()
-            .all()
-        )
-    zone = ZoneInfo(request.app[DESK].current.timezone)
-    entries = [
-        {
-            "at": row.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
-            "username": row.username,
-            "action": row.action,
-            "reference": row.reference,
-            "details": json.dumps(row.details, ensure_ascii=False, sort_keys=True)
-            if row.details
-            else "",
-        }
-        for row in rows[:AUDIT_PAGE_SIZE]
-    ]
-    return render(
-        request,
-        "admin/audit.html",
-        {
-            "entries": entries,
-            "actions": actions,
-            "reference": reference,
-            "action": action,
-            "page": page,
-            "has_next": len(rows) > AUDIT_PAGE_SIZE,
-        },
-    )
+    return query
+
+
+def _audit_entry(row: Any, zone: ZoneInfo) -> dict[str, Any]:
+    details = row.details
+    return {
+        "at": row.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+        "username": row.username,
+        "action": row.action,
+        "reference": row.reference,
+        "details": json.dumps(details, ensure_ascii=False, sort_keys=True)
+        if details
+        else "",
+    }
 
 
 async def _record(
