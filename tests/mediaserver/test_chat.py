@@ -10,7 +10,7 @@ from aiortc.rtcsctptransport import WEBRTC_STRING
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mediaserver.chat import MAX_TEXT, parse_text
+from mediaserver.chat import BURST, MAX_TEXT, parse_text
 from tests.mediaserver.client import (
     MediaClient,
     PatternTrack,
@@ -193,3 +193,42 @@ def test_parse_text_accepts_exactly_the_valid_texts(text):
 def test_parse_text_never_raises(raw):
     result = parse_text(raw)
     assert result is None or isinstance(result, str)
+
+
+async def test_a_flood_is_cut_to_the_burst(server, clients, token):
+    """More than BURST messages at once: the rest are dropped, the call goes on."""
+    await create_room(server)
+    agent = await chat_join(clients, token, "agent", "a1")
+    interpreter = await chat_join(clients, token, "interpreter", "i1")
+    for n in range(BURST + 10):
+        agent.send({"text": f"bericht {n}"})
+    await wait_until(
+        lambda: total_counted(server, BURST + 10),
+        5,
+        lambda: "every flooded message is counted",
+    )
+    relayed = await metric(server, CHAT_METRIC, result="relayed")
+    assert BURST <= relayed < BURST + 5  # a few may have been refilled meanwhile
+    await wait_for(lambda: len(interpreter.received) == relayed, 5, "relayed arrive")
+    assert interpreter.texts()[:BURST] == [f"bericht {n}" for n in range(BURST)]
+
+
+async def test_a_reconnected_participant_chats_on_its_new_channel(
+    server, clients, token
+):
+    await create_room(server)
+    agent = await chat_join(clients, token, "agent", "a1")
+    await chat_join(clients, token, "interpreter", "i1")
+    again = await chat_join(clients, token, "interpreter", "i1")
+    await wait_for(lambda: again.client.pc.connectionState == "connected", 10, "up")
+    agent.send({"text": "ben je er nog?"})
+    await wait_for(lambda: again.received, 5, "the new connection gets it")
+    again.send({"text": "ja"})
+    await wait_for(lambda: agent.received, 5, "agent gets the reply")
+    assert agent.texts() == ["ja"]
+
+
+async def total_counted(server, value: int) -> bool:
+    relayed = await metric(server, CHAT_METRIC, result="relayed")
+    dropped = await metric(server, CHAT_METRIC, result="dropped")
+    return relayed + dropped >= value
