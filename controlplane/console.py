@@ -24,7 +24,13 @@ from aiohttp import web
 from yarl import URL
 
 from controlplane import auth, callbacks, queue, queue_items, validation
-from controlplane.callbacks import ACCESSIBILITY_NEEDS, CHANNELS, OPEN_STATES, State
+from controlplane.callbacks import (
+    ACCESSIBILITY_NEEDS,
+    CHANNELS,
+    OPEN_STATES,
+    NewRequest,
+    State,
+)
 from controlplane.errors import Forbidden, NotFound, ValidationFailed
 from controlplane.i18n import request_language
 from controlplane.queue_items import Actor, QueueFilter
@@ -542,8 +548,33 @@ async def new_request(request: web.Request) -> web.Response:
     fields["accessibility"] = [
         v for v in data.getall("accessibility", []) if isinstance(v, str)
     ]
-    errors: dict[str, str] = {}
     submission = str(fields.get("submission_id", ""))
+    try:
+        new = _phone_request(request, fields, submission)
+    except ValidationFailed as exc:
+        return render(
+            request,
+            "staff/console/new.html",
+            _new_request_context(request, exc.details, fields),
+            status=422,
+        )
+    created = await callbacks.create_request(
+        request.app[DB], new, f"phone:{submission}"
+    )
+    if created.created:
+        request.app[METRICS].requests_received.labels(
+            new.channel, new.topic, "phone"
+        ).inc()
+        log.info("request_received", request_id=created.id, source="phone")
+        _changed(request)
+    raise web.HTTPSeeOther(f"/staff/requests/{created.id}")
+
+
+def _phone_request(
+    request: web.Request, fields: Mapping[str, str | list[str]], submission: str
+) -> NewRequest:
+    """The request the phone-line form describes; every wrong field at once."""
+    errors: dict[str, str] = {}
     if not 16 <= len(submission) <= 64:
         errors["submission_id"] = "console_field_submission_invalid"
     if fields.get("consent_phone") != "yes":
@@ -559,22 +590,8 @@ async def new_request(request: web.Request) -> web.Response:
     except ValidationFailed as exc:
         errors = {**exc.details, **errors}
     if errors:
-        return render(
-            request,
-            "staff/console/new.html",
-            _new_request_context(request, errors, fields),
-            status=422,
-        )
-    created = await callbacks.create_request(
-        request.app[DB], new, f"phone:{submission}"
-    )
-    if created.created:
-        request.app[METRICS].requests_received.labels(
-            new.channel, new.topic, "phone"
-        ).inc()
-        log.info("request_received", request_id=created.id, source="phone")
-        _changed(request)
-    raise web.HTTPSeeOther(f"/staff/requests/{created.id}")
+        raise ValidationFailed("console_error_form", details=errors)
+    return new
 
 
 # expiry
