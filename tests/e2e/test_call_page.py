@@ -326,9 +326,6 @@ async def test_interpreter_joins_without_lobby_and_sees_both(
     print(f"axe done after {time.monotonic() - joined:.2f} s")
 
 
-@pytest.mark.xfail(
-    reason="the media server does not relay the chat data channel yet", strict=True
-)
 async def test_chat_message_arrives_within_a_second(
     make_call_harness,  # noqa: F811 (a fixture)
     browser,

@@ -6,8 +6,10 @@
  * participants, progress, link, interpreter, message, end and switch controls.
  * Texts come from the page (#call-strings). window.beeldbel exposes state to tests.
  */
-import {Connection, CallError, CHAT_MAX, JOIN_CLICKED_KEY} from './protocol.js';
+import {Connection, CHAT_MAX, JOIN_CLICKED_KEY} from './protocol.js';
 import {MediaStats} from './media_stats.js';
+import {CallPage} from './call_ui.js';
+import {AgentPanel} from './call_agent.js';
 
 /** Sample the connection this often (ms). */
 const SAMPLE_MS = 2000;
@@ -19,59 +21,15 @@ const GOOD_TO_VIDEO = 5;
 /** Time the ended state is shown before the survey opens (ms). */
 const SURVEY_DELAY_MS = 4000;
 
-const root = /** @type {HTMLElement} */ (document.getElementById('call-app'));
-const data = root.dataset;
+const page = new CallPage(document);
+const {data, root} = page;
 const role = data.role || 'citizen';
-/** @type {Record<string, string>} */
-const strings = JSON.parse(document.getElementById('call-strings')?.textContent || '{}');
-
-/**
- * @param {string} name
- * @param {Record<string, string>} [params]
- */
-function text(name, params = {}) {
-  return (strings[name] || name).replace(/\{(\w+)\}/g, (_, key) => params[key] ?? '');
-}
-
-/** @param {string} id */
-function $(id) {
-  return /** @type {HTMLElement} */ (document.getElementById(id));
-}
-
-/** @param {string} participantRole */
-function roleLabel(participantRole) {
-  return strings[`role_${participantRole}`] || participantRole;
-}
-
-/**
- * POST JSON with the CSRF header; the parsed reply (or null).
- * @param {string} url
- * @param {unknown} body
- * @param {boolean} [keepalive]
- */
-async function post(url, body, keepalive = false) {
-  const response = await fetch(url, {
-    method: 'POST',
-    credentials: 'same-origin',
-    keepalive,
-    headers: {'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRF-Token': data.csrf || ''},
-    body: JSON.stringify(body),
-  });
-  if (!response.ok) throw new CallError('http', `HTTP ${response.status}`, response.status);
-  return response.status === 204 ? null : response.json().catch(() => null);
-}
-
-/** @param {string} message */
-function announce(message) {
-  $('call-status').textContent = message;
-}
-
-/** @param {string} message */
-function notice(message) {
-  const box = $('call-notice');
-  box.textContent = message;
-  box.hidden = false;
-}
+const text = page.text.bind(page);
+const $ = page.$.bind(page);
+const roleLabel = page.roleLabel.bind(page);
+const post = page.post.bind(page);
+const announce = page.announce.bind(page);
+const notice = page.notice.bind(page);
 
 const params = new URLSearchParams(window.location.search);
 const connection = new Connection({
@@ -80,6 +38,12 @@ const connection = new Connection({
   forceRelay: params.get('relay') === '1',
 });
 const stats = new MediaStats();
+const agent = role === 'agent'
+  ? new AgentPanel(page, connection, () => {
+    stopSampling();
+    return reportQuality(true);
+  })
+  : null;
 const ui = {
   muted: false,
   cameraOn: true,
@@ -95,8 +59,6 @@ const ui = {
   lastProgress: '',
   /** @type {number | null} how long the last reconnect took (ms) */
   lastReconnectMs: null,
-  /** @type {Set<string>} participants this employee admitted (re-admitted after a reconnect) */
-  admitted: new Set(),
   /** @type {Map<string, {tile: HTMLLIElement, video: HTMLVideoElement, audio: HTMLAudioElement}>} */
   tiles: new Map(),
   /** @type {Map<string, string>} participant id → role */
@@ -173,7 +135,7 @@ function showEnded(reason) {
   if (role !== 'agent') progress('left');
   const survey = data.surveyUrl;
   reportQuality(true).finally(() => {
-    if (!survey) return;
+    if (!survey || agent?.leaving) return; // the employee goes where the control plane says
     if (ui.hungUp) window.location.assign(survey);
     else window.setTimeout(() => window.location.assign(survey), SURVEY_DELAY_MS);
   });
@@ -286,7 +248,7 @@ function onParticipants(participants) {
     }
   }
   ui.rosterSeen = true;
-  if (role === 'agent') renderParticipants(participants);
+  agent?.render(participants);
 }
 
 // --- quality -------------------------------------------------------------
@@ -356,7 +318,7 @@ function setUpControls() {
   $('switch-camera').addEventListener('click', switchCamera);
   $('hang-up').addEventListener('click', () => {
     ui.hungUp = true;
-    if (role === 'agent') endCall();
+    if (agent) agent.endCall();
     else connection.leave();
   });
   $('call-retry').addEventListener('click', () => window.location.reload());
@@ -411,169 +373,6 @@ function addChat(who, message, own) {
   log.scrollTop = log.scrollHeight;
 }
 
-// --- the employee's panel ---------------------------------------------------
-
-/** @param {import('./protocol.js').Participant[]} participants */
-function renderParticipants(participants) {
-  const list = $('participants');
-  list.replaceChildren();
-  const others = participants.filter((p) => p.participant_id !== connection.participantId);
-  for (const p of others) {
-    if (p.state === 'lobby' && ui.admitted.has(p.participant_id)) {
-      connection.admit(p.participant_id); // back after a reconnect: let in again
-    }
-    const item = document.createElement('li');
-    item.dataset.participant = p.participant_id;
-    item.dataset.state = p.state;
-    const who = roleLabel(p.role);
-    const name = document.createElement('span');
-    name.textContent = `${who} (${p.state === 'lobby' ? text('progress_waiting') : text('progress_in_call')})`;
-    item.append(name);
-    if (p.state === 'lobby') {
-      item.append(button('admit', strings.admit || '', who, () => {
-        ui.admitted.add(p.participant_id);
-        connection.admit(p.participant_id);
-        announce(text('admitted', {who}));
-      }));
-    }
-    item.append(button('remove secondary', strings.remove || '', who, () => {
-      ui.admitted.delete(p.participant_id);
-      connection.remove(p.participant_id);
-    }));
-    list.append(item);
-  }
-  if (!others.length) {
-    const empty = document.createElement('li');
-    empty.className = 'hint';
-    empty.textContent = text('no_one');
-    list.append(empty);
-  }
-  const waiting = others.find((p) => p.state === 'lobby' && !ui.admitted.has(p.participant_id));
-  if (waiting) announce(text('waiting', {who: roleLabel(waiting.role)}));
-}
-
-/**
- * A button whose accessible name says whom it acts on, e.g. "Binnenlaten Burger".
- * @param {string} className
- * @param {string} label
- * @param {string} who
- * @param {() => void} action
- */
-function button(className, label, who, action) {
-  const element = document.createElement('button');
-  element.type = 'button';
-  element.className = className;
-  const hidden = document.createElement('span');
-  hidden.className = 'visually-hidden';
-  hidden.textContent = ` ${who}`;
-  element.append(document.createTextNode(label), hidden);
-  element.addEventListener('click', action);
-  return element;
-}
-
-/** @param {string} kind @param {any} event */
-function addProgress(kind, event) {
-  const step = kind === 'progress' ? event.step : kind;
-  const failed = (event.failed || []).map((/** @type {string} */ code) => text(`failed_${code}`)).join(', ');
-  const item = document.createElement('li');
-  item.dataset.step = step;
-  const time = document.createElement('time');
-  time.dateTime = event.at || new Date().toISOString();
-  time.textContent = new Date(time.dateTime).toLocaleTimeString(data.lang || 'nl', {hour: '2-digit', minute: '2-digit'});
-  item.append(time, document.createTextNode(` ${text(`progress_${step}`, {failed})}`));
-  $('progress-list').append(item);
-}
-
-function setUpAgent() {
-  for (const time of document.querySelectorAll('#progress-list time')) {
-    const at = new Date(time.getAttribute('datetime') || '');
-    if (!Number.isNaN(at.getTime())) {
-      time.textContent = at.toLocaleTimeString(data.lang || 'nl', {hour: '2-digit', minute: '2-digit'});
-    }
-  }
-  if (data.eventsUrl) {
-    const events = new EventSource(data.eventsUrl);
-    for (const kind of ['progress', 'link_sent', 'link_failed', 'link_opened', 'ended']) {
-      events.addEventListener(kind, (event) => {
-        try {
-          addProgress(kind, JSON.parse(/** @type {MessageEvent} */ (event).data));
-        } catch {
-          // a malformed event is skipped
-        }
-      });
-    }
-  }
-  for (const copy of document.querySelectorAll('button[data-copy]')) {
-    copy.addEventListener('click', () => copyFrom(/** @type {HTMLElement} */ (copy).dataset.copy || ''));
-  }
-  document.getElementById('invite-interpreter')?.addEventListener('click', async () => {
-    try {
-      const reply = await post(data.interpreterUrl || '', {});
-      const input = /** @type {HTMLInputElement} */ ($('interpreter-link'));
-      input.value = reply.link;
-      $('interpreter-box').hidden = false;
-      input.focus();
-      input.select();
-    } catch {
-      notice(text('action_failed'));
-    }
-  });
-  document.getElementById('lobby-message-form')?.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const input = /** @type {HTMLTextAreaElement} */ ($('lobby-message-input'));
-    try {
-      await post(data.messageUrl || '', {text: input.value.trim()});
-      announce(text('message_sent'));
-    } catch {
-      notice(text('action_failed'));
-    }
-  });
-  $('end-call').addEventListener('click', endCall);
-  document.getElementById('switch-form')?.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const reason = /** @type {HTMLSelectElement} */ ($('switch-reason')).value;
-    await finishAs(data.switchUrl || '', {reason});
-  });
-}
-
-/** @param {string} id */
-async function copyFrom(id) {
-  const input = /** @type {HTMLInputElement} */ ($(id));
-  try {
-    await navigator.clipboard.writeText(input.value);
-    announce(text('copied'));
-  } catch {
-    input.focus();
-    input.select();
-    notice(text('copy_failed'));
-  }
-}
-
-async function endCall() {
-  await finishAs(data.endUrl || '', {});
-}
-
-/**
- * End the call through the control plane, then go where it says.
- * @param {string} url
- * @param {unknown} body
- */
-async function finishAs(url, body) {
-  stopSampling();
-  await reportQuality(true);
-  let reply;
-  try {
-    reply = await post(url, body);
-  } catch {
-    notice(text('action_failed'));
-    return;
-  }
-  connection.finished = true;
-  connection.leave();
-  const next = reply && typeof reply.next === 'string' && reply.next.startsWith('/') ? reply.next : data.surveyUrl;
-  if (next) window.location.assign(next);
-}
-
 // --- the citizen's waiting room ------------------------------------------
 
 /** @param {string} message */
@@ -594,7 +393,7 @@ function pollStatus() {
         const response = await fetch(data.statusUrl || '', {credentials: 'same-origin', headers: {Accept: 'application/json'}});
         const status = response.ok ? await response.json() : null;
         if (status && typeof status.message === 'string' && status.message) showLobbyMessage(status.message);
-        if (status && status.ended) connection.finish('room_ended');
+        if (status && status.ended) connection.finish('room_ended', true);
       } catch {
         // try again at the next poll
       }
@@ -621,7 +420,7 @@ function setUpWaitingRoom() {
   });
   events.addEventListener('ended', () => {
     events.close();
-    connection.finish('room_ended');
+    connection.finish('room_ended', true);
   });
   events.addEventListener('error', () => {
     // the stream is gone for good (e.g. 410): fall back to polling
@@ -669,7 +468,7 @@ Object.assign(window, {
 });
 
 setUpControls();
-if (role === 'agent') setUpAgent();
+if (agent) agent.setUp();
 else setUpWaitingRoom();
 window.addEventListener('pagehide', () => {
   if (!connection.finished) reportQuality(true);

@@ -278,10 +278,10 @@ export class Connection {
         this.setState('in_call');
         break;
       case 'room_ended':
-        this.finish('room_ended');
+        this.finish('room_ended', true);
         break;
       case 'removed':
-        this.finish(message.reason === 'replaced' ? 'replaced' : 'removed');
+        this.finish(message.reason === 'replaced' ? 'replaced' : 'removed', true);
         break;
       case 'error':
         this.onerror(new CallError(message.code || 'error', message.message || ''));
@@ -354,16 +354,20 @@ export class Connection {
     this.setState('failed', callError.code);
   }
 
-  /** @param {string} reason */
-  finish(reason) {
+  /**
+   * @param {string} reason
+   * @param {boolean} [byServer] the server ended it and closes the socket itself
+   */
+  finish(reason, byServer = false) {
     if (this.finished) return;
     this.finished = true;
-    this.closeTransport();
+    this.closeTransport(byServer);
     this.stop();
     this.setState('ended', reason);
   }
 
-  closeTransport() {
+  /** @param {boolean} [leaveSocket] let the server close the WebSocket */
+  closeTransport(leaveSocket = false) {
     this.generation += 1;
     window.clearTimeout(this.disconnectTimer);
     const {ws, pc} = this;
@@ -373,7 +377,7 @@ export class Connection {
     if (ws) {
       ws.onclose = null;
       ws.onmessage = null;
-      ws.close();
+      if (!leaveSocket) ws.close();
     }
     pc?.close();
   }
@@ -381,6 +385,14 @@ export class Connection {
   stop() {
     window.clearInterval(this.watchdog);
     for (const track of this.stream?.getTracks() || []) track.stop();
+  }
+
+  /** Close everything without a state change (the page is going elsewhere). */
+  close() {
+    this.send({type: 'leave'});
+    this.finished = true;
+    this.closeTransport();
+    this.stop();
   }
 
   /** Hang up: tell the media server, then close everything. */

@@ -1,0 +1,213 @@
+// @ts-check
+/**
+ * The employee's side panel on the call page: who is in the lobby and the call
+ * (admit, remove), the citizen's progress (SSE), the join and interpreter links,
+ * the waiting-room message, end the call and switch to phone.
+ */
+
+/** @typedef {import('./protocol.js').Connection} Connection */
+/** @typedef {import('./protocol.js').Participant} Participant */
+/** @typedef {import('./call_ui.js').CallPage} CallPage */
+
+const EVENTS = ['progress', 'link_sent', 'link_failed', 'link_opened', 'ended'];
+
+export class AgentPanel {
+  /**
+   * @param {CallPage} page
+   * @param {Connection} connection
+   * @param {() => Promise<unknown>} beforeFinish  e.g. the last quality report
+   */
+  constructor(page, connection, beforeFinish) {
+    this.page = page;
+    this.connection = connection;
+    this.beforeFinish = beforeFinish;
+    /** @type {Set<string>} participants let in; let in again after a reconnect */
+    this.admitted = new Set();
+    /** Set while the page goes to the control plane's next page. */
+    this.leaving = false;
+  }
+
+  setUp() {
+    const {page} = this;
+    for (const time of page.doc.querySelectorAll('#progress-list time')) {
+      this.localTime(/** @type {HTMLTimeElement} */ (time));
+    }
+    if (page.data.eventsUrl) {
+      const events = new EventSource(page.data.eventsUrl);
+      for (const kind of EVENTS) {
+        events.addEventListener(kind, (event) => {
+          try {
+            this.addProgress(kind, JSON.parse(/** @type {MessageEvent} */ (event).data));
+          } catch {
+            // a malformed event is skipped
+          }
+        });
+      }
+    }
+    for (const copy of page.doc.querySelectorAll('button[data-copy]')) {
+      copy.addEventListener('click', () => this.copyFrom(/** @type {HTMLElement} */ (copy).dataset.copy || ''));
+    }
+    page.doc.getElementById('invite-interpreter')?.addEventListener('click', () => this.inviteInterpreter());
+    page.doc.getElementById('lobby-message-form')?.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.sendLobbyMessage();
+    });
+    page.$('end-call').addEventListener('click', () => this.endCall());
+    page.doc.getElementById('switch-form')?.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const reason = /** @type {HTMLSelectElement} */ (page.$('switch-reason')).value;
+      this.finishAs(page.data.switchUrl || '', {reason});
+    });
+  }
+
+  /** @param {Participant[]} participants */
+  render(participants) {
+    const {page, connection} = this;
+    const list = page.$('participants');
+    list.replaceChildren();
+    const others = participants.filter((p) => p.participant_id !== connection.participantId);
+    for (const p of others) {
+      if (p.state === 'lobby' && this.admitted.has(p.participant_id)) {
+        connection.admit(p.participant_id); // back after a reconnect: let in again
+      }
+      list.append(this.participantItem(p));
+    }
+    if (!others.length) {
+      const empty = page.doc.createElement('li');
+      empty.className = 'hint';
+      empty.textContent = page.text('no_one');
+      list.append(empty);
+    }
+    const waiting = others.find((p) => p.state === 'lobby' && !this.admitted.has(p.participant_id));
+    if (waiting) page.announce(page.text('waiting', {who: page.roleLabel(waiting.role)}));
+  }
+
+  /** @param {Participant} p */
+  participantItem(p) {
+    const {page, connection} = this;
+    const item = page.doc.createElement('li');
+    item.dataset.participant = p.participant_id;
+    item.dataset.state = p.state;
+    const who = page.roleLabel(p.role);
+    const name = page.doc.createElement('span');
+    name.textContent = `${who} (${page.text(p.state === 'lobby' ? 'progress_waiting' : 'progress_in_call')})`;
+    item.append(name);
+    if (p.state === 'lobby') {
+      item.append(this.button('admit', page.text('admit'), who, () => {
+        this.admitted.add(p.participant_id);
+        connection.admit(p.participant_id);
+        page.announce(page.text('admitted', {who}));
+      }));
+    }
+    item.append(this.button('remove secondary', page.text('remove'), who, () => {
+      this.admitted.delete(p.participant_id);
+      connection.remove(p.participant_id);
+    }));
+    return item;
+  }
+
+  /**
+   * A button whose accessible name says whom it acts on, e.g. "Binnenlaten Burger".
+   * @param {string} className
+   * @param {string} label
+   * @param {string} who
+   * @param {() => void} action
+   */
+  button(className, label, who, action) {
+    const element = this.page.doc.createElement('button');
+    element.type = 'button';
+    element.className = className;
+    const hidden = this.page.doc.createElement('span');
+    hidden.className = 'visually-hidden';
+    hidden.textContent = ` ${who}`;
+    element.append(this.page.doc.createTextNode(label), hidden);
+    element.addEventListener('click', action);
+    return element;
+  }
+
+  /** @param {HTMLTimeElement} time */
+  localTime(time) {
+    const at = new Date(time.dateTime);
+    if (!Number.isNaN(at.getTime())) {
+      time.textContent = at.toLocaleTimeString(this.page.data.lang || 'nl', {hour: '2-digit', minute: '2-digit'});
+    }
+  }
+
+  /** @param {string} kind @param {any} event */
+  addProgress(kind, event) {
+    const {page} = this;
+    const step = kind === 'progress' ? event.step : kind;
+    const failed = (event.failed || []).map((/** @type {string} */ code) => page.text(`failed_${code}`)).join(', ');
+    const item = page.doc.createElement('li');
+    item.dataset.step = step;
+    const time = page.doc.createElement('time');
+    time.dateTime = event.at || new Date().toISOString();
+    this.localTime(time);
+    item.append(time, page.doc.createTextNode(` ${page.text(`progress_${step}`, {failed})}`));
+    page.$('progress-list').append(item);
+  }
+
+  /** @param {string} id */
+  async copyFrom(id) {
+    const input = /** @type {HTMLInputElement} */ (this.page.$(id));
+    try {
+      await navigator.clipboard.writeText(input.value);
+      this.page.announce(this.page.text('copied'));
+    } catch {
+      input.focus();
+      input.select();
+      this.page.notice(this.page.text('copy_failed'));
+    }
+  }
+
+  async inviteInterpreter() {
+    const {page} = this;
+    try {
+      const reply = await page.post(page.data.interpreterUrl || '', {});
+      const input = /** @type {HTMLInputElement} */ (page.$('interpreter-link'));
+      input.value = reply.link;
+      page.$('interpreter-box').hidden = false;
+      input.focus();
+      input.select();
+    } catch {
+      page.notice(page.text('action_failed'));
+    }
+  }
+
+  async sendLobbyMessage() {
+    const {page} = this;
+    const input = /** @type {HTMLTextAreaElement} */ (page.$('lobby-message-input'));
+    try {
+      await page.post(page.data.messageUrl || '', {text: input.value.trim()});
+      page.announce(page.text('message_sent'));
+    } catch {
+      page.notice(page.text('action_failed'));
+    }
+  }
+
+  endCall() {
+    return this.finishAs(this.page.data.endUrl || '', {});
+  }
+
+  /**
+   * End the call through the control plane, then go where it says.
+   * @param {string} url
+   * @param {unknown} body
+   */
+  async finishAs(url, body) {
+    const {page} = this;
+    this.leaving = true;
+    await this.beforeFinish();
+    let reply;
+    try {
+      reply = await page.post(url, body);
+    } catch {
+      this.leaving = false;
+      page.notice(page.text('action_failed'));
+      return;
+    }
+    this.connection.close();
+    const next = reply && typeof reply.next === 'string' && reply.next.startsWith('/') ? reply.next : page.data.surveyUrl;
+    if (next) window.location.assign(next);
+  }
+}
