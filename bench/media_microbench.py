@@ -17,7 +17,7 @@ import time
 from pylibsrtp import Policy, Session
 
 from mediaserver.forwarder import ForwarderStats, LegInfo, PeerMedia, StreamInfo
-from mediaserver.transport import MediaTransport
+from mediaserver.transport import DirectSrtp, MediaTransport
 
 SSRC = 0x11223344
 PACKETS = 20000
@@ -42,8 +42,8 @@ def vp8_packets(count: int) -> list[bytes]:
 class CountingTransport(MediaTransport):
     def __init__(self, rx: Session | None, tx: Session | None) -> None:
         super().__init__()
-        self._rx = rx
-        self._tx = tx
+        self._rx = None if rx is None else DirectSrtp(rx)
+        self._tx = None if tx is None else DirectSrtp(tx)
         self.sent = 0
 
         def sendto(data: bytes, addr: object) -> None:

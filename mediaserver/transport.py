@@ -24,6 +24,8 @@ from aiortc import (
     RTCSctpTransport,
 )
 from aiortc.rtcsctptransport import WEBRTC_STRING
+from pylibsrtp._binding import ffi as _ffi
+from pylibsrtp._binding import lib as _lib
 
 #: ``handle(datagram)`` for one SRTP or SRTCP datagram, called synchronously.
 DatagramHandler = Callable[[bytes], None]
@@ -89,6 +91,45 @@ def drop_undecodable_text(sctp: RTCSctpTransport, on_drop: Callable[[], None]) -
     sctp._beeldbel_text_guard = True  # type: ignore[attr-defined]
 
 
+class DirectSrtp:
+    """A pylibsrtp ``Session`` called without its per-call allocation and checks
+    (about 1.4 µs less per packet; pins pylibsrtp 1.x's ``_srtp``, ``_cdata``
+    and ``_buffer``)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session  # keeps the C context alive
+        self._context = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._length = _ffi.new("int *")
+        self._size = len(session._cdata)
+
+    def _run(self, func: Any, data: bytes, trailer: int) -> bytes:
+        size = len(data)
+        if size > self._size - trailer:
+            raise pylibsrtp.Error("packet is too long")
+        self._buffer[0:size] = data
+        self._length[0] = size
+        status = func(self._context, self._cdata, self._length)
+        if status:
+            raise pylibsrtp.Error(pylibsrtp.ERRORS[status])
+        result: bytes = self._buffer[0 : self._length[0]]
+        return result
+
+    def protect(self, packet: bytes) -> bytes:
+        return self._run(_lib.srtp_protect, packet, pylibsrtp.SRTP_MAX_TRAILER_LEN)
+
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        trailer = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+        return self._run(_lib.srtp_protect_rtcp, packet, trailer)
+
+    def unprotect(self, packet: bytes) -> bytes:
+        return self._run(_lib.srtp_unprotect, packet, 0)
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes:
+        return self._run(_lib.srtp_unprotect_rtcp, packet, 0)
+
+
 async def _muted_send_rtp(data: bytes) -> None:
     """aiortc's own RTP/RTCP (trackless senders' SRs, idle receivers' RRs): dropped."""
 
@@ -116,8 +157,8 @@ class MediaTransport:
         if dtls.state != "connected":
             raise RuntimeError(f"DTLS is {dtls.state}, not connected")
         self._connection = ice_connection(dtls)
-        self._rx = dtls._rx_srtp
-        self._tx = dtls._tx_srtp
+        self._rx = DirectSrtp(dtls._rx_srtp)
+        self._tx = DirectSrtp(dtls._tx_srtp)
         original = self._connection.data_received
         self._original_data_received = original
 

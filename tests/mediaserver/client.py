@@ -27,6 +27,17 @@ from aiortc import (
 from av import VideoFrame
 
 
+def without_candidates(sdp: str) -> str:
+    """The SDP without our candidates: the SFU then learns our address only from
+    the ICE checks it receives (e.g. through a relay in the test)."""
+    lines = sdp.split("\r\n")
+    return "\r\n".join(
+        line
+        for line in lines
+        if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+    )
+
+
 def loopback_only_gathering() -> None:
     """Make aioice (test clients) offer a host candidate on 127.0.0.1 only."""
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -144,6 +155,7 @@ class MediaClient:
         self.ws: ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self.rewrite_remote_sdp: Callable[[str], str] = lambda sdp: sdp
+        self.rewrite_local_sdp: Callable[[str], str] = lambda sdp: sdp
         self.pc.on("track", lambda track: self.received.append(Received(track)))
 
     async def connect(self, room_id: str, token: str) -> dict[str, Any]:
@@ -165,7 +177,8 @@ class MediaClient:
         self.pc.addTrack(audio or AudioStreamTrack())
         self.pc.addTrack(video or PatternTrack(self.width, self.height))
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        sdp = self.rewrite_local_sdp(self.pc.localDescription.sdp)
+        await self.send({"type": "offer", "sdp": sdp})
 
     async def send(self, message: dict[str, Any]) -> None:
         assert self.ws is not None
@@ -193,7 +206,8 @@ class MediaClient:
                     )
                 )
                 await self.pc.setLocalDescription(await self.pc.createAnswer())
-                await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+                sdp = self.rewrite_local_sdp(self.pc.localDescription.sdp)
+                await self.send({"type": "answer", "sdp": sdp})
 
     def got(self, kind: str) -> list[Received]:
         return [r for r in self.received if r.kind == kind]

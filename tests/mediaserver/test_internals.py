@@ -93,3 +93,33 @@ def test_sctp_text_messages_go_through_receive():
     assert 'emit("message", data.decode("utf8"))' in inspect.getsource(
         RTCSctpTransport._data_channel_receive
     )
+
+
+def test_pylibsrtp_internals_for_direct_calls():
+    """DirectSrtp calls libsrtp with pylibsrtp's own context and buffer."""
+    import os
+
+    import pylibsrtp
+
+    from mediaserver.transport import DirectSrtp
+
+    assert version("pylibsrtp").startswith("1.")
+    key = os.urandom(30)
+    tx = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    )
+    rx = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    )
+    for attribute in ("_srtp", "_cdata", "_buffer"):
+        assert hasattr(tx, attribute)
+    packet = bytes([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7]) + b"payload"
+    direct_tx, direct_rx = DirectSrtp(tx), DirectSrtp(rx)
+    assert direct_rx.unprotect(direct_tx.protect(packet)) == packet
+    assert rx.unprotect(direct_tx.protect(packet[:3] + b"\x02" + packet[4:]))[3] == 2
+    try:
+        direct_rx.unprotect(direct_tx.protect(packet)[:-1] + b"\x00")
+    except pylibsrtp.Error:
+        pass
+    else:
+        raise AssertionError("a bad tag must raise pylibsrtp.Error")

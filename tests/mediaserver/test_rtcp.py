@@ -7,7 +7,7 @@ import struct
 
 from mediaserver.api import REGISTRY, ROOMS
 from mediaserver.app import MUX, STATS
-from tests.mediaserver.client import decodes, join, wait_for
+from tests.mediaserver.client import decodes, join, wait_for, without_candidates
 from tests.mediaserver.conftest import create_room
 from tests.mediaserver.relay import LossyRelay
 from tests.mediaserver.test_robustness import send_authenticated
@@ -54,8 +54,8 @@ async def test_subscriber_pli_produces_a_keyframe(server, clients, token):
     assert stats.pli["from_subscriber"] >= 1
 
 
-def is_video_rtp(data: bytes) -> bool:
-    return 127 < data[0] < 192 and not 192 <= data[1] <= 223 and len(data) > 200
+def is_rtp(data: bytes) -> bool:
+    return 127 < data[0] < 192 and not 192 <= data[1] <= 223 and len(data) > 12
 
 
 async def test_lost_packet_is_recovered_by_nack(server, clients, token):
@@ -70,13 +70,21 @@ async def test_lost_packet_is_recovered_by_nack(server, clients, token):
         interpreter.rewrite_remote_sdp = lambda sdp: sdp.replace(
             f" {server.app[MUX].port} typ host", f" {relay_port} typ host"
         )
+        # the SFU must not find the direct loopback path around the relay
+        interpreter.rewrite_local_sdp = without_candidates
         await interpreter.connect("r1", token(role="interpreter", sub="i1"))
         await interpreter.publish()
         await wait_for(lambda: decodes(interpreter, 640, 480), 20, "media via relay")
         dropped_at = relay.dropped
+        leg_ssrc = video_leg_ssrc(server, "i1")
 
         def drop_one(data: bytes) -> bool:
-            return relay.dropped == dropped_at and is_video_rtp(data)
+            # the RTP header is not encrypted: the SSRC tells the video leg
+            return (
+                relay.dropped == dropped_at
+                and is_rtp(data)
+                and struct.unpack_from("!I", data, 8)[0] == leg_ssrc
+            )
 
         relay.drop_to_client = drop_one
         stats = server.app[STATS]
