@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import pyotp
@@ -203,27 +204,11 @@ async def load_session(request: web.Request) -> Session | None:
     id_hash = _hash_token(token)
     db = request.app[DB]
     async with db.read() as conn:
-        row = (
-            await conn.execute(
-                sa.select(
-                    sessions.c.id_hash,
-                    sessions.c.mfa_done,
-                    sessions.c.created_at,
-                    sessions.c.last_seen_at,
-                    sessions.c.expires_at,
-                    users.c.id,
-                    users.c.username,
-                    users.c.role,
-                )
-                .join(users, users.c.id == sessions.c.user_id)
-                .where(sessions.c.id_hash == id_hash, users.c.active.is_(True))
-            )
-        ).first()
+        row = (await conn.execute(_session_query(id_hash))).first()
     if row is None:
         return None
     now = datetime.now(UTC)
-    idle = timedelta(minutes=config.security.session_idle_minutes)
-    if now >= row.expires_at or now - row.last_seen_at >= idle:
+    if not session_alive(config, row.expires_at, row.last_seen_at, now):
         async with db.write() as conn:
             await end_session(conn, id_hash)
         return None
@@ -244,6 +229,32 @@ async def load_session(request: web.Request) -> Session | None:
         last_seen_at=last_seen,
         expires_at=row.expires_at,
     )
+
+
+def _session_query(id_hash: str) -> sa.Select[Any]:
+    """The session with ``id_hash`` and its user, if the account is active."""
+    return (
+        sa.select(
+            sessions.c.id_hash,
+            sessions.c.mfa_done,
+            sessions.c.created_at,
+            sessions.c.last_seen_at,
+            sessions.c.expires_at,
+            users.c.id,
+            users.c.username,
+            users.c.role,
+        )
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(sessions.c.id_hash == id_hash, users.c.active.is_(True))
+    )
+
+
+def session_alive(
+    config: Config, expires_at: datetime, last_seen_at: datetime, now: datetime
+) -> bool:
+    """Whether a session still counts: not expired and not idle too long."""
+    idle = timedelta(minutes=config.security.session_idle_minutes)
+    return now < expires_at and now - last_seen_at < idle
 
 
 _CURRENT = web.RequestKey("current_staff_session", object)

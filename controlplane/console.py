@@ -13,7 +13,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -268,11 +268,10 @@ async def _session_alive(request: web.Request, id_hash: str) -> bool:
         ).first()
     if row is None:
         return False
-    now = datetime.now(UTC)
-    idle = timedelta(minutes=request.app[CONFIG].security.session_idle_minutes)
-    expires_at: datetime = row.expires_at
-    last_seen_at: datetime = row.last_seen_at
-    return now < expires_at and now - last_seen_at < idle
+    config = request.app[CONFIG]
+    return auth.session_alive(
+        config, row.expires_at, row.last_seen_at, datetime.now(UTC)
+    )
 
 
 def _event(name: str, data: Any) -> bytes:
