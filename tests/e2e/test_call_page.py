@@ -115,6 +115,7 @@ async def test_blocked_camera_shows_help_and_reports_what_failed(
     )
     await page.goto(harness.url("/t/device/citizen"))
     await expect(page.locator("#permission-help")).to_be_visible()
+    await expect(page.locator("#permission-help")).to_be_focused()
     await expect(
         page.locator('#permission-help [data-browser="chrome"]')
     ).to_be_visible()
@@ -125,6 +126,11 @@ async def test_blocked_camera_shows_help_and_reports_what_failed(
         page.locator('#summary-failed li[data-failed="microphone"]')
     ).to_be_visible()
     await assert_accessible(page, "device check, permission blocked")
+    # joining anyway tells the employee what failed
+    await page.click("#join")
+    await wait_for(lambda: bool(harness.progress), 5, "device check reported")
+    assert harness.progress[0]["step"] == "device_check_failed"
+    assert {"camera", "microphone"} <= set(harness.progress[0]["failed"])
 
 
 async def test_two_pages_call_through_the_media_server(

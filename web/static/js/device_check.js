@@ -55,6 +55,7 @@ function showPermissionHelp() {
     /** @type {HTMLElement} */ (item).hidden = /** @type {HTMLElement} */ (item).dataset.browser !== family;
   }
   help.hidden = false;
+  help.focus(); // the one thing to do now: say it first
 }
 
 async function checkCameraAndMicrophone() {
