@@ -332,6 +332,25 @@ async def test_interpreter_joins_without_lobby_and_sees_both(
     print(f"axe done after {time.monotonic() - joined:.2f} s")
 
 
+async def test_reconnects_when_the_signalling_socket_drops(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    harness = await make_call_harness()
+    agent, citizen = await admitted_pair(harness, browser)
+    await citizen.evaluate("window.beeldbel.connection.ws.close()")
+    dropped = time.monotonic()
+
+    async def back() -> bool:
+        stats = await page_stats(citizen)
+        return stats["reconnects"] == 1 and decodes_video(stats, 5)
+
+    await wait_for(back, 10, "the citizen is back in the call, decoding")
+    print(f"socket dropped: back and decoding after {time.monotonic() - dropped:.2f} s")
+    await expect(citizen.locator("#call-status")).to_have_text("U bent in het gesprek.")
+    await expect(agent.locator("#participants li")).to_have_count(1)
+
+
 async def test_chat_message_arrives_within_a_second(
     make_call_harness,  # noqa: F811 (a fixture)
     browser,
