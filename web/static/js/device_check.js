@@ -109,7 +109,11 @@ function meterMicrophone(/** @type {MediaStream} */ stream) {
     }
   };
   window.setInterval(tick, 100);
+  // a browser may hold audio until the first click or key press
   audio.resume().catch(() => {});
+  for (const kind of ['pointerdown', 'keydown']) {
+    window.addEventListener(kind, () => audio.resume().catch(() => {}), {once: true});
+  }
 }
 
 function setUpSpeakerTest() {
