@@ -73,7 +73,7 @@ def spread(draw: st.DrawFn, digits: str) -> str:
     return "".join(out).lstrip(" -.")
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data(), number=dutch_numbers())
 def test_every_way_of_writing_a_dutch_number_gives_one_e164(data, number):
     area = 1 if number.startswith("6") else 2
@@ -139,7 +139,7 @@ def test_premium_rate_numbers_are_not_called():
     assert _errors(phone="0906 1234") == {"phone": "citizen_error_phone_not_callable"}
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(), st.text("0123456789+-(). /", max_size=30)))
 def test_any_text_is_a_number_or_a_value_error(text):
     try:
@@ -153,6 +153,7 @@ def test_any_text_is_a_number_or_a_value_error(text):
 # e-mail addresses
 
 
+@settings(deadline=None)
 @given(st.emails())
 def test_valid_addresses_normalise_stably(address):
     try:
@@ -165,7 +166,7 @@ def test_valid_addresses_normalise_stably(address):
     assert len(normal) <= 254
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_any_text_is_an_address_or_a_value_error(text):
     try:
@@ -185,7 +186,7 @@ def test_email_domain_is_lowercased_and_space_trimmed():
 # references
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_references_survive_any_case_and_spacing(data):
     reference = new_reference()
@@ -199,7 +200,7 @@ def test_references_survive_any_case_and_spacing(data):
     assert parse_reference(reference) == reference
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_random_text_is_a_reference_or_none(text):
     parsed = parse_reference(text)
