@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     certs = sub.add_parser("certs", help="TLS certificates")
     certs_sub = certs.add_subparsers(metavar="WHAT")
     dev = certs_sub.add_parser("dev", help="make a dev CA and server certificate")
-    dev.set_defaults(func=_certs_dev)
+    dev.set_defaults(func=_certs_dev_command)
 
     admin = sub.add_parser("admin", help="staff accounts and API keys")
     admin_sub = admin.add_subparsers(metavar="ACTION")
@@ -136,13 +136,19 @@ def _purge(config: Config, _args: argparse.Namespace) -> int:
     return _with_db(config, work)
 
 
-def _certs_dev(config: Config, _args: argparse.Namespace) -> int:
+def _certs_dev_command(config: Config, args: argparse.Namespace) -> int:
+    _certs_dev(config, args)
+    return 0
+
+
+def _certs_dev(config: Config, _args: argparse.Namespace) -> Path:
+    """Make (once) and print the dev CA and server certificate; returns the CA."""
     from certs.devca import ensure_dev_certificates
 
     certs = ensure_dev_certificates(Path(config.tls.cert_file).parent)
     print(f"CA certificate (import it in your browser): {certs.ca_file.resolve()}")
     print(f"server certificate: {certs.cert_file.resolve()}")
-    return 0
+    return certs.ca_file.resolve()
 
 
 def _user_add(config: Config, args: argparse.Namespace) -> int:
@@ -271,10 +277,10 @@ def _process(module: str) -> Callable[[Config, argparse.Namespace], int]:
 
 def _run(config: Config, args: argparse.Namespace) -> int:
     """Dev certificates, a first admin, then both processes until Ctrl-C."""
+    from cli.one_machine import one_machine_environment
     from controlplane.users import bootstrap_admin
 
-    if config.tls.enabled:
-        _certs_dev(config, args)
+    ca_file = _certs_dev(config, args) if config.tls.enabled else None
 
     async def work(db: Any) -> int:
         password = await bootstrap_admin(db)
@@ -297,8 +303,9 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         Path(__file__).resolve().parent.parent / "mediaserver" / "__main__.py"
     ).exists():
         modules.append("mediaserver")
+    env = {**os.environ, **one_machine_environment(config, ca_file)}
     children = [
-        subprocess.Popen([sys.executable, "-m", module, *extra])  # noqa: S603
+        subprocess.Popen([sys.executable, "-m", module, *extra], env=env)  # noqa: S603
         for module in modules
     ]
     return _supervise(children)

@@ -249,6 +249,11 @@ class MediaServerConfig:
     peer_timeout_seconds: int = 30
     #: Worker processes (one per core); 0 = one per CPU.
     workers: int = 1
+    #: Certificate (PEM chain) for HTTPS/WSS signalling; "" serves plain HTTP
+    #: (only behind a TLS-terminating proxy, or on loopback in tests).
+    tls_cert_file: str = ""
+    #: Private key of tls_cert_file.
+    tls_key_file: str = ""
     #: Participants per room (agent, citizen, interpreter and a spare).
     max_participants: int = 4
 
@@ -259,6 +264,8 @@ class MediaServerConfig:
             raise ValueError(f"udp_port {self.udp_port} is not a UDP port")
         if not self.jwks_url.startswith("https://"):
             raise ValueError(f"jwks_url {self.jwks_url!r} must be an https:// URL")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
         if self.workers < 0 or self.peer_timeout_seconds < 1:
             raise ValueError("workers must be >= 0 and peer_timeout_seconds >= 1")
 

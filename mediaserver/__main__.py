@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import ssl
 import subprocess
 import sys
 
@@ -72,11 +73,23 @@ def _supervise(config_path: str | None, workers: int) -> int:
     return max(child.wait() for child in children)
 
 
+def ssl_context(config: MediaServerConfig) -> ssl.SSLContext | None:
+    """WSS/HTTPS when a certificate is configured; browsers on https pages need it."""
+    if not config.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    return context
+
+
 async def serve(config: MediaServerConfig) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
+    await web.TCPSite(
+        runner, config.host, config.port, ssl_context=ssl_context(config)
+    ).start()
     log.info("media_server_listening", host=config.host, port=config.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,8 +16,9 @@ from tests.e2e.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(tmp_path: Path) -> tuple[Path, int]:
+def _config(tmp_path: Path) -> tuple[Path, int, int]:
     port = free_port()
+    media_port = free_port()
     path = tmp_path / "beeldbel.toml"
     path.write_text(
         f"""
@@ -33,12 +34,12 @@ url = "sqlite+aiosqlite:///{tmp_path / "var/beeldbel.sqlite3"}"
 [metrics]
 port = {free_port()}
 [mediaserver]
-port = {free_port()}
+port = {media_port}
 udp_port = {free_port()}
 """,
         encoding="utf-8",
     )
-    return path, port
+    return path, port, media_port
 
 
 async def _read_until(
@@ -51,9 +52,77 @@ async def _read_until(
         seen.append(line.decode())
 
 
+async def _cli(config: Path, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        "--config",
+        str(config),
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, args
+    return out.decode()
+
+
+async def _media_join_works(
+    session: aiohttp.ClientSession,
+    context: ssl.SSLContext,
+    config: Path,
+    port: int,
+    media_port: int,
+) -> None:
+    """The two processes found each other: the control plane makes a room on the
+    media server over HTTPS, and the media server accepts the control plane's token
+    (JWKS fetched over HTTPS with the dev CA) on its WSS signalling."""
+    key = await _cli(
+        config,
+        "admin",
+        "apikey-create",
+        "run-test",
+        "--scope",
+        "callbacks:write",
+        "--scope",
+        "calls:write",
+    )
+    key = key.strip().splitlines()[-1]
+    auth = {"Authorization": f"Bearer {key}"}
+    base = f"https://127.0.0.1:{port}/api/v1/callbacks"
+    body = {
+        "name": "Run Test",
+        "phone": "0612345678",
+        "topic": "other",
+        "channel": "video",
+        "preferred": "asap",
+        "language": "nl",
+        "consent": True,
+    }
+    async with session.post(base, json=body, headers=auth, ssl=context) as response:
+        assert response.status == 201, await response.text()
+        reference = (await response.json())["reference"]
+    async with session.post(
+        f"{base}/{reference}/tokens",
+        json={"role": "agent", "kind": "media"},
+        headers=auth,
+        ssl=context,
+    ) as response:
+        assert response.status in (200, 201), await response.text()
+        grant = await response.json()
+    assert grant["media_url"] == f"wss://127.0.0.1:{media_port}/ws"
+    async with session.ws_connect(grant["media_url"], ssl=context) as ws:
+        await ws.send_json(
+            {"type": "join", "room_id": grant["room_id"], "token": grant["token"]}
+        )
+        reply = await ws.receive_json(timeout=15)
+    assert reply["type"] == "joined", reply
+
+
 @pytest.mark.slow
 async def test_run_starts_everything_over_https_and_prints_how_to_log_in(tmp_path):
-    config, port = _config(tmp_path)
+    config, port, media_port = _config(tmp_path)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -89,6 +158,7 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(tmp_pat
                     await asyncio.sleep(0.1)
             else:
                 raise AssertionError("control plane never answered over HTTPS")
+            await _media_join_works(session, context, config, port, media_port)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
