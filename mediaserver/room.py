@@ -71,6 +71,7 @@ class Participant:
         self._dirty = asyncio.Event()
         self._answer: asyncio.Future[str] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
         #: Set when negotiation failed; the sweep removes the participant.
         self.failed = False
 
@@ -150,6 +151,13 @@ class Participant:
                 subscription.leg = self.peer.media.add_leg(subscription.source, info)
 
     async def close(self) -> None:
+        """Safe to call twice at once (a room ending while the socket closes):
+        the second call waits for the first instead of closing aiortc again."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
