@@ -53,15 +53,18 @@ def setup(app: web.Application) -> None:
     r.add_post("/gesprek/kwaliteit", guest_quality)
 
 
-async def _guest(request: web.Request) -> tuple[join_links.LinkInfo, Call]:
-    """The call of this browser's join session: 401 without one, 410 once ended."""
+async def _guest(
+    request: web.Request, *, after_end: bool = False
+) -> tuple[join_links.LinkInfo, Call]:
+    """The call of this browser's join session: 401 without one, 410 once ended
+    (unless ``after_end``: the last quality report arrives as the call ends)."""
     info = await join_links.current_survey_session(request)
     if info is None:
         raise Unauthorized("calls_no_session")
-    if info.ended:
+    if info.ended and not after_end:
         raise LinkExpired("calls_ended")
     call = await find_call(request.app, info.room_id)
-    if call.ended:
+    if call.ended and not after_end:
         raise LinkExpired("calls_ended")
     _mark_opened(request.app, info)
     return info, call
@@ -169,5 +172,5 @@ async def guest_progress(request: web.Request) -> web.Response:
 
 
 async def guest_quality(request: web.Request) -> web.Response:
-    _info, call = await _guest(request)
+    _info, call = await _guest(request, after_end=True)
     return await store_quality(request, call)

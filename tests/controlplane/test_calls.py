@@ -337,6 +337,22 @@ async def test_whole_call_from_start_to_hang_up(client, media, smtp, capfd):
         page = await citizen.get("/gesprek/bellen")
         assert page.status == 303
         assert page.headers["Location"] == "/gesprek/enquete"
+        # the citizen's last quality report comes in as the call ends
+        final = await citizen.post(
+            "/gesprek/kwaliteit",
+            {
+                "join_to_first_picture_ms": 420,
+                "connection_type": "relay",
+                "reconnects": 2,
+                "rtt_ms_p50": 4,
+                "rtt_ms_p95": 11,
+                "loss_pct": 0.7,
+            },
+        )
+        assert final.status == 204
+        assert (await record_of(client, room_id)).quality == survey.Quality(
+            420, "relay", 2, 4, 11, 0.7
+        )
     finally:
         await citizen.close()
     other = Guest(client)
