@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane import apikeys, audit, idempotency
 from controlplane.apikeys import ApiKey
-from controlplane.callbacks import Created, NewRequest, State, create_request
+from controlplane.callbacks import (
+    Created,
+    NewRequest,
+    State,
+    announce_new_request,
+    create_request,
+)
 from controlplane.errors import (
     BadRequest,
     Conflict,
@@ -107,11 +113,7 @@ async def create_callback(request: web.Request) -> web.Response:
 def _count_created(
     request: web.Request, created: Created, new: NewRequest, key: ApiKey
 ) -> None:
-    if created.created:
-        request.app[METRICS].requests_received.labels(
-            new.channel, new.topic, "api"
-        ).inc()
-        request.app[QUEUE_EVENTS].publish()
+    announce_new_request(request.app[METRICS], request.app[QUEUE_EVENTS], new, created)
     log.info(
         "api_request_created",
         callback_id=created.id,

@@ -8,11 +8,16 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.exc import IntegrityError
 
+from controlplane.live import QueueEvents
+from controlplane.metrics import Metrics
 from controlplane.reference import new_reference
 from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests
+
+log = structlog.get_logger()
 
 
 class State(StrEnum):
@@ -155,3 +160,20 @@ async def find_by_reference(db: Database, reference: str) -> dict[str, Any] | No
             )
         ).first()
     return dict(row._mapping) if row is not None else None
+
+
+def announce_new_request(
+    metrics: Metrics, events: QueueEvents, new: NewRequest, created: Created
+) -> None:
+    """Count, log and push a newly stored request to open consoles; a repeated
+    submission (``created.created`` false) is none of these."""
+    if not created.created:
+        return
+    metrics.requests_received.labels(new.channel, new.topic, new.source).inc()
+    events.publish()
+    log.info(
+        "callback_request_received",
+        channel=new.channel,
+        topic=new.topic,
+        source=new.source,
+    )

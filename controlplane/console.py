@@ -30,6 +30,7 @@ from controlplane.callbacks import (
     OPEN_STATES,
     NewRequest,
     State,
+    announce_new_request,
 )
 from controlplane.errors import Forbidden, NotFound, ValidationFailed
 from controlplane.i18n import request_language
@@ -560,12 +561,7 @@ async def new_request(request: web.Request) -> web.Response:
     created = await callbacks.create_request(
         request.app[DB], new, f"phone:{submission}"
     )
-    if created.created:
-        request.app[METRICS].requests_received.labels(
-            new.channel, new.topic, "phone"
-        ).inc()
-        log.info("request_received", request_id=created.id, source="phone")
-        _changed(request)
+    announce_new_request(request.app[METRICS], request.app[QUEUE_EVENTS], new, created)
     raise web.HTTPSeeOther(f"/staff/requests/{created.id}")
 
 

@@ -27,6 +27,7 @@ from controlplane.callbacks import (
     ACCESSIBILITY_NEEDS,
     Created,
     NewRequest,
+    announce_new_request,
     create_request,
     find_by_reference,
     find_by_submission,
@@ -109,17 +110,7 @@ async def _store(request: web.Request, new: NewRequest, key: str) -> Created:
         limits.intake_per_ip.hit(client_ip(request))
         limits.intake_global.hit()
     created = await create_request(db, new, key)
-    if created.created:
-        request.app[METRICS].requests_received.labels(
-            new.channel, new.topic, "web"
-        ).inc()
-        request.app[QUEUE_EVENTS].publish()
-        log.info(
-            "callback_request_received",
-            channel=new.channel,
-            topic=new.topic,
-            source="web",
-        )
+    announce_new_request(request.app[METRICS], request.app[QUEUE_EVENTS], new, created)
     return created
 
 
