@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -20,19 +19,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.config import MediaServerConfig, Secret
-from common.tokens import MediaClaims, public_jwk, sign_media_token
+from common.tokens import MediaClaims, sign_media_token
 from common.turn import ice_servers
 from controlplane.app import create_app
 from controlplane.csrf import csrf_token
 from controlplane.middlewares import CSP
 from controlplane.rendering import render
 from mediaserver.app import create_app as create_media_app
+from tests.helpers import serve_jwks
 
 ISSUER = "https://desk.test"
 NODE = "media-e2e"
@@ -240,25 +239,15 @@ def make_call_harness(
 
     async def make(**media_changes: Any) -> CallHarness:
         signing_key = Ed25519PrivateKey.generate()
-        ca = trustme.CA()
-        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-        ca_file = tmp_path / "jwks-ca.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        jwks = {"keys": [public_jwk(signing_key.public_key(), "k1")]}
-
-        async def serve_jwks(_request: web.Request) -> web.Response:
-            return web.json_response(jwks)
-
-        jwks_app = web.Application()
-        jwks_app.router.add_get("/jwks.json", serve_jwks)
-        jwks_server = await aiohttp_server(jwks_app, ssl=server_ctx)
+        jwks_url, ca_file = await serve_jwks(
+            aiohttp_server, signing_key.public_key(), tmp_path
+        )
         media_config = MediaServerConfig(
             node_id=NODE,
             udp_port=0,
             udp_bind="127.0.0.1",
-            jwks_url=f"https://127.0.0.1:{jwks_server.port}/jwks.json",
-            jwks_ca_file=str(ca_file),
+            jwks_url=jwks_url,
+            jwks_ca_file=ca_file,
             token_issuer=ISSUER,
             api_secret=Secret(API_SECRET),
         )

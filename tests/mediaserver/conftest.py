@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aioice.ice
 import pytest
-import trustme
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.config import MediaServerConfig, Secret
-from common.tokens import MediaClaims, public_jwk, sign_media_token
+from common.tokens import MediaClaims, sign_media_token
 from mediaserver.app import create_app
+from tests.helpers import serve_jwks
 from tests.mediaserver.client import MediaClient, loopback_only_gathering
 
 ISSUER = "https://desk.test"
@@ -41,20 +39,7 @@ def signing_key() -> Ed25519PrivateKey:
 @pytest.fixture
 async def jwks_url(aiohttp_server, signing_key, tmp_path) -> tuple[str, str]:
     """The control plane's JWKS on a real HTTPS server (trustme CA)."""
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    jwks = {"keys": [public_jwk(signing_key.public_key(), "k1")]}
-
-    async def serve(request: web.Request) -> web.Response:
-        return web.json_response(jwks)
-
-    app = web.Application()
-    app.router.add_get("/jwks.json", serve)
-    server = await aiohttp_server(app, ssl=server_ctx)
-    return f"https://127.0.0.1:{server.port}/jwks.json", str(ca_file)
+    return await serve_jwks(aiohttp_server, signing_key.public_key(), tmp_path)
 
 
 @pytest.fixture
