@@ -211,6 +211,17 @@ class MetricsConfig:
     port: int = 9464
 
 
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _check_node_id(node_id: str) -> None:
+    """A node id goes into tokens (``aud``), logs and the database: keep it plain."""
+    if not _NODE_ID.fullmatch(node_id):
+        raise ValueError(
+            f"node_id {node_id!r} must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class MediaServerConfig:
     #: Address of the signalling/API HTTP listener (WebSocket /ws, /api, /metrics).
@@ -266,6 +277,7 @@ class MediaServerConfig:
             raise ValueError(f"jwks_url {self.jwks_url!r} must be an https:// URL")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file go together")
+        _check_node_id(self.node_id)
         if self.workers < 0 or self.peer_timeout_seconds < 1:
             raise ValueError("workers must be >= 0 and peer_timeout_seconds >= 1")
 
@@ -323,13 +335,45 @@ class SmsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaNodeConfig:
+    """One media node (a media server worker) the control plane may place rooms on."""
+
+    #: The node's ``[mediaserver] node_id`` (worker n of a multi-worker server:
+    #: ``<node_id>-<n>``); join tokens for its rooms carry it as ``aud``.
+    node_id: str
+    #: Its server-to-server API (worker n: the server's port + n).
+    api_url: str
+    #: Its WebSocket URL for browsers (worker n: the server's port + n).
+    ws_url: str
+
+    def __post_init__(self) -> None:
+        _check_node_id(self.node_id)
+        if not self.api_url.startswith(("https://", "http://")):
+            raise ValueError(f"api_url {self.api_url!r} must be http(s)")
+        if not self.ws_url.startswith(("wss://", "ws://")):
+            raise ValueError(f"ws_url {self.ws_url!r} must be ws(s)")
+
+
+_MEDIA_API_URL = "http://127.0.0.1:8444"
+_MEDIA_WS_URL = "ws://127.0.0.1:8444/ws"
+
+
+@dataclass(frozen=True, slots=True)
 class CallsConfig:
     #: The media node's server-to-server API (rooms), reached by the control plane.
-    media_api_url: str = "http://127.0.0.1:8444"
-    #: CA bundle to trust for an https:// media_api_url; "" = the system store.
+    media_api_url: str = _MEDIA_API_URL
+    #: CA bundle to trust for an https:// media API URL; "" = the system store.
     media_api_ca_file: str = ""
     #: The WebSocket URL browsers use to reach the media node (usually wss://).
-    media_ws_url: str = "ws://127.0.0.1:8444/ws"
+    media_ws_url: str = _MEDIA_WS_URL
+    #: Several media nodes (e.g. the workers of `[mediaserver] workers = n`, worker
+    #: i = node_id "<node_id>-<i>" on port + i); each new room goes to the one with
+    #: the fewest open calls. Empty = the one node of media_api_url, media_ws_url
+    #: and [mediaserver] node_id; when set, leave those two at their defaults.
+    #: Example:
+    #: [{node_id = "media-1-0", api_url = "http://10.0.0.5:8444",
+    #:   ws_url = "wss://media.example.org:8444/ws"}, ...]
+    media_nodes: tuple[MediaNodeConfig, ...] = ()
     #: Video codec of new rooms: VP8 or H264.
     video_codec: str = "VP8"
     #: Lifetime in seconds of a media join token (one per (re)connect).
@@ -344,11 +388,25 @@ class CallsConfig:
             raise ValueError(f"media_api_url {self.media_api_url!r} must be http(s)")
         if not self.media_ws_url.startswith(("wss://", "ws://")):
             raise ValueError(f"media_ws_url {self.media_ws_url!r} must be ws(s)")
+        if self.media_nodes:
+            self._check_media_nodes()
         if self.video_codec not in ("VP8", "H264"):
             raise ValueError(f"video_codec {self.video_codec!r} must be VP8 or H264")
         for name in ("token_ttl_seconds", "link_ttl_minutes", "api_timeout_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+
+    def _check_media_nodes(self) -> None:
+        if (self.media_api_url, self.media_ws_url) != (_MEDIA_API_URL, _MEDIA_WS_URL):
+            # they would be silently unused: say so instead
+            raise ValueError(
+                "media_api_url/media_ws_url and media_nodes exclude each other"
+            )
+        for name in ("node_id", "api_url", "ws_url"):
+            values = [getattr(node, name) for node in self.media_nodes]
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"media_nodes has {name} {twice[0]!r} twice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +423,18 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+
+
+def media_nodes(config: Config) -> tuple[MediaNodeConfig, ...]:
+    """The media nodes rooms may go on, in config order: ``[calls] media_nodes``, or
+    else the single node of ``media_api_url``, ``media_ws_url`` and ``node_id``."""
+    calls = config.calls
+    if calls.media_nodes:
+        return calls.media_nodes
+    single = MediaNodeConfig(
+        config.mediaserver.node_id, calls.media_api_url, calls.media_ws_url
+    )
+    return (single,)
 
 
 ENV_PREFIX = "BEELDBEL_"
@@ -421,6 +491,15 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in raw
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"config key {prefix}{missing[0]} is missing")
     kwargs = {
         name: _convert(hints[name], value, f"{prefix}{name}")
         for name, value in raw.items()

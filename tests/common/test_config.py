@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from common.config import ConfigError, Secret, load_config
+from common.config import (
+    ConfigError,
+    MediaNodeConfig,
+    Secret,
+    load_config,
+    media_nodes,
+)
 
 
 def test_defaults_load():
@@ -28,6 +34,21 @@ def test_config_file_from_environment(tmp_path):
     assert load_config(None, {"BEELDBEL_CONFIG": str(path)}).logging.level == "debug"
 
 
+def _node(**fields: str | int) -> str:
+    """``[calls] media_nodes`` with one node: a valid one, changed by ``fields``."""
+    node = {"node_id": "a", "api_url": "http://h:1", "ws_url": "ws://h:1/ws"} | fields
+    items = ", ".join(f"{key} = {value!r}" for key, value in node.items())
+    return f"[calls]\nmedia_nodes = [{{{items}}}]\n"
+
+
+_TWO = (
+    "[calls]\nmedia_nodes = [\n"
+    "  {{node_id = '{}', api_url = 'http://h:1/', ws_url = 'ws://h:1/ws'}},\n"
+    "  {{node_id = '{}', api_url = 'http://h:2/', ws_url = 'ws://h:2/ws'}},\n"
+    "]\n"
+)
+
+
 @pytest.mark.parametrize(
     ("toml", "environ", "named"),
     [
@@ -42,6 +63,24 @@ def test_config_file_from_environment(tmp_path):
         ("[desk]\nopening_hours = {maandag = '08:00-17:00'}\n", {}, "maandag"),
         ("[[desk.topics]]\ncode = 'x'\nnl = 'X'\nen = 'X'\n", {}, "'x'"),
         ("[server\n", {}, "not valid TOML"),
+        ("[mediaserver]\nnode_id = 'media 1'\n", {}, "node_id 'media 1'"),
+        ("[calls]\nmedia_nodes = {a = 1}\n", {}, "calls.media_nodes must be a list"),
+        ("[calls]\nmedia_nodes = ['a']\n", {}, "[calls.media_nodes[0]]"),
+        (_node(x=1), {}, "unknown config key calls.media_nodes[0].x"),
+        (_node(ws_url=8444), {}, "calls.media_nodes[0].ws_url must be a string"),
+        ("[calls]\nmedia_nodes = [{node_id = 'a'}]", {}, "[0].api_url is missing"),
+        (_node(node_id="a/b"), {}, "node_id 'a/b'"),
+        (_node(node_id=""), {}, "node_id ''"),
+        (_node(api_url="h:1"), {}, "api_url 'h:1' must be http(s)"),
+        (_node(ws_url="https://h:1"), {}, "ws_url 'https://h:1' must be ws(s)"),
+        (_TWO.format("a", "a"), {}, "node_id 'a' twice"),
+        (_TWO.format("a", "b").replace("h:2", "h:1"), {}, "'http://h:1/' twice"),
+        (
+            _TWO.format("a", "b") + "media_ws_url = 'wss://old:8444/ws'\n",
+            {},
+            "media_ws_url and media_nodes exclude each other",
+        ),
+        ("", {"BEELDBEL_CALLS_MEDIA_NODES": "[{"}, "BEELDBEL_CALLS_MEDIA_NODES"),
     ],
 )
 def test_wrong_keys_and_values_are_named(tmp_path, toml, environ, named):
@@ -88,3 +127,33 @@ def test_example_config_is_valid_and_complete():
         keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
         missing = keys - set(data[section.name])
         assert not missing, f"[{section.name}] lacks {sorted(missing)}"
+
+
+def test_one_media_node_by_default():
+    """Without media_nodes: the node of media_api_url, media_ws_url and node_id."""
+    config = load_config(None, {"BEELDBEL_MEDIASERVER_NODE_ID": "media-x"})
+    assert media_nodes(config) == (
+        MediaNodeConfig("media-x", "http://127.0.0.1:8444", "ws://127.0.0.1:8444/ws"),
+    )
+
+
+def test_several_media_nodes_from_toml_or_environment(tmp_path):
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        "[calls]\n"
+        "[[calls.media_nodes]]\n"
+        "node_id = 'media-1-0'\napi_url = 'http://10.0.0.5:8444'\n"
+        "ws_url = 'wss://media.example.org:8444/ws'\n"
+        "[[calls.media_nodes]]\n"
+        "node_id = 'media-1-1'\napi_url = 'http://10.0.0.5:8445'\n"
+        "ws_url = 'wss://media.example.org:8445/ws'\n"
+    )
+    nodes = media_nodes(load_config(path, {}))
+    assert [n.node_id for n in nodes] == ["media-1-0", "media-1-1"]
+    assert nodes[1].api_url == "http://10.0.0.5:8445"
+    env = (
+        '[{"node_id": "m-0", "api_url": "http://127.0.0.1:8444",'
+        ' "ws_url": "ws://127.0.0.1:8444/ws"}]'
+    )
+    (node,) = media_nodes(load_config(None, {"BEELDBEL_CALLS_MEDIA_NODES": env}))
+    assert node.node_id == "m-0"
