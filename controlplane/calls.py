@@ -1,8 +1,9 @@
 """Video calls from the control plane's side: rooms on the media node, the links
 and media tokens that let people in, and what the call pages talk to.
 
-A call is one room on the media node plus its ``call_records`` row (which maps
-the room to the callback request and says whether the call ended). The employee
+A call is one room on a media node plus its ``call_records`` row (which maps
+the room to the callback request and its media node, and says whether the call
+ended; :mod:`controlplane.placement` picks the node). The employee
 starts it from a claimed video request; the citizen (and an interpreter) come in
 through single-use join links (:mod:`controlplane.join_links`). Every (re)connect
 fetches a fresh media token that lives ``calls.token_ttl_seconds``. What the
@@ -21,7 +22,7 @@ request says ``Accept: application/json``; every POST carries ``X-CSRF-Token``):
   ``…/bericht`` ``{"text"}``
 - citizen and interpreter: :mod:`controlplane.call_guests` (``/gesprek/…``)
 
-The media node's API client is :mod:`controlplane.media_node`.
+A media node's API client is :mod:`controlplane.media_node`.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from controlplane.errors import (
     ValidationFailed,
 )
 from controlplane.i18n import request_language
-from controlplane.media_node import MEDIA_NODE, MediaNode
+from controlplane.placement import MEDIA_NODES, MediaNodes
 from controlplane.queue import Actor
 from controlplane.rendering import render
 from controlplane.state import (
@@ -121,12 +122,13 @@ class Call:
     record_id: int
     request_id: int | None
     ended: bool
+    #: The media node's id; None: from before it was stored (the first node).
+    media_node: str | None
 
 
 def _call(record: surveys.CallRecord) -> Call:
-    return Call(
-        record.room_id, record.id, record.request_id, record.ended_at is not None
-    )
+    ended = record.ended_at is not None
+    return Call(record.room_id, record.id, record.request_id, ended, record.media_node)
 
 
 # rooms and links
@@ -175,13 +177,15 @@ async def open_room(
     username: str,
     before_record: Callable[[], Awaitable[Any]] | None = None,
 ) -> Call:
-    """A new room for ``request_id`` on the media node, with its call record.
+    """A new room for ``request_id`` on a media node, with its call record.
 
     ``before_record`` runs once the room exists (e.g. the queue transition); if it
     fails, the room is ended again and nothing is recorded."""
     room_id = secrets.token_urlsafe(18)
-    node = app[MEDIA_NODE]
-    await node.create_room(room_id, app[CONFIG].calls.video_codec)
+    db = app[DB]
+    node = await app[MEDIA_NODES].create_room(
+        db, room_id, app[CONFIG].calls.video_codec
+    )
     if before_record is not None:
         try:
             await before_record()
@@ -189,9 +193,8 @@ async def open_room(
             with contextlib.suppress(MediaUnavailable):
                 await node.end_room(room_id)
             raise
-    db = app[DB]
     record_id = await surveys.create_call_record(
-        db, room_id=room_id, request_id=request_id
+        db, room_id=room_id, request_id=request_id, media_node=node.node_id
     )
     async with db.write() as conn:
         await audit.record(
@@ -202,8 +205,13 @@ async def open_room(
             request_id=request_id,
             record_id=record_id,
         )
-    log.info("video_call_started", room_id=room_id, callback_id=request_id)
-    return Call(room_id, record_id, request_id, False)
+    log.info(
+        "video_call_started",
+        room_id=room_id,
+        callback_id=request_id,
+        node=node.node_id,
+    )
+    return Call(room_id, record_id, request_id, False, node.node_id)
 
 
 async def new_link(app: web.Application, call: Call, role: str) -> tuple[str, datetime]:
@@ -225,18 +233,19 @@ async def media_grant(
     if call.ended:
         raise LinkExpired("calls_ended")
     config = app[CONFIG]
+    node = app[MEDIA_NODES].node_of(call.media_node)
     token = await signing_keys.issue_media_token(
         app[DB],
         app[SECRET_KEY],
         issuer=config.mediaserver.token_issuer,
-        audience=config.mediaserver.node_id,
+        audience=node.node_id,
         room=call.room_id,
         role=role,
         sub=participant,
         ttl_seconds=config.calls.token_ttl_seconds,
     )
     return {
-        "media_url": config.calls.media_ws_url,
+        "media_url": node.ws_url,
         "room_id": call.room_id,
         "token": token,
         "role": role,
@@ -269,7 +278,7 @@ async def end_call(
     if call.ended:
         return
     try:
-        await app[MEDIA_NODE].end_room(call.room_id)
+        await app[MEDIA_NODES].node_of(call.media_node).end_room(call.room_id)
     except MediaUnavailable:
         # the call still ends here: links stop working and the media node drops
         # the room's peers once their packets stop (peer_timeout_seconds)
@@ -290,10 +299,9 @@ async def end_call(
 
 
 def setup(app: web.Application) -> None:
-    """Register the call routes, the media node client and stream shutdown."""
+    """Register the call routes, the media nodes' clients and stream shutdown."""
     app[CALLS] = Calls()
-    config = app[CONFIG]
-    app[MEDIA_NODE] = MediaNode(config.calls, config.mediaserver.api_secret)
+    app[MEDIA_NODES] = MediaNodes.from_config(app[CONFIG])
     r = app.router
     r.add_post(r"/staff/requests/{id:\d+}/video", start_video)
     staff = "/staff/gesprekken/{room_id}"
@@ -306,11 +314,11 @@ def setup(app: web.Application) -> None:
     r.add_post(staff + "/tolk", staff_interpreter)
     r.add_post(staff + "/bericht", staff_message)
     app.on_shutdown.append(_end_streams)
-    app.on_cleanup.append(_close_media_node)
+    app.on_cleanup.append(_close_media_nodes)
 
 
-async def _close_media_node(app: web.Application) -> None:
-    await app[MEDIA_NODE].close()
+async def _close_media_nodes(app: web.Application) -> None:
+    await app[MEDIA_NODES].close()
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from common.config import media_nodes
 from controlplane.errors import ControlPlaneError, CsrfFailed, RateLimited
 from controlplane.i18n import Catalog, request_language
 from controlplane.rendering import render
@@ -39,7 +40,11 @@ async def add_security_headers(
     request: web.Request, response: web.StreamResponse
 ) -> None:
     """``on_response_prepare`` hook, so streamed and error responses get them too."""
-    media = _origin(request.app[CONFIG].calls.media_ws_url)
+    # pages may open the WebSocket of any media node a room can be placed on
+    origins = dict.fromkeys(
+        _origin(node.ws_url) for node in media_nodes(request.app[CONFIG])
+    )
+    media = " ".join(origins)
     response.headers.setdefault(
         "Content-Security-Policy",
         CSP.replace("connect-src 'self'", f"connect-src 'self' {media}"),

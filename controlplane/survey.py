@@ -114,6 +114,8 @@ class CallRecord:
     quality: Quality
     citizen: CitizenSurvey | None
     employee: EmployeeSurvey | None
+    #: The media node the room is on; None for calls from before there were several.
+    media_node: str | None = None
 
 
 def _record(row: Any) -> CallRecord:
@@ -149,6 +151,7 @@ def _record(row: Any) -> CallRecord:
         ),
         citizen=citizen,
         employee=employee,
+        media_node=row.media_node,
     )
 
 
@@ -161,6 +164,7 @@ async def create_call_record(
     room_id: str,
     request_id: int | None,
     started_at: datetime | None = None,
+    media_node: str | None = None,
 ) -> int:
     """The id of ``room_id``'s record; made on the first call (idempotent)."""
     existing = await find_by_room(db, room_id)
@@ -174,6 +178,7 @@ async def create_call_record(
                     .values(
                         room_id=room_id,
                         request_id=request_id,
+                        media_node=media_node,
                         started_at=started_at or datetime.now(UTC),
                         connection_type="unknown",
                         reconnects=0,

@@ -225,6 +225,8 @@ call_records = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.Integer, nullable=True, index=True),
     sa.Column("room_id", sa.String(64), nullable=False, unique=True),
+    # the media node (worker) the room is on; NULL: from before 0003, the first node
+    sa.Column("media_node", sa.String(64), nullable=True),
     sa.Column("started_at", UtcDateTime, nullable=False),
     sa.Column("ended_at", UtcDateTime, nullable=True),
     sa.Column("join_to_first_picture_ms", sa.Integer, nullable=True),
