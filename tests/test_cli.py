@@ -7,6 +7,7 @@ import signal
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,7 +17,7 @@ from tests.e2e.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(tmp_path: Path) -> tuple[Path, int, int]:
+def _config(tmp_path: Path, workers: int = 1) -> tuple[Path, int, int]:
     port = free_port()
     media_port = free_port()
     path = tmp_path / "beeldbel.toml"
@@ -36,6 +37,7 @@ port = {free_port()}
 [mediaserver]
 port = {media_port}
 udp_port = {free_port()}
+workers = {workers}
 """,
         encoding="utf-8",
     )
@@ -74,10 +76,12 @@ async def _media_join_works(
     config: Path,
     port: int,
     media_port: int,
+    workers: int,
 ) -> None:
     """The two processes found each other: the control plane makes a room on the
     media server over HTTPS, and the media server accepts the control plane's token
-    (JWKS fetched over HTTPS with the dev CA) on its WSS signalling."""
+    (JWKS fetched over HTTPS with the dev CA) on its WSS signalling. With several
+    workers, one call after another goes to the next worker (fewest open calls)."""
     key = await _cli(
         config,
         "admin",
@@ -91,6 +95,24 @@ async def _media_join_works(
     key = key.strip().splitlines()[-1]
     auth = {"Authorization": f"Bearer {key}"}
     base = f"https://127.0.0.1:{port}/api/v1/callbacks"
+    for worker in range(workers):
+        grant = await _open_call(session, context, base, auth)
+        assert grant["media_url"] == f"wss://127.0.0.1:{media_port + worker}/ws"
+        async with session.ws_connect(grant["media_url"], ssl=context) as ws:
+            await ws.send_json(
+                {"type": "join", "room_id": grant["room_id"], "token": grant["token"]}
+            )
+            reply = await ws.receive_json(timeout=15)
+        assert reply["type"] == "joined", reply
+
+
+async def _open_call(
+    session: aiohttp.ClientSession,
+    context: ssl.SSLContext,
+    base: str,
+    auth: dict[str, str],
+) -> dict[str, Any]:
+    """A new video request through the API and an agent's media grant for it."""
     body = {
         "name": "Run Test",
         "phone": "0612345678",
@@ -110,19 +132,16 @@ async def _media_join_works(
         ssl=context,
     ) as response:
         assert response.status in (200, 201), await response.text()
-        grant = await response.json()
-    assert grant["media_url"] == f"wss://127.0.0.1:{media_port}/ws"
-    async with session.ws_connect(grant["media_url"], ssl=context) as ws:
-        await ws.send_json(
-            {"type": "join", "room_id": grant["room_id"], "token": grant["token"]}
-        )
-        reply = await ws.receive_json(timeout=15)
-    assert reply["type"] == "joined", reply
+        grant: dict[str, Any] = await response.json()
+    return grant
 
 
 @pytest.mark.slow
-async def test_run_starts_everything_over_https_and_prints_how_to_log_in(tmp_path):
-    config, port, media_port = _config(tmp_path)
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
+    tmp_path, workers
+):
+    config, port, media_port = _config(tmp_path, workers)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -158,7 +177,7 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(tmp_pat
                     await asyncio.sleep(0.1)
             else:
                 raise AssertionError("control plane never answered over HTTPS")
-            await _media_join_works(session, context, config, port, media_port)
+            await _media_join_works(session, context, config, port, media_port, workers)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -216,3 +235,38 @@ async def test_admin_mistakes_get_a_message_not_a_traceback(tmp_path, args, says
     assert b"Traceback" not in err
     assert err.startswith(b"beeldbel: ")
     assert says.encode() in err.lower()
+
+
+def test_one_machine_makes_one_media_node_per_worker():
+    """`beeldbel run` with several media workers: worker i is node <node_id>-i on
+    port + i; one worker keeps the single-node settings; explicit nodes win."""
+    from cli.one_machine import one_machine_environment
+    from common.config import load_config, media_nodes
+
+    def nodes(workers: int) -> list[tuple[str, str, str]]:
+        given = {
+            "BEELDBEL_MEDIASERVER_NODE_ID": "m",
+            "BEELDBEL_MEDIASERVER_PORT": "9000",
+            "BEELDBEL_MEDIASERVER_WORKERS": str(workers),
+        }
+        env = one_machine_environment(load_config(None, given), None)
+        # what both child processes load: the same config plus env
+        loaded = load_config(None, {**given, **env})
+        return [(n.node_id, n.api_url, n.ws_url) for n in media_nodes(loaded)]
+
+    assert nodes(1) == [("m", "https://127.0.0.1:9000", "wss://127.0.0.1:9000/ws")]
+    assert nodes(2) == [
+        ("m-0", "https://127.0.0.1:9000", "wss://127.0.0.1:9000/ws"),
+        ("m-1", "https://127.0.0.1:9001", "wss://127.0.0.1:9001/ws"),
+    ]
+    explicit = load_config(
+        None,
+        {
+            "BEELDBEL_MEDIASERVER_WORKERS": "2",
+            "BEELDBEL_CALLS_MEDIA_NODES": (
+                '[{"node_id": "x", "api_url": "http://h:1", "ws_url": "ws://h:1/ws"}]'
+            ),
+        },
+    )
+    assert "BEELDBEL_CALLS_MEDIA_NODES" not in one_machine_environment(explicit, None)
+    assert "BEELDBEL_CALLS_MEDIA_WS_URL" not in one_machine_environment(explicit, None)
