@@ -3,17 +3,18 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test system-deps lint typecheck certs clean
+.PHONY: run test install install-test build-deps system-deps lint typecheck certs clean
 
-$(BIN)/python:
+$(BIN)/python: | build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# setup.py builds the media server's C path (gcc); a change to it rebuilds
+$(VENV)/.installed: pyproject.toml setup.py mediaserver/_fastpath.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py mediaserver/_fastpath.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
@@ -26,6 +27,14 @@ run: install
 
 certs: install
 	$(BIN)/beeldbel certs dev
+
+# A C compiler and the Python headers for the media server's C path.
+build-deps:
+	@command -v gcc >/dev/null || { echo "installing gcc from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev; }
+	@$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| { echo "installing the Python headers from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev; }
 
 # Debian's Chromium (never a downloaded browser), axe-core from npm, iproute2 for
 # the loopback-only network namespace the tests run in, coturn for the relay test.

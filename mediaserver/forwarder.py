@@ -1,7 +1,11 @@
 """The short media path: SRTP in, route by SSRC, rewrite per leg, SRTP out.
 
 Everything here runs synchronously inside the UDP socket's receive callback
-(:meth:`PeerMedia.handle_datagram`); there is no task or queue per packet. A
+(:meth:`PeerMedia.handle_datagram`); there is no task or queue per packet. On the
+shared port the common packet (RTP of a known stream) takes the same steps in C
+(``mediaserver/_fastpath.c``): the three classes here subclass its types, so both
+paths share one state, and the C path calls back into the methods here for
+everything else (RTCP, RTX, unknown SSRCs, NACKs to send, drops to count). A
 publisher's stream (:class:`InboundStream`) fans out to one :class:`OutboundLeg`
 per subscriber. Each leg owns its SSRC, payload types, sequence-number and
 timestamp offsets, a send history for NACKs and its sender-report counters.
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from mediaserver import packet as rtp
+from mediaserver._fastpath import LegCore, PeerCore, StreamCore
 from mediaserver.packet import MalformedPacket
 from mediaserver.transport import MediaTransport, SrtpError
 
@@ -118,7 +123,7 @@ class LegInfo:
     rtx_payload_types: dict[int, int]
 
 
-class OutboundLeg:
+class OutboundLeg(LegCore):
     """One publisher stream as sent to one subscriber."""
 
     def __init__(self, source: InboundStream, subscriber: PeerMedia, info: LegInfo):
@@ -215,13 +220,18 @@ def _sequence_number(packet: bytes) -> int:
     return (packet[2] << 8) | packet[3]
 
 
-class InboundStream:
+class InboundStream(StreamCore):
     """One stream a participant publishes, with its receive statistics."""
 
     def __init__(self, publisher: PeerMedia, info: StreamInfo) -> None:
         self.publisher = publisher
         self.info = info
         self.kind = info.kind
+        self.is_video = info.kind == "video"
+        self.media_ssrc = info.ssrc
+        self.clock_rate = info.clock_rate
+        # the same dict as info's: renegotiations add to it in place
+        self.payload_types = info.payload_types
         self.legs: list[OutboundLeg] = []
         self._max_seq = -1
         self._cycles = 0
@@ -230,7 +240,8 @@ class InboundStream:
         self._expected_prior = 0
         self._received_prior = 0
         self._jitter = 0.0
-        self._transit: float | None = None
+        self._transit = 0.0
+        self._has_transit = False
         self._last_sr = 0
         self._last_sr_at = 0.0
         self._last_pli = 0.0
@@ -298,10 +309,11 @@ class InboundStream:
         self._received += 1
         arrival = now * self.info.clock_rate
         transit = arrival - header.timestamp
-        if self._transit is not None:
+        if self._has_transit:
             d = abs(transit - self._transit)
             self._jitter += (d - self._jitter) / 16
         self._transit = transit
+        self._has_transit = True
 
     def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
         self._last_sr = (ntp >> 16) & 0xFFFFFFFF
@@ -346,7 +358,7 @@ class InboundStream:
         )
 
 
-class PeerMedia:
+class PeerMedia(PeerCore):
     """One participant's end of the short path: what it publishes and receives."""
 
     def __init__(self, transport: MediaTransport, stats: ForwarderStats) -> None:
@@ -425,6 +437,17 @@ class PeerMedia:
         except Exception:
             log.exception("packet_handling_failed")
             stats.drop("error")
+
+    def handle_plain_rtp(self, data: bytes, size: int, now: float) -> None:
+        """An unprotected RTP packet the C path does not forward itself (RTX, an
+        unknown SSRC); never raises."""
+        try:
+            self._handle_rtp(data, size, now)
+        except (MalformedPacket, ValueError, IndexError, struct.error):
+            self.stats.drop("malformed")
+        except Exception:
+            log.exception("packet_handling_failed")
+            self.stats.drop("error")
 
     def _handle_rtp(self, data: bytes, size: int, now: float) -> None:
         header = rtp.parse_rtp(data)

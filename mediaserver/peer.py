@@ -146,7 +146,7 @@ class Peer:
         state = self.pc.connectionState
         if state == "connected" and not self.media.transport.started:
             self.media.transport.start(
-                dtls_transport(self.pc), self.media.handle_datagram
+                dtls_transport(self.pc), self.media.handle_datagram, self.media
             )
             self.media.on_transport_started()
             self.connected.set()

@@ -14,7 +14,7 @@ Pinned to aiortc 1.16.0 / aioice 0.13.0.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import pylibsrtp
 from aiortc import (
@@ -27,18 +27,24 @@ from aiortc.rtcsctptransport import WEBRTC_STRING
 from pylibsrtp._binding import ffi as _ffi
 from pylibsrtp._binding import lib as _lib
 
+from mediaserver import _fastpath
+
 #: ``handle(datagram)`` for one SRTP or SRTCP datagram, called synchronously.
 DatagramHandler = Callable[[bytes], None]
 
 
-class SrtpSession(Protocol):
-    def protect(self, packet: bytes) -> bytes: ...
-    def protect_rtcp(self, packet: bytes) -> bytes: ...
-    def unprotect(self, packet: bytes) -> bytes: ...
-    def unprotect_rtcp(self, packet: bytes) -> bytes: ...
-
-
 SrtpError = pylibsrtp.Error
+
+
+def _address(pointer: Any) -> int:
+    return int(_ffi.cast("uintptr_t", pointer))
+
+
+# the C path calls pylibsrtp's own libsrtp (same library, same contexts)
+_fastpath.init(
+    _address(_ffi.addressof(_lib, "srtp_protect")),
+    _address(_ffi.addressof(_lib, "srtp_unprotect")),
+)
 
 
 def dtls_transport(pc: RTCPeerConnection) -> RTCDtlsTransport:
@@ -104,6 +110,11 @@ class DirectSrtp:
         self._length = _ffi.new("int *")
         self._size = len(session._cdata)
 
+    @property
+    def address(self) -> int:
+        """The libsrtp context, for the C path."""
+        return _address(self._context)
+
     def _run(self, func: Any, data: bytes, trailer: int) -> bytes:
         size = len(data)
         if size > self._size - trailer:
@@ -139,21 +150,30 @@ class MediaTransport:
 
     def __init__(self) -> None:
         self._connection: Any = None
-        self._rx: SrtpSession | None = None
-        self._tx: SrtpSession | None = None
+        self._rx: DirectSrtp | None = None
+        self._tx: DirectSrtp | None = None
         self._original_data_received: Callable[[bytes, int], None] | None = None
         self._sendto: Callable[[bytes, Any], None] | None = None
         self._remote: Any = None
         self._route: Callable[[Any, DatagramHandler | None], None] | None = None
-        self.bytes_sent = 0
-        self.packets_sent = 0
+        self._fast_route: Callable[[Any, _fastpath.PeerCore | None], None] | None = None
+        self._fast_peer: _fastpath.PeerCore | None = None
 
     @property
     def started(self) -> bool:
         return self._rx is not None
 
-    def start(self, dtls: RTCDtlsTransport, handle: DatagramHandler) -> None:
-        """Take over SRTP from aiortc; call once the DTLS transport is connected."""
+    def start(
+        self,
+        dtls: RTCDtlsTransport,
+        handle: DatagramHandler,
+        fast_peer: _fastpath.PeerCore | None = None,
+    ) -> None:
+        """Take over SRTP from aiortc; call once the DTLS transport is connected.
+
+        On the shared port, ``fast_peer`` (the peer's :class:`PeerMedia`) gets its
+        datagrams through the C path, and ``handle`` what that path hands back.
+        """
         if dtls.state != "connected":
             raise RuntimeError(f"DTLS is {dtls.state}, not connected")
         self._connection = ice_connection(dtls)
@@ -178,9 +198,23 @@ class MediaTransport:
             self._route = getattr(pair.protocol.transport, "route_media", None)
             if self._route is not None:
                 self._route(self._remote, handle)
+            fileno = getattr(pair.protocol.transport, "fileno", None)
+            if fast_peer is not None and fileno is not None:
+                host, port = self._remote[0], self._remote[1]
+                rx, tx = self._rx, self._tx
+                fast_peer.attach(rx.address, tx.address, (rx, tx), fileno(), host, port)
+                self._fast_peer = fast_peer
+                self._fast_route = pair.protocol.transport.route_fast
+                self._fast_route(self._remote, fast_peer)
 
     def stop(self) -> None:
         self._tx = None
+        if self._fast_route is not None:
+            self._fast_route(self._remote, None)
+            self._fast_route = None
+        if self._fast_peer is not None:
+            self._fast_peer.detach()
+            self._fast_peer = None
         if self._route is not None:
             self._route(self._remote, None)
             self._route = None
@@ -212,5 +246,3 @@ class MediaTransport:
         if self._sendto is None:
             return
         self._sendto(datagram, self._remote)
-        self.bytes_sent += len(datagram)
-        self.packets_sent += 1

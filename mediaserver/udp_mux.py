@@ -15,12 +15,14 @@ import asyncio
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol
+
+from mediaserver import _fastpath
 
 log = structlog.get_logger()
 
@@ -28,7 +30,7 @@ Address = tuple[str, int]
 
 
 SOCKET_BUFFER = 8 * 1024 * 1024
-#: Datagrams read per wake-up beyond the one asyncio read.
+#: Datagrams read per wake-up (the Python path; the C path reads up to 256).
 DRAIN_BATCH = 64
 RECV_SIZE = 2048
 # Linux <asm-generic/socket.h>; Python's socket module does not name them
@@ -72,6 +74,13 @@ class _MuxedTransport(asyncio.DatagramTransport):
         """SRTP/SRTCP from ``addr`` goes straight to ``handle`` (None: stop)."""
         self._mux.route_media(addr, handle)
 
+    def route_fast(self, addr: Address, peer: _fastpath.PeerCore | None) -> None:
+        """SRTP/SRTCP from ``addr`` goes to ``peer`` through the C path (None: stop)."""
+        self._mux.route_fast(addr, peer)
+
+    def fileno(self) -> int:
+        return self._mux.fileno()
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "sockname":
             return (self._mux.advertised_address, self._mux.port)
@@ -87,58 +96,65 @@ class _MuxedTransport(asyncio.DatagramTransport):
         return self._closed
 
 
-class UdpMux(asyncio.DatagramProtocol):
-    """The shared UDP socket and the table of which peer each address belongs to."""
+class UdpMux:
+    """The shared UDP socket and the table of which peer each address belongs to.
 
-    def __init__(self, advertised_address: str) -> None:
+    With ``fast`` (the default) the socket is drained by the C path
+    (:func:`mediaserver._fastpath.drain`): SRTP from a peer whose transport has
+    started goes to it without running Python; everything else comes back to
+    :meth:`_dispatch`. Without it, Python reads and dispatches every datagram.
+    """
+
+    def __init__(self, advertised_address: str, fast: bool = True) -> None:
         self.advertised_address = advertised_address
         self.port = 0
-        self._transport: asyncio.DatagramTransport | None = None
+        self.fast = fast
         self._by_address: dict[Address, StunProtocol] = {}
         self._by_ufrag: dict[str, StunProtocol] = {}
         self._media: dict[Address, Callable[[bytes], None]] = {}
+        self._fast_routes: dict[bytes, _fastpath.PeerCore] = {}
         self._sock: socket.socket | None = None
         self.unknown_datagrams = 0
         self.send_errors = 0
 
     async def bind(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=(host, port)
-        )
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self._sock = socket.socket(fileno=sock.fileno())
-            _grow_buffers(self._sock)
-        self.port = transport.get_extra_info("sockname")[1]
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+            _grow_buffers(sock)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
 
     def close(self) -> None:
         if self._sock is not None:
-            self._sock.detach()
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
             self._sock = None
-        if self._transport is not None:
-            self._transport.close()
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise RuntimeError("the shared UDP socket is closed")
+        return self._sock.fileno()
 
     @property
     def peer_count(self) -> int:
         return len(self._by_ufrag)
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        """Send now on the socket; asyncio's buffering only when it would block."""
-        if self._sock is not None:
-            try:
-                self._sock.sendto(data, addr)
-                return
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                self.send_errors += 1
-                return
-        if self._transport is not None:
-            self._transport.sendto(data, addr)
+        """Send now; a datagram that finds the socket buffer full is dropped
+        (media is never queued: a late packet is worse than a lost one)."""
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(data, addr)
+        except OSError:
+            self.send_errors += 1
 
     def route_media(
         self, addr: Address, handle: Callable[[bytes], None] | None
@@ -148,12 +164,21 @@ class UdpMux(asyncio.DatagramProtocol):
         else:
             self._media[addr] = handle
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        """asyncio hands over one datagram per loop iteration; drain what else is
-        queued on the socket now, so a burst costs one wake-up, not one each."""
-        self._dispatch(data, addr)
+    def route_fast(self, addr: Address, peer: _fastpath.PeerCore | None) -> None:
+        key = _route_key(addr)
+        if peer is None:
+            self._fast_routes.pop(key, None)
+        else:
+            self._fast_routes[key] = peer
+
+    def _on_readable(self) -> None:
         sock = self._sock
         if sock is None:
+            return
+        if self.fast:
+            _fastpath.drain(
+                sock.fileno(), self._fast_routes, self._dispatch, self._on_error
+            )
             return
         for _ in range(DRAIN_BATCH):
             try:
@@ -163,6 +188,14 @@ class UdpMux(asyncio.DatagramProtocol):
             except OSError:  # e.g. ICMP port unreachable reported on the socket
                 continue
             self._dispatch(data, addr)
+
+    def _on_error(self, error: BaseException | None) -> None:
+        log.error(
+            "packet_handling_failed",
+            exc_info=(type(error), error, error.__traceback__)
+            if error is not None
+            else None,
+        )
 
     def _dispatch(self, data: bytes, addr: Address) -> None:
         if not data:
@@ -205,6 +238,7 @@ class UdpMux(asyncio.DatagramProtocol):
         for addr in [a for a, p in self._by_address.items() if p is protocol]:
             del self._by_address[addr]
             self._media.pop(addr, None)
+            self._fast_routes.pop(_route_key(addr), None)
 
     def adopt(self, connection: Any) -> None:
         """Make an aioice ``Connection`` gather one host candidate: this port."""
@@ -232,3 +266,10 @@ class UdpMux(asyncio.DatagramProtocol):
             return [protocol.local_candidate]
 
         connection.get_component_candidates = get_component_candidates
+
+
+def _route_key(addr: Address) -> bytes:
+    """How the C path files an address: packed IP, then the port (big-endian)."""
+    host = addr[0]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.inet_pton(family, host) + int(addr[1]).to_bytes(2, "big")

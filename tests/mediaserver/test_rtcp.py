@@ -157,6 +157,7 @@ async def test_publisher_leg_keeps_nack_and_remb(server, clients, token):
             return
         media.handle_datagram(data)
 
+    mux.route_fast(address, None)  # this peer's datagrams take the Python path
     mux._media[address] = lossy
     stats = server.app[STATS]
     await wait_for(lambda: stats.nack["to_publisher"] >= 1, 5, "the SFU NACKed")

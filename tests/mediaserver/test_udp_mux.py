@@ -1,10 +1,16 @@
-"""The shared UDP port's demultiplexer, without peers."""
+"""The shared UDP port's demultiplexer, without peers: real datagrams on loopback,
+read by the C drain and by the Python one."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
 from aioice import Connection, stun
 
 from mediaserver.udp_mux import UdpMux
+from tests.helpers import wait_for
 
 
 def binding_request(username: str, key: bytes) -> bytes:
@@ -19,24 +25,37 @@ def binding_request(username: str, key: bytes) -> bytes:
     return bytes(request)
 
 
-async def test_new_address_is_remembered_only_after_message_integrity():
-    mux = UdpMux("127.0.0.1")
+@pytest.fixture(params=[True, False], ids=["c-drain", "python-drain"])
+async def mux(request: pytest.FixtureRequest) -> AsyncIterator[UdpMux]:
+    mux = UdpMux("127.0.0.1", fast=request.param)
+    await mux.bind("127.0.0.1", 0)
+    yield mux
+    mux.close()
+
+
+def sender() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def test_new_address_is_remembered_only_after_message_integrity(mux: UdpMux):
     connection = Connection(ice_controlling=False)
     mux.adopt(connection)
     await connection.gather_candidates()
     (candidate,) = connection.local_candidates
     assert (candidate.host, candidate.port) == ("127.0.0.1", mux.port)
     username = f"{connection.local_username}:remote"
+    target = ("127.0.0.1", mux.port)
 
-    forged = binding_request(username, b"not the password")
-    mux.datagram_received(forged, ("127.0.0.1", 5000))
-    assert mux._by_address == {}
+    with sender() as forger, sender() as peer, sender() as stranger:
+        forger.sendto(binding_request(username, b"not the password"), target)
+        genuine = binding_request(username, connection.local_password.encode())
+        peer.sendto(genuine, target)
+        await wait_for(lambda: len(mux._by_address) == 1, 5, "the peer is known")
+        assert list(mux._by_address) == [peer.getsockname()]
 
-    genuine = binding_request(username, connection.local_password.encode())
-    mux.datagram_received(genuine, ("127.0.0.1", 5001))
-    assert ("127.0.0.1", 5001) in mux._by_address
-
-    mux.datagram_received(b"\x80" + bytes(20), ("127.0.0.1", 5002))
-    assert mux.unknown_datagrams == 1
+        stranger.sendto(b"\x80" + bytes(20), target)
+        await wait_for(lambda: mux.unknown_datagrams == 1, 5, "unknown counted")
     await connection.close()
     assert mux.peer_count == 0

@@ -1,0 +1,54 @@
+# Types of the C short path (mediaserver/_fastpath.c).
+from collections.abc import Callable
+from typing import Any
+
+class PeerCore:
+    stats: Any
+    streams: dict[int, Any]
+    forwarding: bool
+    last_packet_at: float
+    _timing_count: int
+    @property
+    def attached(self) -> bool: ...
+    def attach(
+        self, rx: int, tx: int, owner: object, fd: int, host: str, port: int
+    ) -> None: ...
+    def detach(self) -> None: ...
+    def fast_handle(self, datagram: bytes) -> None: ...
+
+class StreamCore:
+    publisher: Any
+    kind: str
+    legs: list[Any]
+    payload_types: dict[int, str]
+    media_ssrc: int
+    clock_rate: int
+    is_video: bool
+    _max_seq: int
+    _cycles: int
+    _base_seq: int
+    _received: int
+    _jitter: float
+    _transit: float
+    _has_transit: bool
+
+class LegCore:
+    subscriber: Any
+    kind: str
+    payload_map: dict[int, int]
+    history: list[bytes | None]
+    ssrc: int
+    ts_offset: int
+    seq_offset: int
+    _first_seq: int
+    started: bool
+    packets: int
+    octets: int
+
+def init(srtp_protect_address: int, srtp_unprotect_address: int) -> None: ...
+def drain(
+    fd: int,
+    routes: dict[bytes, PeerCore],
+    fallback: Callable[[bytes, Any], None],
+    on_error: Callable[[BaseException | None], None],
+) -> int: ...
