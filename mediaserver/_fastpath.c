@@ -15,7 +15,7 @@
  * srtp_protect/srtp_unprotect and of each session's context (transport.py).
  */
 #define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include <Python.h> /* first: it defines _GNU_SOURCE (recvmmsg, sendmmsg) */
 #include <structmember.h>
 
 #include <arpa/inet.h>
@@ -24,7 +24,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HISTORY_SIZE 512
 #define MAX_NACK_GAP 64
@@ -33,7 +35,7 @@
 /* room after the packet for libsrtp's auth tag (pylibsrtp SRTP_MAX_TRAILER_LEN) */
 #define SRTP_TRAILER 144
 #define MAX_DATAGRAM (BUFFER_SIZE - SRTP_TRAILER)
-#define DRAIN_BATCH 256
+#define DRAIN_BATCH 256 /* datagrams per wake-up at most, then other work runs */
 
 typedef int (*srtp_func)(void *ctx, void *buffer, int *length);
 static srtp_func srtp_protect_fn = NULL;
@@ -108,27 +110,53 @@ static PyTypeObject PeerCoreType, StreamCoreType, LegCoreType;
 
 /* --------------------------------------------------------------- counters */
 
+/* The stats object's counter dicts, looked up once per stats object (a worker has
+ * one ForwarderStats; its dicts are never replaced). */
+enum { T_PACKETS_IN, T_BYTES_IN, T_PACKETS_OUT, T_BYTES_OUT, T_FORWARDED, N_TABLES };
+static PyObject *cached_stats = NULL;
+static PyObject *cached_tables[N_TABLES];
+
+static PyObject *table_of(PyObject *stats, int table) {
+    if (stats != cached_stats) {
+        PyObject *names[N_TABLES] = {s_packets_in, s_bytes_in, s_packets_out, s_bytes_out,
+                                     s_forwarded};
+        PyObject *tables[N_TABLES];
+        for (int i = 0; i < N_TABLES; i++) {
+            tables[i] = PyObject_GetAttr(stats, names[i]);
+            if (tables[i] == NULL || !PyDict_Check(tables[i])) {
+                if (tables[i] != NULL)
+                    PyErr_SetString(PyExc_TypeError, "stats counters must be dicts");
+                for (int j = 0; j <= i; j++)
+                    Py_XDECREF(tables[j]);
+                return NULL;
+            }
+        }
+        for (int i = 0; i < N_TABLES; i++) {
+            Py_XSETREF(cached_tables[i], tables[i]);
+        }
+        Py_INCREF(stats);
+        Py_XSETREF(cached_stats, stats);
+    }
+    return cached_tables[table];
+}
+
 /* stats.<table>[key] += amount, as the Python path does */
-static int bump(PyObject *stats, PyObject *table, PyObject *key, long long amount) {
-    PyObject *counts = PyObject_GetAttr(stats, table);
+static int bump(PyObject *stats, int table, PyObject *key, long long amount) {
+    PyObject *counts = table_of(stats, table);
     if (counts == NULL)
         return -1;
     PyObject *current = PyDict_GetItemWithError(counts, key);
     long long value = 0;
     if (current != NULL) {
         value = PyLong_AsLongLong(current);
-        if (value == -1 && PyErr_Occurred()) {
-            Py_DECREF(counts);
+        if (value == -1 && PyErr_Occurred())
             return -1;
-        }
     } else if (PyErr_Occurred()) {
-        Py_DECREF(counts);
         return -1;
     }
     PyObject *updated = PyLong_FromLongLong(value + amount);
     int rc = updated == NULL ? -1 : PyDict_SetItem(counts, key, updated);
     Py_XDECREF(updated);
-    Py_DECREF(counts);
     return rc;
 }
 
@@ -304,26 +332,78 @@ static int stream_keyframe(StreamCore *s, const unsigned char *data, const RtpHe
     return h264 ? is_h264_keyframe_start(payload, n) : is_vp8_keyframe_start(payload, n);
 }
 
+/* Outgoing datagrams of one drain, sent with one sendmmsg at its end (or when
+ * full). Outside a drain (fast_handle) each is sent at once. */
+#define SEND_BATCH 64
+static struct {
+    int active;
+    int fd;
+    int count;
+    struct mmsghdr msgs[SEND_BATCH];
+    struct iovec iov[SEND_BATCH];
+    struct sockaddr_storage to[SEND_BATCH];
+    PyObject *stats[SEND_BATCH]; /* whose drop counter a failure bumps */
+    unsigned char data[SEND_BATCH][BUFFER_SIZE];
+} out;
+
+static int flush(void) {
+    int rc = 0;
+    int sent = 0;
+    while (sent < out.count) {
+        int n = sendmmsg(out.fd, out.msgs + sent, out.count - sent, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* this datagram failed (full buffer, ICMP error): count it, go on */
+            if (rc == 0 && drop(out.stats[sent], s_send_failed) < 0)
+                rc = -1;
+            n = 1;
+        }
+        sent += n;
+    }
+    for (int i = 0; i < out.count; i++)
+        Py_CLEAR(out.stats[i]);
+    out.count = 0;
+    return rc;
+}
+
 /* protect a plain packet for `peer` and send it; its counters as PeerMedia.send_rtp */
 static int send_protected(PeerCore *peer, const unsigned char *plain, Py_ssize_t size,
                           PyObject *kind) {
     if (peer->tx != NULL) {
-        unsigned char buffer[BUFFER_SIZE];
+        if (out.count > 0 && (out.count == SEND_BATCH || out.fd != peer->fd) &&
+            flush() < 0)
+            return -1;
+        int slot = out.count;
+        unsigned char *buffer = out.data[slot];
         int length = (int)size;
         memcpy(buffer, plain, size);
         if (srtp_protect_fn(peer->tx, buffer, &length) != 0)
             return drop(peer->stats, s_srtp_protect);
-        if (sendto(peer->fd, buffer, length, 0, (struct sockaddr *)&peer->remote,
-                   peer->remote_len) < 0) {
+        if (out.active) {
+            out.fd = peer->fd;
+            out.iov[slot].iov_base = buffer;
+            out.iov[slot].iov_len = length;
+            memcpy(&out.to[slot], &peer->remote, peer->remote_len);
+            struct msghdr *m = &out.msgs[slot].msg_hdr;
+            memset(m, 0, sizeof *m);
+            m->msg_name = &out.to[slot];
+            m->msg_namelen = peer->remote_len;
+            m->msg_iov = &out.iov[slot];
+            m->msg_iovlen = 1;
+            Py_INCREF(peer->stats);
+            out.stats[slot] = peer->stats;
+            out.count++;
+        } else if (sendto(peer->fd, buffer, length, 0, (struct sockaddr *)&peer->remote,
+                          peer->remote_len) < 0) {
             /* a full socket buffer or an ICMP error: media is not queued */
             return drop(peer->stats, s_send_failed);
         }
     }
-    if (bump(peer->stats, s_packets_out, kind, 1) < 0)
+    if (bump(peer->stats, T_PACKETS_OUT, kind, 1) < 0)
         return -1;
-    return bump(peer->stats, s_bytes_out, kind, size);
+    return bump(peer->stats, T_BYTES_OUT, kind, size);
 }
-
 
 /* OutboundLeg.forward: rewrite (packet.rewrite_rtp), keep for NACKs, send */
 static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t length,
@@ -372,7 +452,7 @@ static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t lengt
     Py_DECREF(out);
     if (rc < 0)
         return -1;
-    return bump(sub->stats, s_forwarded, leg->kind, 1);
+    return bump(sub->stats, T_FORWARDED, leg->kind, 1);
 }
 
 /* InboundStream.on_rtp + forward */
@@ -470,9 +550,9 @@ static int peer_handle(PeerCore *peer, unsigned char *buffer, Py_ssize_t length)
     } else {
         StreamCore *s = (StreamCore *)stream;
         Py_INCREF(stream);
-        rc = bump(peer->stats, s_packets_in, s->kind, 1);
+        rc = bump(peer->stats, T_PACKETS_IN, s->kind, 1);
         if (rc == 0)
-            rc = bump(peer->stats, s_bytes_in, s->kind, length);
+            rc = bump(peer->stats, T_BYTES_IN, s->kind, length);
         if (rc == 0)
             rc = stream_on_rtp(s, buffer, plain, &h, now);
         Py_DECREF(stream);
@@ -546,55 +626,124 @@ static PyObject *address_tuple(const struct sockaddr_storage *ss) {
     return Py_BuildValue("(si)", "", 0);
 }
 
-static PyObject *fastpath_drain(PyObject *module, PyObject *args) {
-    int fd;
-    PyObject *routes, *fallback, *on_error;
-    if (!PyArg_ParseTuple(args, "iO!OO", &fd, &PyDict_Type, &routes, &fallback,
-                          &on_error))
-        return NULL;
-    unsigned char buffer[BUFFER_SIZE];
-    long handled = 0;
-    for (int i = 0; i < DRAIN_BATCH; i++) {
-        struct sockaddr_storage from;
-        socklen_t from_len = sizeof from;
-        ssize_t n = recvfrom(fd, buffer, MAX_DATAGRAM + 1, MSG_DONTWAIT,
-                             (struct sockaddr *)&from, &from_len);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            continue; /* EINTR, or an ICMP error reported on the socket */
+/* One drain's incoming datagrams, read with recvmmsg, each with the kernel's
+ * receive time (SO_TIMESTAMPNS) for the SFU-added latency. */
+#define RECV_BATCH 32
+static struct {
+    struct mmsghdr msgs[RECV_BATCH];
+    struct iovec iov[RECV_BATCH];
+    struct sockaddr_storage from[RECV_BATCH];
+    char control[RECV_BATCH][CMSG_SPACE(sizeof(struct timespec))];
+    unsigned char data[RECV_BATCH][BUFFER_SIZE];
+} in;
+
+static int received_at(struct msghdr *m, struct timespec *when) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            memcpy(when, CMSG_DATA(c), sizeof *when);
+            return 1;
         }
-        if (n == 0)
-            continue;
-        handled++;
-        PyObject *peer = NULL;
-        if (n <= MAX_DATAGRAM && buffer[0] > 127 && buffer[0] < 192) {
-            PyObject *key = address_key(&from);
-            if (key == NULL)
-                return NULL;
+    }
+    return 0;
+}
+
+/* one datagram: to its peer's C path, or back to Python */
+static void dispatch(unsigned char *buffer, ssize_t n, struct sockaddr_storage *from,
+                     PyObject *routes, PyObject *fallback, PyObject *on_error) {
+    PyObject *peer = NULL;
+    if (n <= MAX_DATAGRAM && buffer[0] > 127 && buffer[0] < 192) {
+        PyObject *key = address_key(from);
+        if (key != NULL) {
             peer = PyDict_GetItemWithError(routes, key);
             Py_DECREF(key);
-            if (peer == NULL && PyErr_Occurred())
-                return NULL;
-            if (peer != NULL && !PyObject_TypeCheck(peer, &PeerCoreType))
-                peer = NULL;
         }
-        if (peer != NULL) {
-            Py_INCREF(peer);
-            if (peer_handle((PeerCore *)peer, buffer, n) < 0)
-                report_error((PeerCore *)peer, on_error);
-            Py_DECREF(peer);
+        if (PyErr_Occurred()) {
+            report_error(NULL, on_error);
+            return;
+        }
+        if (peer != NULL && !PyObject_TypeCheck(peer, &PeerCoreType))
+            peer = NULL;
+    }
+    if (peer != NULL) {
+        Py_INCREF(peer);
+        if (peer_handle((PeerCore *)peer, buffer, n) < 0)
+            report_error((PeerCore *)peer, on_error);
+        Py_DECREF(peer);
+        return;
+    }
+    PyObject *data = PyBytes_FromStringAndSize((const char *)buffer, n);
+    PyObject *addr = data == NULL ? NULL : address_tuple(from);
+    PyObject *r =
+        addr == NULL ? NULL : PyObject_CallFunctionObjArgs(fallback, data, addr, NULL);
+    Py_XDECREF(data);
+    Py_XDECREF(addr);
+    if (r == NULL)
+        report_error(NULL, on_error);
+    Py_XDECREF(r);
+}
+
+static PyObject *fastpath_drain(PyObject *module, PyObject *args) {
+    int fd;
+    PyObject *routes, *fallback, *on_error, *on_latency;
+    if (!PyArg_ParseTuple(args, "iO!OOO", &fd, &PyDict_Type, &routes, &fallback,
+                          &on_error, &on_latency))
+        return NULL;
+    long handled = 0;
+    static unsigned long sampled = 0;
+    out.active = 1;
+    for (int round = 0; round < DRAIN_BATCH / RECV_BATCH; round++) {
+        for (int i = 0; i < RECV_BATCH; i++) {
+            in.iov[i].iov_base = in.data[i];
+            in.iov[i].iov_len = MAX_DATAGRAM + 1;
+            struct msghdr *m = &in.msgs[i].msg_hdr;
+            m->msg_name = &in.from[i];
+            m->msg_namelen = sizeof in.from[i];
+            m->msg_iov = &in.iov[i];
+            m->msg_iovlen = 1;
+            m->msg_control = in.control[i];
+            m->msg_controllen = sizeof in.control[i];
+            m->msg_flags = 0;
+        }
+        int n = recvmmsg(fd, in.msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* EAGAIN: drained; or an ICMP error reported on the socket */
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
             continue;
         }
-        PyObject *data = PyBytes_FromStringAndSize((const char *)buffer, n);
-        PyObject *addr = data == NULL ? NULL : address_tuple(&from);
-        PyObject *r = addr == NULL ? NULL : PyObject_CallFunctionObjArgs(fallback, data, addr, NULL);
-        Py_XDECREF(data);
-        Py_XDECREF(addr);
-        if (r == NULL)
+        struct timespec kernel[RECV_BATCH];
+        int timed[RECV_BATCH];
+        for (int i = 0; i < n; i++) {
+            timed[i] = ++sampled % TIMING_SAMPLE == 0 &&
+                       received_at(&in.msgs[i].msg_hdr, &kernel[i]);
+            if (in.msgs[i].msg_len == 0)
+                continue;
+            handled++;
+            dispatch(in.data[i], in.msgs[i].msg_len, &in.from[i], routes, fallback,
+                     on_error);
+        }
+        if (out.count > 0 && flush() < 0)
             report_error(NULL, on_error);
-        Py_XDECREF(r);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        for (int i = 0; i < n; i++) {
+            if (!timed[i])
+                continue;
+            double latency = (double)(now.tv_sec - kernel[i].tv_sec) +
+                             (double)(now.tv_nsec - kernel[i].tv_nsec) * 1e-9;
+            PyObject *seconds = PyFloat_FromDouble(latency);
+            PyObject *r = seconds == NULL ? NULL : PyObject_CallOneArg(on_latency, seconds);
+            Py_XDECREF(seconds);
+            if (r == NULL)
+                report_error(NULL, on_error);
+            Py_XDECREF(r);
+        }
+        if (n < RECV_BATCH)
+            break;
     }
+    out.active = 0;
     return PyLong_FromLong(handled);
 }
 
@@ -605,6 +754,43 @@ static PyObject *fastpath_init(PyObject *module, PyObject *args) {
     srtp_protect_fn = (srtp_func)(uintptr_t)protect;
     srtp_unprotect_fn = (srtp_func)(uintptr_t)unprotect;
     Py_RETURN_NONE;
+}
+
+/* A timer with microsecond resolution for the batch window (the event loop's own
+ * timers tick in milliseconds). */
+static PyObject *fastpath_timer(PyObject *module, PyObject *unused) {
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(fd);
+}
+
+static PyObject *fastpath_arm(PyObject *module, PyObject *args) {
+    int fd;
+    long microseconds;
+    if (!PyArg_ParseTuple(args, "il", &fd, &microseconds))
+        return NULL;
+    if (microseconds <= 0) {
+        PyErr_SetString(PyExc_ValueError, "the timer needs a positive delay");
+        return NULL;
+    }
+    struct itimerspec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.it_value.tv_sec = microseconds / 1000000;
+    spec.it_value.tv_nsec = (microseconds % 1000000) * 1000;
+    if (timerfd_settime(fd, 0, &spec, NULL) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *fastpath_expired(PyObject *module, PyObject *arg) {
+    int fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    uint64_t count = 0;
+    if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyBool_FromLong(count > 0);
 }
 
 /* ---------------------------------------------------------- PeerCore */
@@ -846,8 +1032,11 @@ static PyTypeObject LegCoreType = {
 static PyMethodDef module_methods[] = {
     {"init", fastpath_init, METH_VARARGS,
      "init(srtp_protect_address, srtp_unprotect_address)"},
+    {"timer", fastpath_timer, METH_NOARGS, "timer() -> fd of a new timerfd"},
+    {"arm", fastpath_arm, METH_VARARGS, "arm(fd, microseconds): fire once"},
+    {"expired", fastpath_expired, METH_O, "expired(fd) -> whether it fired (clears it)"},
     {"drain", fastpath_drain, METH_VARARGS,
-     "drain(fd, routes, fallback, on_error) -> datagrams read"},
+     "drain(fd, routes, fallback, on_error, on_latency) -> datagrams read"},
     {NULL}};
 
 static struct PyModuleDef module_def = {

@@ -32,7 +32,10 @@ def create_app(
 ) -> web.Application:
     app = web.Application(middlewares=[api.error_middleware])
     stats = ForwarderStats()
-    mux = UdpMux(config.advertised_address or config.udp_bind)
+    mux = UdpMux(
+        config.advertised_address or config.udp_bind,
+        batch_window=config.batch_window_us / 1e6,
+    )
     rooms = Rooms(
         stats,
         mux,
@@ -41,6 +44,7 @@ def create_app(
     )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, stats, rooms)
+    mux.on_latency = metrics.latency_seconds.observe
     app[api.ROOMS] = rooms
     app[api.API_SECRET] = config.api_secret
     app[api.METRICS_SECRET] = config.metrics_secret

@@ -88,6 +88,28 @@ class Metrics:
             buckets=(5e-6, 1e-5, 2e-5, 4e-5, 8e-5, 1.6e-4, 3.2e-4, 1e-3, 5e-3),
             registry=registry,
         )
+        self.latency_seconds = Histogram(
+            f"{NS}_sfu_latency_seconds",
+            "time from the kernel receiving an RTP/RTCP datagram to its forwarded"
+            " copies being sent (sampled, C path)",
+            buckets=(
+                1e-4,
+                2.5e-4,
+                5e-4,
+                7.5e-4,
+                1e-3,
+                1.25e-3,
+                1.5e-3,
+                1.75e-3,
+                2e-3,
+                3e-3,
+                5e-3,
+                1e-2,
+                2.5e-2,
+                0.1,
+            ),
+            registry=registry,
+        )
         self.rtt_seconds = Histogram(
             f"{NS}_rtt_seconds",
             "round-trip time per leg from RTCP receiver reports",

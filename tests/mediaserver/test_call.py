@@ -34,6 +34,15 @@ async def test_two_parties_then_interpreter_receive_each_other(server, clients, 
         await metric(server, "beeldbel_media_forwarded_packets_total", kind="video") > 0
     )
     assert await metric(server, "beeldbel_media_participants", role="interpreter") == 1
+    # the C path times a sample of datagrams from the kernel's receive to sent
+    latency = "beeldbel_media_sfu_latency_seconds"
+    assert await metric(server, latency + "_count") > 0
+    assert (
+        0
+        < await metric(server, latency + "_sum")
+        / await metric(server, latency + "_count")
+        < 0.5
+    )
 
 
 async def test_h264_room_forwards_h264(server, clients, token):

@@ -29,6 +29,12 @@ def test_environment_configures_the_media_server():
     assert "s" not in repr(config.turn_secret)
 
 
+@pytest.mark.parametrize("window", ["-1", "5001"])
+def test_batch_window_out_of_range_is_refused(window):
+    with pytest.raises(ConfigError, match="batch_window_us"):
+        load_config(None, {"BEELDBEL_MEDIASERVER_BATCH_WINDOW_US": window})
+
+
 def test_plain_http_jwks_is_refused():
     with pytest.raises(ConfigError, match="jwks_url"):
         load_config(None, {"BEELDBEL_MEDIASERVER_JWKS_URL": "http://cp/jwks.json"})
