@@ -30,7 +30,6 @@ import os
 import random
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,10 +143,30 @@ class Probe:
     send_times: dict[int, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     recording: bool = False
+    #: per received stream (client, SSRC): [first, highest extended seq, count]
+    #: while recording; RTCP-style loss, blind to packets in flight at the edges
+    streams: dict[tuple[int, int], list[int]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.sent = self.received = 0
         self.latencies = []
+        self.streams = {}
+
+    def on_sequence(self, client: int, ssrc: int, seq: int) -> None:
+        stream = self.streams.get((client, ssrc))
+        if stream is None:
+            self.streams[(client, ssrc)] = [seq, seq, 1]
+            return
+        highest = stream[1]
+        delta = (seq - highest) & 0xFFFF
+        if delta < 0x8000:
+            stream[1] = highest + delta
+        stream[2] += 1
+
+    def sequence_loss(self) -> float:
+        expected = sum(s[1] - s[0] + 1 for s in self.streams.values())
+        received = sum(s[2] for s in self.streams.values())
+        return max(0.0, 1 - received / expected) if expected else float("nan")
 
     def expire(self) -> None:
         horizon = time.perf_counter() - 2
@@ -189,8 +208,10 @@ def hook_client(client: MediaClient, probe: Probe) -> None:
                 header = parse_rtp(plain)
                 probe.received += 1
                 sent = probe.send_times.get(hash(plain[header.payload_offset :]))
-                if sent is not None and probe.recording:
-                    probe.latencies.append(now - sent)
+                if probe.recording:
+                    probe.on_sequence(id(client), header.ssrc, header.sequence_number)
+                    if sent is not None:
+                        probe.latencies.append(now - sent)
 
         connection.data_received = data_received  # type: ignore[method-assign]
 
@@ -201,8 +222,16 @@ def hook_client(client: MediaClient, probe: Probe) -> None:
 
 
 class Server:
-    def __init__(self, cpu: int, port: int, udp_port: int, max_participants: int):
+    def __init__(
+        self,
+        cpu: int,
+        port: int,
+        udp_port: int,
+        max_participants: int,
+        batch_window_us: int = 0,
+    ):
         self.cpu = cpu
+        self.batch_window_us = batch_window_us
         self.port = port
         self.udp_port = udp_port
         self.max_participants = max_participants
@@ -221,6 +250,7 @@ class Server:
             "BEELDBEL_MEDIASERVER_API_SECRET": SECRET,
             "BEELDBEL_MEDIASERVER_MAX_PARTICIPANTS": str(self.max_participants),
             "BEELDBEL_LOGGING_LEVEL": "warning",
+            "BEELDBEL_MEDIASERVER_BATCH_WINDOW_US": str(self.batch_window_us),
         }
         command = ["taskset", "-c", str(self.cpu), sys.executable, "-m", "mediaserver"]
         self.process = subprocess.Popen(command, env=env)  # noqa: S603
@@ -343,7 +373,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     audio = encode_audio()
     layout = plan(args.scenario, args.rooms, args.fanout)
     per_room = max(len(r) for r in layout)
-    server = Server(args.server_cpu, args.port, args.udp_port, per_room)
+    server = Server(
+        args.server_cpu, args.port, args.udp_port, per_room, args.batch_window_us
+    )
     probe = Probe()
     clients: list[MediaClient] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -389,12 +421,14 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             server.stop()
             await jwks_runner.cleanup()
     forwarded = after.forwarded - before.forwarded
-    subscribers_per_sent = _fanout(layout)
-    expected = probe.sent * subscribers_per_sent
     latencies = sorted(probe.latencies)
     window = [
         (bound, c1 - c0)
         for (bound, c1), (_, c0) in zip(after.handling, before.handling, strict=True)
+    ]
+    latency = [
+        (bound, c1 - c0)
+        for (bound, c1), (_, c0) in zip(after.latency, before.latency, strict=True)
     ]
     cpu = after.cpu - before.cpu
     packets_in = after.packets_in - before.packets_in
@@ -405,6 +439,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "forwarded_pps": forwarded / elapsed,
         "server_cpu_us_per_fwd": cpu / max(forwarded, 1) * 1e6,
         "server_core_pct": cpu / elapsed * 100,
+        # the hypervisor ran something else on our vCPUs this share of the time
+        "steal_pct_both_cores": 100
+        * (after.steal - before.steal)
+        / max(after.total - before.total, 1),
         "client_core_pct": client_cpu * 100,
         "server_socket_drops_pct": 100
         * (after.drops[0] - before.drops[0])
@@ -412,7 +450,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "client_socket_drops": after.drops[1] - before.drops[1],
         "server_handling_p50_us_le": _bucket_quantile(window, 0.5) * 1e6,
         "server_handling_p99_us_le": _bucket_quantile(window, 0.99) * 1e6,
-        "end_to_end_loss_pct": max(0.0, 100 * (1 - probe.received / max(expected, 1))),
+        "sfu_latency_p50_ms_le": _bucket_quantile(latency, 0.5) * 1000,
+        "sfu_latency_p99_ms_le": _bucket_quantile(latency, 0.99) * 1000,
+        "end_to_end_loss_pct": 100 * probe.sequence_loss(),
         "end_to_end_p50_ms": _quantile(latencies, 0.5) * 1000,
         "end_to_end_p99_ms": _quantile(latencies, 0.99) * 1000,
         "rss_per_participant_mb": (rss_full - rss_empty) / participants / 2**20,
@@ -428,6 +468,9 @@ class Snapshot:
     packets_in: float
     drops: tuple[int, int]
     handling: list[tuple[float, float]]
+    latency: list[tuple[float, float]]
+    steal: int
+    total: int
 
 
 async def snapshot(session: aiohttp.ClientSession, server: Server) -> Snapshot:
@@ -440,17 +483,16 @@ async def snapshot(session: aiohttp.ClientSession, server: Server) -> Snapshot:
         packets_in=await server.metric(session, "beeldbel_media_packets_in_total"),
         drops=server.socket_drops(),
         handling=await server.histogram(session, "beeldbel_media_forward_seconds"),
+        latency=await server.histogram(session, "beeldbel_media_sfu_latency_seconds"),
+        **_cpu_ticks(),
     )
 
 
-def _fanout(layout: list[list[tuple[str, bool]]]) -> float:
-    """Average number of subscribers per packet sent by a publisher."""
-    weights = []
-    for room in layout:
-        for _, publishes in room:
-            if publishes:
-                weights.append(len(room) - 1)
-    return statistics.mean(weights)
+def _cpu_ticks() -> dict[str, int]:
+    """Steal and total ticks of all CPUs (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    return {"steal": fields[7] if len(fields) > 7 else 0, "total": sum(fields[:8])}
 
 
 def _bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -576,6 +618,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18444)
     parser.add_argument("--udp-port", type=int, default=40000)
     parser.add_argument("--profile", default="", help="py-spy output (collapsed)")
+    parser.add_argument(
+        "--batch-window-us",
+        type=int,
+        default=0,
+        help="the server's [mediaserver] batch_window_us",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.client_cpu})
     results = asyncio.run(run(args))
