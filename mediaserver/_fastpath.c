@@ -34,7 +34,10 @@
 #define BUFFER_SIZE 2048
 /* room after the packet for libsrtp's auth tag (pylibsrtp SRTP_MAX_TRAILER_LEN) */
 #define SRTP_TRAILER 144
+/* larger SRTP datagrams go to the Python path (their copies might not fit) */
 #define MAX_DATAGRAM (BUFFER_SIZE - SRTP_TRAILER)
+/* what one read takes: anything else (DTLS, STUN) may be larger */
+#define RECV_SIZE 4096
 #define DRAIN_BATCH 256 /* datagrams per wake-up at most, then other work runs */
 
 typedef int (*srtp_func)(void *ctx, void *buffer, int *length);
@@ -634,7 +637,7 @@ static struct {
     struct iovec iov[RECV_BATCH];
     struct sockaddr_storage from[RECV_BATCH];
     char control[RECV_BATCH][CMSG_SPACE(sizeof(struct timespec))];
-    unsigned char data[RECV_BATCH][BUFFER_SIZE];
+    unsigned char data[RECV_BATCH][RECV_SIZE];
 } in;
 
 static int received_at(struct msghdr *m, struct timespec *when) {
@@ -694,7 +697,7 @@ static PyObject *fastpath_drain(PyObject *module, PyObject *args) {
     for (int round = 0; round < DRAIN_BATCH / RECV_BATCH; round++) {
         for (int i = 0; i < RECV_BATCH; i++) {
             in.iov[i].iov_base = in.data[i];
-            in.iov[i].iov_len = MAX_DATAGRAM + 1;
+            in.iov[i].iov_len = RECV_SIZE;
             struct msghdr *m = &in.msgs[i].msg_hdr;
             m->msg_name = &in.from[i];
             m->msg_namelen = sizeof in.from[i];

@@ -33,7 +33,7 @@ Address = tuple[str, int]
 SOCKET_BUFFER = 8 * 1024 * 1024
 #: Datagrams read per wake-up (the Python path; the C path reads up to 256).
 DRAIN_BATCH = 64
-RECV_SIZE = 2048
+RECV_SIZE = 4096
 # Linux <asm-generic/socket.h>; Python's socket module does not name them
 _SO_SNDBUFFORCE = 32
 _SO_RCVBUFFORCE = 33
