@@ -228,7 +228,7 @@ class Server:
         port: int,
         udp_port: int,
         max_participants: int,
-        batch_window_us: int = 0,
+        batch_window_us: int | None = None,
     ):
         self.cpu = cpu
         self.batch_window_us = batch_window_us
@@ -250,8 +250,9 @@ class Server:
             "BEELDBEL_MEDIASERVER_API_SECRET": SECRET,
             "BEELDBEL_MEDIASERVER_MAX_PARTICIPANTS": str(self.max_participants),
             "BEELDBEL_LOGGING_LEVEL": "warning",
-            "BEELDBEL_MEDIASERVER_BATCH_WINDOW_US": str(self.batch_window_us),
         }
+        if self.batch_window_us is not None:  # else the config's default
+            env["BEELDBEL_MEDIASERVER_BATCH_WINDOW_US"] = str(self.batch_window_us)
         command = ["taskset", "-c", str(self.cpu), sys.executable, "-m", "mediaserver"]
         self.process = subprocess.Popen(command, env=env)  # noqa: S603
 
@@ -621,8 +622,8 @@ def main() -> None:
     parser.add_argument(
         "--batch-window-us",
         type=int,
-        default=0,
-        help="the server's [mediaserver] batch_window_us",
+        default=None,
+        help="the server's [mediaserver] batch_window_us (default: its default)",
     )
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.client_cpu})

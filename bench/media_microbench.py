@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 from pylibsrtp import Policy, Session
 
@@ -78,16 +79,22 @@ def run(subscribers: int, fast: bool = False) -> float:
     ):
         out.bind(("127.0.0.1", 0))
         sink.bind(("127.0.0.1", 0))
-        handle = publisher.handle_datagram
+        handle: Callable[[bytes], None] = publisher.handle_datagram
         if fast:
-            rx = publisher.transport._rx
-            assert rx is not None
-            publisher.attach(rx.address, rx.address, rx, out.fileno(), "127.0.0.1", 9)
+            inbound = publisher.transport._rx
+            assert inbound is not None
+            publisher.attach(
+                inbound.address, inbound.address, inbound, out.fileno(), "127.0.0.1", 9
+            )
             for sub in subs:
-                tx = sub.transport._tx
-                assert tx is not None
+                outbound = sub.transport._tx
+                assert outbound is not None
                 sub.attach(
-                    tx.address, tx.address, tx, out.fileno(), *sink.getsockname()
+                    outbound.address,
+                    outbound.address,
+                    outbound,
+                    out.fileno(),
+                    *sink.getsockname(),
                 )
             handle = publisher.fast_handle
         start = time.process_time()
