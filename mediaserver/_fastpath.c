@@ -412,6 +412,11 @@ static int send_protected(PeerCore *peer, const unsigned char *plain, Py_ssize_t
 static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t length,
                        const RtpHeader *h, int keyframe) {
     PeerCore *sub = (PeerCore *)leg->subscriber;
+    if (sub->stats == NULL || leg->kind == NULL || leg->payload_map == NULL ||
+        !PyDict_Check(leg->payload_map)) {
+        PyErr_SetString(PyExc_TypeError, "a leg of the fast path is not set up");
+        return -1;
+    }
     if (!leg->started) {
         if (!keyframe)
             return drop(sub->stats, s_awaiting_keyframe);
@@ -458,6 +463,18 @@ static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t lengt
     return bump(sub->stats, T_FORWARDED, leg->kind, 1);
 }
 
+/* what a Python subclass must have set before the C path may use a stream */
+static int stream_ready(StreamCore *s) {
+    if (s->publisher == NULL || !PyObject_TypeCheck(s->publisher, &PeerCoreType) ||
+        ((PeerCore *)s->publisher)->stats == NULL || s->kind == NULL ||
+        s->legs == NULL || !PyList_Check(s->legs) ||
+        (s->payload_types != NULL && !PyDict_Check(s->payload_types))) {
+        PyErr_SetString(PyExc_TypeError, "a stream of the fast path is not set up");
+        return 0;
+    }
+    return 1;
+}
+
 /* InboundStream.on_rtp + forward */
 static int stream_on_rtp(StreamCore *s, const unsigned char *data, Py_ssize_t length,
                          const RtpHeader *h, double now) {
@@ -485,7 +502,7 @@ static int stream_on_rtp(StreamCore *s, const unsigned char *data, Py_ssize_t le
         return drop(publisher->stats, s_lobby);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(s->legs); i++) {
         PyObject *leg = PyList_GET_ITEM(s->legs, i);
-        if (!PyObject_TypeCheck(leg, &LegCoreType) ||
+        if (!PyObject_TypeCheck(leg, &LegCoreType) || ((LegCore *)leg)->subscriber == NULL ||
             !PyObject_TypeCheck(((LegCore *)leg)->subscriber, &PeerCoreType)) {
             PyErr_SetString(PyExc_TypeError, "a leg of the fast path is not a LegCore");
             return -1;
@@ -546,9 +563,10 @@ static int peer_handle(PeerCore *peer, unsigned char *buffer, Py_ssize_t length)
                  : call_python((PyObject *)peer, s_handle_rtp, buffer, plain, size, when);
         Py_XDECREF(size);
         Py_XDECREF(when);
-    } else if (!PyObject_TypeCheck(stream, &StreamCoreType) ||
-               !PyObject_TypeCheck(((StreamCore *)stream)->publisher, &PeerCoreType)) {
+    } else if (!PyObject_TypeCheck(stream, &StreamCoreType)) {
         PyErr_SetString(PyExc_TypeError, "a stream of the fast path is not a StreamCore");
+        return -1;
+    } else if (!stream_ready((StreamCore *)stream)) {
         return -1;
     } else {
         StreamCore *s = (StreamCore *)stream;

@@ -292,3 +292,25 @@ def test_arbitrary_authenticated_rtp_gets_the_same_treatment(packets):
     # same key, same packets in the same order: the same ciphertexts
     assert sorted(c.to_subscriber) == sorted(python.to_subscriber)
     assert c.to_publisher == python.to_publisher
+
+
+def test_a_half_built_stream_is_an_error_not_a_crash():
+    """A Python subclass that has not set what the C path reads yet: the datagram
+    is refused with an exception (the drain counts and logs it)."""
+    s = setup()
+    rx = s.publisher.transport._rx
+    assert rx is not None
+    s.publisher.attach(rx.address, rx.address, rx, -1, "127.0.0.1", 9)
+    s.publisher.streams[VIDEO] = InboundStream.__new__(InboundStream)
+    with pytest.raises(TypeError, match="not set up"):
+        s.publisher.fast_handle(outbound(CLIENT_KEY).protect(vp8(1, keyframe=True)))
+
+
+def test_a_half_built_leg_is_an_error_not_a_crash():
+    s = setup()
+    rx = s.publisher.transport._rx
+    assert rx is not None
+    s.publisher.attach(rx.address, rx.address, rx, -1, "127.0.0.1", 9)
+    s.stream.legs.append(OutboundLeg.__new__(OutboundLeg))
+    with pytest.raises(TypeError, match="leg of the fast path"):
+        s.publisher.fast_handle(outbound(CLIENT_KEY).protect(vp8(1, keyframe=True)))
