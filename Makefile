@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test build-deps system-deps lint typecheck certs clean
+.PHONY: run test install install-test build-deps system-deps sanitize lint typecheck certs clean
 
 $(BIN)/python: | build-deps
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ system-deps:
 # PostgreSQL is reached there through its unix socket.
 test: install-test system-deps
 	unshare --net sh -c 'ip link set lo up && exec $(BIN)/pytest'
+
+# the media server's C path under ASan and UBSan (after changing _fastpath.c)
+sanitize: install-test
+	scripts/sanitize_fastpath.sh
 
 lint: install-test
 	$(BIN)/ruff format --check .
