@@ -64,7 +64,7 @@ from controlplane.errors import (
 )
 from controlplane.i18n import request_language
 from controlplane.placement import MEDIA_NODES, MediaNodes
-from controlplane.queue import Actor
+from controlplane.queue_items import Actor, Request, get_request, may_work
 from controlplane.rendering import render
 from controlplane.state import (
     CATALOG,
@@ -161,7 +161,7 @@ async def active_call(app: web.Application, request_id: int) -> Call | None:
     return None if row is None else await find_call(app, str(row.room_id))
 
 
-def check_video(item: queue.Request) -> None:
+def check_video(item: Request) -> None:
     """Only an open video request gets a call."""
     if not item.is_open:
         raise Conflict("console_conflict_closed")
@@ -371,8 +371,8 @@ async def start_video(request: web.Request) -> web.Response:
     raw_id = int(raw)
     form = await request.post()
     app, actor = request.app, _actor(user)
-    item = await queue.get_request(app[DB], raw_id)
-    if not queue.may_work(item, actor):
+    item = await get_request(app[DB], raw_id)
+    if not may_work(item, actor):
         raise Forbidden("console_error_not_yours")
     check_video(item)
     call = await active_call(app, item.id)
@@ -403,7 +403,7 @@ async def start_video(request: web.Request) -> web.Response:
 async def _deliver(
     app: web.Application,
     call: Call,
-    item: queue.Request,
+    item: Request,
     link: str,
     form: Any,
 ) -> None:
@@ -431,15 +431,15 @@ async def _deliver(
 # staff: the call page and its endpoints
 
 
-async def _staff_call(request: web.Request) -> tuple[Call, queue.Request, Actor]:
+async def _staff_call(request: web.Request) -> tuple[Call, Request, Actor]:
     """The call in the URL, if this staff member may work its request."""
     user = await auth.require_staff(request)
     call = await find_call(request.app, request.match_info["room_id"])
     if call.request_id is None:
         raise NotFound("calls_not_found")
-    item = await queue.get_request(request.app[DB], call.request_id)
+    item = await get_request(request.app[DB], call.request_id)
     actor = _actor(user)
-    if not queue.may_work(item, actor):
+    if not may_work(item, actor):
         raise Forbidden("console_error_not_yours")
     return call, item, actor
 

@@ -27,16 +27,12 @@ from controlplane.metrics import Metrics
 from controlplane.queue_items import (
     CLAIMED_OR_CALLING,
     SYSTEM,
+    Actor,
+    Request,
     load_request,
+    may_work,
     stale_cutoff,
 )
-
-# Readers kept importable from here for callers of the single former module
-# (controlplane.calls); new code imports them from controlplane.queue_items.
-from controlplane.queue_items import Actor as Actor
-from controlplane.queue_items import Request as Request
-from controlplane.queue_items import get_request as get_request
-from controlplane.queue_items import may_work as may_work
 from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests, request_notes, users
 from controlplane.validation import has_controls
