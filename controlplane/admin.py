@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from controlplane.desk import topics_to_json
 from controlplane.errors import NotFound
 from controlplane.rendering import render
 from controlplane.state import DB, DESK
+from controlplane.storage.database import Database
 from controlplane.storage.schema import audit_log, callback_requests
 from controlplane.validation import has_controls
 
@@ -152,31 +154,47 @@ async def _user_form(
 
 
 async def change_role(request: web.Request) -> web.Response:
-    actor = await require_staff(request, "admin")
-    user = await _find_user(request)
-    form = await _form(request)
-    try:
-        await users.set_role(
-            request.app[DB], user["username"], form.get("role", ""), actor=actor
-        )
-    except users.UserError as exc:
-        return await _user_form(request, actor, {exc.field: exc.key}, 422)
-    return _see_other(f"/staff/admin/users/{user['username']}?done=role")
+    return await _change_user(request, _set_role)
 
 
 async def change_active(request: web.Request) -> web.Response:
+    return await _change_user(request, _set_active)
+
+
+#: Changes one thing about a user from the form; returns the ``done`` notice.
+UserChange = Callable[[Database, str, dict[str, str], StaffUser], Awaitable[str]]
+
+
+async def _change_user(request: web.Request, change: UserChange) -> web.Response:
+    """Apply ``change`` to the user in the path: the form again with 422 if
+    refused, otherwise back to the user's page with what was done."""
     actor = await require_staff(request, "admin")
     user = await _find_user(request)
     form = await _form(request)
-    if form.get("active") not in ("0", "1"):
-        return await _user_form(request, actor, {"active": "admin_error_active"}, 422)
-    active = form["active"] == "1"
     try:
-        await users.set_active(request.app[DB], user["username"], active, actor=actor)
+        done = await change(request.app[DB], user["username"], form, actor)
     except users.UserError as exc:
         return await _user_form(request, actor, {exc.field: exc.key}, 422)
-    done = "reactivated" if active else "deactivated"
     return _see_other(f"/staff/admin/users/{user['username']}?done={done}")
+
+
+async def _set_role(
+    db: Database, username: str, form: dict[str, str], actor: StaffUser
+) -> str:
+    await users.set_role(db, username, form.get("role", ""), actor=actor)
+    return "role"
+
+
+async def _set_active(
+    db: Database, username: str, form: dict[str, str], actor: StaffUser
+) -> str:
+    if form.get("active") not in ("0", "1"):
+        raise users.UserError(
+            "active must be 0 or 1", field="active", key="admin_error_active"
+        )
+    active = form["active"] == "1"
+    await users.set_active(db, username, active, actor=actor)
+    return "reactivated" if active else "deactivated"
 
 
 async def reset_user(request: web.Request) -> web.Response:

@@ -34,11 +34,13 @@ from controlplane.callbacks import (
 )
 from controlplane.errors import Forbidden, NotFound, ValidationFailed
 from controlplane.i18n import request_language
+from controlplane.metrics import Metrics
 from controlplane.queue_items import Actor, QueueFilter
 from controlplane.reference import parse_reference
 from controlplane.rendering import page_context, render
 from controlplane.slots import available_slots
 from controlplane.state import CATALOG, CONFIG, DB, DESK, METRICS, QUEUE_EVENTS
+from controlplane.storage.database import Database
 from controlplane.storage.schema import sessions, users
 
 log = structlog.get_logger()
@@ -445,10 +447,7 @@ async def _start(
 async def _complete(
     request: web.Request, actor: Actor, rid: int, form: Mapping[str, str]
 ) -> str | None:
-    item = await queue.complete(
-        request.app[DB], request.app[METRICS], rid, actor, form.get("outcome", "")
-    )
-    return f"/staff?closed={item.reference}"
+    return await _close(request, queue.complete, rid, actor, form.get("outcome", ""))
 
 
 async def _no_answer(
@@ -464,9 +463,17 @@ async def _no_answer(
 async def _cancel(
     request: web.Request, actor: Actor, rid: int, form: Mapping[str, str]
 ) -> str | None:
-    item = await queue.cancel(
-        request.app[DB], request.app[METRICS], rid, actor, form.get("reason", "")
-    )
+    return await _close(request, queue.cancel, rid, actor, form.get("reason", ""))
+
+
+#: :func:`queue.complete` or :func:`queue.cancel`: closes with an outcome or reason.
+Closer = Callable[[Database, Metrics, int, Actor, str], Awaitable[queue_items.Request]]
+
+
+async def _close(
+    request: web.Request, close: Closer, rid: int, actor: Actor, why: str
+) -> str:
+    item = await close(request.app[DB], request.app[METRICS], rid, actor, why)
     return f"/staff?closed={item.reference}"
 
 
