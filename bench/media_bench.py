@@ -440,6 +440,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "forwarded_pps": forwarded / elapsed,
         "server_cpu_us_per_fwd": cpu / max(forwarded, 1) * 1e6,
         "server_core_pct": cpu / elapsed * 100,
+        # this run's rooms at its loss, scaled to a whole server core: one client
+        # core cannot make enough load to measure the limit itself
+        "rooms_per_core_projected": len(layout) * elapsed / max(cpu, 1e-9),
         # the hypervisor ran something else on our vCPUs this share of the time
         "steal_pct_both_cores": 100
         * (after.steal - before.steal)
