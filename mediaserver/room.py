@@ -40,6 +40,8 @@ ParticipantId = NewType("ParticipantId", str)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 ANSWER_TIMEOUT = 15.0
+#: aiortc's close normally takes milliseconds; past this the peer is let go.
+PEER_CLOSE_TIMEOUT = 10.0
 #: Roles that may admit, remove and end.
 MODERATORS = ("agent",)
 
@@ -160,9 +162,16 @@ class Participant:
     async def _close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.peer.close()
+            # wait for it without swallowing a cancellation of this task: a
+            # close that outlives its own cancellation (loop shutdown) would call
+            # aiortc's close after aiortc's tasks were cancelled, and that waits
+            # forever for them to start
+            await asyncio.wait([self._task])
+        try:
+            async with asyncio.timeout(PEER_CLOSE_TIMEOUT):
+                await self.peer.close()
+        except TimeoutError:
+            log.warning("peer_close_timed_out")
 
     async def notify(self, message: dict[str, Any]) -> None:
         """Send a signalling message; a participant already gone is ignored."""
