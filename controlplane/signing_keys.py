@@ -1,6 +1,6 @@
 """The control plane's Ed25519 signing keys for media join tokens.
 
-Private keys are stored encrypted (Fernet, with a key derived by HKDF from the
+Private keys are stored encrypted (:mod:`controlplane.secret_box`, under the
 server's ``secret_key``); the newest unretired key signs, and every unretired key
 is published in the JWKS, so tokens signed just before a rotation keep working.
 Retiring a key unpublishes it: media nodes then refuse its tokens.
@@ -8,7 +8,6 @@ Retiring a key unpublishes it: media nodes then refuse its tokens.
 
 from __future__ import annotations
 
-import base64
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,10 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -28,12 +24,11 @@ from cryptography.hazmat.primitives.serialization import (
 
 from common.tokens import MediaClaims, public_jwk, sign_media_token
 from controlplane.errors import Conflict, NotFound
+from controlplane.secret_box import SIGNING_KEYS, SecretBox, SecretUnreadable
 from controlplane.storage.database import Database
 from controlplane.storage.schema import signing_keys
 
 log = structlog.get_logger()
-
-_HKDF_INFO = b"beeldbel signing keys v1"
 
 
 class SigningKeyUnreadable(Exception):
@@ -50,11 +45,8 @@ class KeyInfo:
     signing: bool
 
 
-def _fernet(secret: bytes) -> Fernet:
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO
-    ).derive(secret)
-    return Fernet(base64.urlsafe_b64encode(derived))
+def _box(secret: bytes) -> SecretBox:
+    return SecretBox(secret, SIGNING_KEYS)
 
 
 def _new_kid(now: datetime) -> str:
@@ -70,7 +62,7 @@ async def _insert_key(db: Database, secret: bytes) -> str:
         await conn.execute(
             signing_keys.insert().values(
                 kid=kid,
-                private_key=_fernet(secret).encrypt(raw).decode("ascii"),
+                private_key=_box(secret).seal(raw),
                 public_jwk=public_jwk(key.public_key(), kid),
                 created_at=now,
             )
@@ -169,8 +161,8 @@ async def current_key(db: Database, secret: bytes) -> tuple[str, Ed25519PrivateK
     if row is None:
         raise SigningKeyUnreadable("there is no signing key; start the control plane")
     try:
-        raw = _fernet(secret).decrypt(row.private_key.encode("ascii"))
-    except InvalidToken:
+        raw = _box(secret).open(row.private_key)
+    except SecretUnreadable:
         raise SigningKeyUnreadable(
             f"signing key {row.kid} cannot be decrypted: was secret_key changed? "
             "Run `beeldbel keys rotate` with the new secret"
