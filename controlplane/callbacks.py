@@ -92,11 +92,35 @@ async def create_request(
     A second call with the same key returns the first request unchanged.
     """
     if submission_key is not None:
-        existing = await find_by_submission(db, submission_key)
+        existing = await _stored_before(db, submission_key)
         if existing is not None:
-            return Created(existing["id"], existing["reference"], False, existing)
-    now = datetime.now(UTC)
-    values = {
+            return existing
+    values = _row_values(new, submission_key, datetime.now(UTC))
+    for _ in range(5):
+        reference = new_reference()
+        try:
+            async with db.write() as conn:
+                result = await conn.execute(
+                    sa.insert(callback_requests)
+                    .values(reference=reference, **values)
+                    .returning(callback_requests)
+                )
+                row = dict(result.one()._mapping)
+            return Created(row["id"], reference, True, row)
+        except IntegrityError:
+            # a racing duplicate submission, or (rarely) a reference collision
+            if submission_key is not None:
+                existing = await _stored_before(db, submission_key)
+                if existing is not None:
+                    return existing
+    raise RuntimeError("could not find a free reference")
+
+
+def _row_values(
+    new: NewRequest, submission_key: str | None, now: datetime
+) -> dict[str, Any]:
+    """The columns of a new ``callback_requests`` row, all but its reference."""
+    return {
         "state": State.NEW.value,
         "channel": new.channel,
         "topic": new.topic,
@@ -116,26 +140,13 @@ async def create_request(
         "submission_key": submission_key,
         "api_key_id": new.api_key_id,
     }
-    for _ in range(5):
-        reference = new_reference()
-        try:
-            async with db.write() as conn:
-                result = await conn.execute(
-                    sa.insert(callback_requests)
-                    .values(reference=reference, **values)
-                    .returning(callback_requests)
-                )
-                row = dict(result.one()._mapping)
-            return Created(row["id"], reference, True, row)
-        except IntegrityError:
-            # a racing duplicate submission, or (rarely) a reference collision
-            if submission_key is not None:
-                existing = await find_by_submission(db, submission_key)
-                if existing is not None:
-                    return Created(
-                        existing["id"], existing["reference"], False, existing
-                    )
-    raise RuntimeError("could not find a free reference")
+
+
+async def _stored_before(db: Database, submission_key: str) -> Created | None:
+    existing = await find_by_submission(db, submission_key)
+    if existing is None:
+        return None
+    return Created(existing["id"], existing["reference"], False, existing)
 
 
 async def find_by_submission(db: Database, key: str) -> dict[str, Any] | None:

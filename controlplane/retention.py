@@ -18,8 +18,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 import structlog
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.config import Config
+from common.config import Config, RetentionConfig
 from controlplane import audit
 from controlplane.callbacks import CLOSED_STATES
 from controlplane.state import CONFIG, DB, METRICS
@@ -48,41 +49,55 @@ async def purge(db: Database, config: Config, now: datetime | None = None) -> in
         callback_requests.c.closed_at < cutoff,
         callback_requests.c.state.in_([s.value for s in CLOSED_STATES]),
     )
-    expired_ids = sa.select(callback_requests.c.id).where(expired)
     async with db.write() as conn:
-        await conn.execute(
-            sa.delete(request_notes).where(request_notes.c.request_id.in_(expired_ids))
-        )
-        # the survey's free text may name people too
-        await conn.execute(
-            sa.update(call_records)
-            .where(
-                call_records.c.request_id.in_(expired_ids),
-                call_records.c.citizen_comment.is_not(None),
-            )
-            .values(citizen_comment=None)
-        )
-        erased = await conn.execute(
-            sa.update(callback_requests)
-            .where(expired, callback_requests.c.purged_at.is_(None))
-            .values(purged_at=now, **dict.fromkeys(PERSONAL_COLUMNS))
-        )
-        count = erased.rowcount or 0
-        await conn.execute(
-            sa.delete(idempotency_keys).where(
-                idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL
-            )
-        )
-        await conn.execute(
-            sa.delete(audit_log).where(
-                audit_log.c.at < now - timedelta(days=retention.audit_days)
-            )
-        )
-        await conn.execute(sa.delete(sessions).where(sessions.c.expires_at < now))
+        count = await _erase_personal_data(conn, expired, now)
+        await _delete_expired(conn, retention, now)
         if count:
             await audit.record(conn, "personal_data_purged", requests=count)
     log.info("retention_purged", requests=count)
     return count
+
+
+async def _erase_personal_data(
+    conn: AsyncConnection, expired: sa.ColumnElement[bool], now: datetime
+) -> int:
+    """Erase the personal data of the ``expired`` requests; return how many."""
+    expired_ids = sa.select(callback_requests.c.id).where(expired)
+    await conn.execute(
+        sa.delete(request_notes).where(request_notes.c.request_id.in_(expired_ids))
+    )
+    # the survey's free text may name people too
+    await conn.execute(
+        sa.update(call_records)
+        .where(
+            call_records.c.request_id.in_(expired_ids),
+            call_records.c.citizen_comment.is_not(None),
+        )
+        .values(citizen_comment=None)
+    )
+    erased = await conn.execute(
+        sa.update(callback_requests)
+        .where(expired, callback_requests.c.purged_at.is_(None))
+        .values(purged_at=now, **dict.fromkeys(PERSONAL_COLUMNS))
+    )
+    return erased.rowcount or 0
+
+
+async def _delete_expired(
+    conn: AsyncConnection, retention: RetentionConfig, now: datetime
+) -> None:
+    """Delete old idempotency keys and audit entries, and expired sessions."""
+    await conn.execute(
+        sa.delete(idempotency_keys).where(
+            idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL
+        )
+    )
+    await conn.execute(
+        sa.delete(audit_log).where(
+            audit_log.c.at < now - timedelta(days=retention.audit_days)
+        )
+    )
+    await conn.execute(sa.delete(sessions).where(sessions.c.expires_at < now))
 
 
 def setup(app: web.Application) -> None:

@@ -106,41 +106,58 @@ def parse_request(
     ``"slot"``. ``consent`` must be ``"yes"`` unless ``require_consent`` is off.
     """
     errors: dict[str, str] = {}
-
-    def check(field: str, parse: _Parser) -> str:
-        try:
-            return parse(_single(fields, field))
-        except _Invalid as exc:
-            errors[field] = f"citizen_error_{field}_{exc.reason}"
-            return ""
-
-    name = check("name", _name)
-    phone = check("phone", _phone)
-    email = check("email", _email)
-    topic = check("topic", _choice(tuple(t.code for t in desk.topics)))
-    channel = check("channel", _choice(CHANNELS))
-    preferred = check("preferred", _choice(PREFERRED))
-    language = check("language", _choice(LANGUAGES))
-    note = check("accessibility_note", _note)
-    slot = _slot(fields, desk, now, errors) if preferred == "slot" else None
+    text = _parse_text(fields, desk, errors)
+    slot = _slot(fields, desk, now, errors) if text["preferred"] == "slot" else None
     accessibility = _accessibility(fields, errors)
     if require_consent and _single_or_none(fields, "consent") != "yes":
         errors["consent"] = "citizen_error_consent_missing"
     if errors:
         raise ValidationFailed("citizen_error_summary", details=errors)
     return NewRequest(
-        name=name,
-        phone=phone,
-        channel=channel,
-        topic=topic,
-        language=language,
-        preferred=preferred,
+        name=text["name"],
+        phone=text["phone"],
+        channel=text["channel"],
+        topic=text["topic"],
+        language=text["language"],
+        preferred=text["preferred"],
         source=source,
-        email=email or None,
+        email=text["email"] or None,
         slot_start=slot,
         accessibility=accessibility,
-        accessibility_note=note or None,
+        accessibility_note=text["accessibility_note"] or None,
     )
+
+
+def _parse_text(
+    fields: Mapping[str, FieldValue], desk: DeskConfig, errors: dict[str, str]
+) -> dict[str, str]:
+    """The one-string fields, each clean, or ``""`` with its error in ``errors``."""
+    parsers: dict[str, _Parser] = {
+        "name": _name,
+        "phone": _phone,
+        "email": _email,
+        "topic": _choice(tuple(t.code for t in desk.topics)),
+        "channel": _choice(CHANNELS),
+        "preferred": _choice(PREFERRED),
+        "language": _choice(LANGUAGES),
+        "accessibility_note": _note,
+    }
+    return {
+        field: _check(fields, field, parse, errors) for field, parse in parsers.items()
+    }
+
+
+def _check(
+    fields: Mapping[str, FieldValue],
+    field: str,
+    parse: _Parser,
+    errors: dict[str, str],
+) -> str:
+    try:
+        return parse(_single(fields, field))
+    except _Invalid as exc:
+        errors[field] = f"citizen_error_{field}_{exc.reason}"
+        return ""
 
 
 class _Invalid(Exception):
