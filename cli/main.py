@@ -104,12 +104,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _with_db(config: Config, work: Callable[[Any], Awaitable[int]]) -> int:
+    from controlplane.secrets_store import load_secret_key
     from controlplane.storage.database import Database
 
     async def go() -> int:
         db = Database(config.database.url)
         try:
-            await db.migrate()
+            # the key lets migrations encrypt stored secrets (0004: TOTP)
+            await db.migrate(load_secret_key(config))
             return await work(db)
         finally:
             await db.close()

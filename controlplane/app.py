@@ -88,7 +88,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     db = Database(app[CONFIG].database.url)
-    await db.migrate()
+    await db.migrate(app[SECRET_KEY])
     app[DB] = db
     await app[DESK].reload(db)
     yield

@@ -21,7 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from controlplane import audit, auth
 from controlplane.middlewares import client_ip
 from controlplane.rendering import render
-from controlplane.state import CONFIG, DB, DESK, LIMITS, METRICS
+from controlplane.secret_box import (
+    SecretUnreadable,
+    open_totp_secret,
+    seal_totp_secret,
+)
+from controlplane.state import CONFIG, DB, DESK, LIMITS, METRICS, SECRET_KEY
 from controlplane.storage.schema import users
 from controlplane.users import MAX_PASSWORD, check_new_password
 
@@ -191,6 +196,18 @@ async def _audit(conn: AsyncConnection, action: str, user: Any) -> None:
     await audit.record(conn, action, user_id=user.id, username=user.username)
 
 
+def _totp_secret(request: web.Request, user: Any) -> str | None:
+    """The user's TOTP secret in clear; ``None`` when there is none or it does
+    not decrypt (``secret_key`` changed or wrong), which is logged."""
+    if not user.totp_secret:
+        return None
+    try:
+        return open_totp_secret(request.app[SECRET_KEY], user.totp_secret)
+    except SecretUnreadable:
+        log.error("staff_totp_secret_unreadable", user_id=user.id)
+        return None
+
+
 # password
 
 
@@ -350,14 +367,16 @@ async def change_password(request: web.Request) -> web.Response:
 
 async def enrol_page(request: web.Request) -> web.Response:
     _session, user, next_path = await _at_step(request, "/staff/enrol")
-    secret = user.totp_secret
-    if not secret:
+    secret = _totp_secret(request, user)
+    if secret is None:
+        # also replaces an unreadable one: nothing was confirmed with it yet
         secret = auth.new_totp_secret()
+        sealed = seal_totp_secret(request.app[SECRET_KEY], secret)
         async with request.app[DB].write() as conn:
             await conn.execute(
                 sa.update(users)
                 .where(users.c.id == user.id, users.c.totp_confirmed.is_(False))
-                .values(totp_secret=secret)
+                .values(totp_secret=sealed)
             )
     return _enrol_form(request, next_path, user.username, secret)
 
@@ -388,16 +407,17 @@ async def enrol(request: web.Request) -> web.Response:
     request.app[LIMITS].login_per_ip.hit(client_ip(request))
     form = await _form(request)
     session, user, next_path = await _at_step(request, "/staff/enrol", form)
-    if not user.totp_secret:  # the page was not shown
+    secret = _totp_secret(request, user)
+    if secret is None:  # the page was not shown, or shows a new secret now
         raise web.HTTPSeeOther(_step_url("/staff/enrol", next_path))
-    step = auth.match_totp(user.totp_secret, form.get("totp_code", ""), 0)
+    step = auth.match_totp(secret, form.get("totp_code", ""), 0)
     if step is None:
         request.app[METRICS].logins.labels("mfa_failed").inc()
         return _enrol_form(
             request,
             next_path,
             user.username,
-            user.totp_secret,
+            secret,
             {"totp_code": "staff_auth_error_code"},
             status=422,
         )
@@ -444,9 +464,10 @@ async def mfa(request: web.Request) -> web.Response:
         return _step_form(
             request, "mfa", next_path, message=("staff_auth_locked", locked), status=429
         )
-    step = auth.match_totp(
-        user.totp_secret, form.get("totp_code", ""), user.totp_last_step
-    )
+    secret = _totp_secret(request, user)
+    if secret is None:
+        return await _mfa_unreadable(request, user, next_path)
+    step = auth.match_totp(secret, form.get("totp_code", ""), user.totp_last_step)
     token: str | None = None
     async with request.app[DB].write() as conn:
         # the step moves forward at most once: a replayed code matches no row
@@ -465,16 +486,37 @@ async def mfa(request: web.Request) -> web.Response:
         else:
             await _count_failure(conn, request, user, "staff_mfa_failed", "wrong_code")
     if token is None:
-        request.app[METRICS].logins.labels("mfa_failed").inc()
-        return _step_form(
-            request,
-            "mfa",
-            next_path,
-            errors={"totp_code": "staff_auth_error_code"},
-            status=401,
-            message=None,
-        )
+        return _mfa_failed(request, next_path)
     return _redirect(request, next_path, token)
+
+
+def _mfa_failed(request: web.Request, next_path: str) -> web.Response:
+    request.app[METRICS].logins.labels("mfa_failed").inc()
+    return _step_form(
+        request,
+        "mfa",
+        next_path,
+        errors={"totp_code": "staff_auth_error_code"},
+        status=401,
+        message=None,
+    )
+
+
+async def _mfa_unreadable(
+    request: web.Request, user: Any, next_path: str
+) -> web.Response:
+    """No code can match: fail as a wrong code would, audited, but without
+    counting towards a lock (not the user's doing; an admin fixes ``secret_key``
+    or resets the account)."""
+    async with request.app[DB].write() as conn:
+        await audit.record(
+            conn,
+            "staff_mfa_failed",
+            user_id=user.id,
+            username=user.username,
+            reason="secret_unreadable",
+        )
+    return _mfa_failed(request, next_path)
 
 
 # logout

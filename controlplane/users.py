@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane import audit
 from controlplane.auth import ROLES, StaffUser, end_user_sessions, hash_password
+from controlplane.secret_box import seal_totp_secret
 from controlplane.storage.database import Database
 from controlplane.storage.schema import users
 
@@ -79,16 +80,23 @@ async def create_user(
     *,
     password: str | None = None,
     totp_secret: str | None = None,
+    secret_key: bytes | None = None,
     actor: StaffUser | None = None,
 ) -> str:
     """Create an account and return its password.
 
     Without ``password`` a one-time password is generated, to be changed at first
     login. With ``totp_secret`` the second factor is already set up (tests and
-    automation); otherwise the user enrols an authenticator at first login.
+    automation); it is stored encrypted under ``secret_key``, which it needs.
+    Otherwise the user enrols an authenticator at first login.
     """
     check_username(username)
     check_role(role)
+    sealed = None
+    if totp_secret is not None:
+        if secret_key is None:
+            raise ValueError("a TOTP secret is stored encrypted: pass secret_key")
+        sealed = seal_totp_secret(secret_key, totp_secret)
     chosen = password if password is not None else one_time_password()
     password_hash = await hash_password(chosen)
     taken = UserError(
@@ -103,8 +111,8 @@ async def create_user(
                     username=username,
                     password_hash=password_hash,
                     role=role,
-                    totp_secret=totp_secret,
-                    totp_confirmed=totp_secret is not None,
+                    totp_secret=sealed,
+                    totp_confirmed=sealed is not None,
                     totp_last_step=0,
                     must_change_password=password is None,
                     failed_logins=0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,10 +49,19 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+    async def migrate(
+        self, secret_key: bytes | None = None, *, revision: str = "head"
+    ) -> None:
+        """Upgrade the schema to ``revision`` (the newest by default).
+        ``secret_key`` lets data migrations encrypt secrets; one that needs it
+        and has none refuses with a message."""
         async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(_run, command.upgrade, revision, secret_key)
+
+    async def downgrade(self, revision: str, secret_key: bytes | None = None) -> None:
+        """Back to ``revision``; decrypting data migrations need ``secret_key``."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_run, command.downgrade, revision, secret_key)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -84,8 +93,14 @@ def _create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def _upgrade(sync_conn: sa.Connection) -> None:
+def _run(
+    sync_conn: sa.Connection,
+    action: Callable[[AlembicConfig, str], None],
+    revision: str,
+    secret_key: bytes | None,
+) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, "head")
+    cfg.attributes["secret_key"] = secret_key
+    action(cfg, revision)

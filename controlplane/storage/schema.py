@@ -47,7 +47,8 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     # agent, supervisor or admin
     sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("totp_secret", sa.String(64), nullable=True),
+    # base32 secret, encrypted (controlplane.secret_box, purpose TOTP_SECRETS)
+    sa.Column("totp_secret", sa.String(255), nullable=True),
     sa.Column("totp_confirmed", sa.Boolean, nullable=False, default=False),
     # last accepted TOTP time step, so a code cannot be replayed
     sa.Column("totp_last_step", sa.BigInteger, nullable=False, default=0),

@@ -8,7 +8,7 @@ from typing import Any
 import pyotp
 
 from controlplane import auth, users
-from controlplane.state import DB
+from controlplane.state import DB, SECRET_KEY
 from tests.helpers import csrf_from
 
 PASSWORD = "correct horse battery staple"
@@ -29,6 +29,7 @@ async def create(client: Any, role: str = "agent", username: str | None = None) 
         role,
         password=PASSWORD,
         totp_secret=TOTP_SECRET,
+        secret_key=client.server.app[SECRET_KEY],
     )
     return username
 

@@ -32,6 +32,8 @@ from aiosmtpd.controller import Controller
 from playwright.async_api import Page, expect
 
 from certs.devca import ensure_dev_certificates
+from common.config import load_config
+from controlplane.secrets_store import load_secret_key
 from controlplane.storage.database import Database
 from controlplane.users import create_user
 from tests.e2e.conftest import ROOT, assert_accessible, free_port, wait_until_up
@@ -83,9 +85,17 @@ class CallSystem:
     async def add_staff(self, username: str, role: str = "agent") -> str:
         """A staff account with :data:`PASSWORD`; returns its TOTP secret."""
         secret = pyotp.random_base32()
+        key = load_secret_key(load_config(self.tmp_path / "beeldbel.toml"))
         db = Database(self.db_url)
         try:
-            await create_user(db, username, role, password=PASSWORD, totp_secret=secret)
+            await create_user(
+                db,
+                username,
+                role,
+                password=PASSWORD,
+                totp_secret=secret,
+                secret_key=key,
+            )
         finally:
             await db.close()
         return secret

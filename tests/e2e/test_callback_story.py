@@ -10,6 +10,8 @@ import pyotp
 import pytest
 from playwright.async_api import expect
 
+from common.config import load_config
+from controlplane.secrets_store import load_secret_key
 from controlplane.storage.database import Database
 from controlplane.users import create_user
 from tests.e2e.conftest import assert_accessible, new_page
@@ -20,18 +22,24 @@ PASSWORD = "correct horse battery staple 42"
 SECRET = pyotp.random_base32()
 
 
-async def _add_agent(db_url: str) -> None:
+async def _add_agent(db_url: str, config_file: str) -> None:
     db = Database(db_url)
+    key = load_secret_key(load_config(config_file, {}))
     try:
         await create_user(
-            db, "agent.smit", "agent", password=PASSWORD, totp_secret=SECRET
+            db,
+            "agent.smit",
+            "agent",
+            password=PASSWORD,
+            totp_secret=SECRET,
+            secret_key=key,
         )
     finally:
         await db.close()
 
 
 async def test_citizen_request_reaches_a_live_queue_and_is_closed(live_system, browser):
-    await _add_agent(live_system.db_url)
+    await _add_agent(live_system.db_url, str(live_system.config_file))
     base = live_system.base_url
 
     # The agent signs in first and keeps the queue open.
