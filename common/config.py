@@ -183,7 +183,8 @@ class DeskConfig:
 
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
-    #: Signs CSRF tokens; generated into data_dir when empty.
+    #: Signs CSRF tokens, encrypts stored signing keys and staff TOTP secrets;
+    #: generated into data_dir when empty. Keep it: another key locks staff out.
     secret_key: Secret = field(default_factory=lambda: Secret(""))
     session_idle_minutes: int = 30
     session_absolute_hours: int = 10
