@@ -14,7 +14,7 @@ COPY cli ./cli
 COPY certs ./certs
 COPY web ./web
 # editable: templates and static files in web/ are read next to the packages;
-# gcc builds the media server's C path (mediaserver/_fastpath.c) and goes again
+# gcc builds the media server's C path (mediaserver/fastpath/) and goes again
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-cache-dir -e . \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \

@@ -10,11 +10,11 @@ $(BIN)/python: | build-deps
 	$(BIN)/pip install --quiet --upgrade pip
 
 # setup.py builds the media server's C path (gcc); a change to it rebuilds
-$(VENV)/.installed: pyproject.toml setup.py mediaserver/_fastpath.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard mediaserver/fastpath/*) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml setup.py mediaserver/_fastpath.c | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py $(wildcard mediaserver/fastpath/*) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
@@ -56,7 +56,7 @@ system-deps:
 test: install-test system-deps
 	unshare --net sh -c 'ip link set lo up && exec $(BIN)/pytest'
 
-# the media server's C path under ASan and UBSan (after changing _fastpath.c)
+# the media server's C path under ASan and UBSan (after changing mediaserver/fastpath/)
 sanitize: install-test
 	scripts/sanitize_fastpath.sh
 

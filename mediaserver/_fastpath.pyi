@@ -1,4 +1,4 @@
-# Types of the C short path (mediaserver/_fastpath.c).
+# Types of the C short path (mediaserver/fastpath/).
 from collections.abc import Callable
 from typing import Any
 

@@ -3,7 +3,7 @@
 Everything here runs synchronously inside the UDP socket's receive callback
 (:meth:`PeerMedia.handle_datagram`); there is no task or queue per packet. On the
 shared port the common packet (RTP of a known stream) takes the same steps in C
-(``mediaserver/_fastpath.c``): the three classes here subclass its types, so both
+(``mediaserver/fastpath/``): the three classes here subclass its types, so both
 paths share one state, and the C path calls back into the methods here for
 everything else (RTCP, RTX, unknown SSRCs, NACKs to send, drops to count). A
 publisher's stream (:class:`InboundStream`) fans out to one :class:`OutboundLeg`

@@ -1,4 +1,4 @@
-"""The C path (mediaserver/_fastpath.c) against the Python reference path.
+"""The C path (mediaserver/fastpath/) against the Python reference path.
 
 The same SRTP datagrams go through two identical publisher → subscriber setups with
 real libsrtp sessions: one through ``PeerMedia.handle_datagram`` (Python), one
