@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from controlplane.callbacks import (
     State,
     announce_new_request,
     create_request,
+    store_request,
 )
 from controlplane.errors import (
     BadRequest,
@@ -91,16 +92,16 @@ async def create_callback(request: web.Request) -> web.Response:
             if stored is not None:
                 return _replayed(stored)
         raise
-    submission = None
-    if idem is not None:
-        stored = await idempotency.reserve(db, key.id, idem, print_)
-        if stored is not None:
-            return _replayed(stored)
+    if idem is None:
+        created = await create_request(db, new, None)
+        body = _created_body(created)
+    else:
         submission = idempotency.submission_key(key.id, idem)
-    created = await create_request(db, new, submission)
-    body = json.dumps(representation(created.row))
-    if idem is not None:
-        await idempotency.store(db, key.id, idem, 201, body)
+        respond = _creator(new, submission)
+        stored, result = await idempotency.once(db, key.id, idem, print_, respond)
+        if result is None:
+            return _replayed(stored)
+        created, body = result, stored.body
     _count_created(request, created, new, key)
     return web.Response(
         status=201,
@@ -108,6 +109,24 @@ async def create_callback(request: web.Request) -> web.Response:
         content_type="application/json",
         headers={"Location": _location(created.reference)},
     )
+
+
+def _creator(
+    new: NewRequest, submission: str
+) -> Callable[[AsyncConnection], Awaitable[tuple[idempotency.StoredResponse, Created]]]:
+    """Stores ``new`` in the idempotency key's transaction; its 201 is kept."""
+
+    async def create(
+        conn: AsyncConnection,
+    ) -> tuple[idempotency.StoredResponse, Created]:
+        created = await store_request(conn, new, submission)
+        return idempotency.StoredResponse(201, _created_body(created)), created
+
+    return create
+
+
+def _created_body(created: Created) -> str:
+    return json.dumps(representation(created.row))
 
 
 def _count_created(

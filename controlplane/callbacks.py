@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane.live import QueueEvents
 from controlplane.metrics import Metrics
@@ -84,6 +85,10 @@ class Created:
     row: dict[str, Any] = field(default_factory=dict)
 
 
+#: Transactions tried when one loses a race for a submission key or reference.
+STORE_ATTEMPTS = 5
+
+
 async def create_request(
     db: Database, new: NewRequest, submission_key: str | None
 ) -> Created:
@@ -91,29 +96,43 @@ async def create_request(
 
     A second call with the same key returns the first request unchanged.
     """
-    if submission_key is not None:
-        existing = await _stored_before(db, submission_key)
-        if existing is not None:
-            return existing
-    values = _row_values(new, submission_key, datetime.now(UTC))
-    for _ in range(5):
-        reference = new_reference()
+    for _ in range(STORE_ATTEMPTS):
         try:
             async with db.write() as conn:
-                result = await conn.execute(
-                    sa.insert(callback_requests)
-                    .values(reference=reference, **values)
-                    .returning(callback_requests)
-                )
-                row = dict(result.one()._mapping)
-            return Created(row["id"], reference, True, row)
+                return await store_request(conn, new, submission_key)
         except IntegrityError:
-            # a racing duplicate submission, or (rarely) a reference collision
-            if submission_key is not None:
-                existing = await _stored_before(db, submission_key)
-                if existing is not None:
-                    return existing
+            # a racing duplicate submission, or (rarely) a reference collision:
+            # the next transaction finds the first, or draws another reference
+            continue
     raise RuntimeError("could not find a free reference")
+
+
+async def store_request(
+    conn: AsyncConnection, new: NewRequest, submission_key: str | None
+) -> Created:
+    """Insert ``new`` in the caller's transaction, or find the request stored
+    before with ``submission_key``. Raises ``IntegrityError`` when a concurrent
+    transaction stored that key first or the reference is taken: roll back and
+    try again (see :data:`STORE_ATTEMPTS`)."""
+    if submission_key is not None:
+        found = await conn.execute(
+            sa.select(callback_requests).where(
+                callback_requests.c.submission_key == submission_key
+            )
+        )
+        existing = found.first()
+        if existing is not None:
+            row = dict(existing._mapping)
+            return Created(row["id"], row["reference"], False, row)
+    reference = new_reference()
+    values = _row_values(new, submission_key, datetime.now(UTC))
+    result = await conn.execute(
+        sa.insert(callback_requests)
+        .values(reference=reference, **values)
+        .returning(callback_requests)
+    )
+    row = dict(result.one()._mapping)
+    return Created(row["id"], reference, True, row)
 
 
 def _row_values(
@@ -140,13 +159,6 @@ def _row_values(
         "submission_key": submission_key,
         "api_key_id": new.api_key_id,
     }
-
-
-async def _stored_before(db: Database, submission_key: str) -> Created | None:
-    existing = await find_by_submission(db, submission_key)
-    if existing is None:
-        return None
-    return Created(existing["id"], existing["reference"], False, existing)
 
 
 async def find_by_submission(db: Database, key: str) -> dict[str, Any] | None:

@@ -1,23 +1,29 @@
 """``Idempotency-Key`` for the API's POSTs: one key, one outcome, however often sent.
 
-A key is first reserved with the request's fingerprint (status 0), then the
-response is stored against it. A retry with the same body gets the stored
-response; with another body it is refused. A reservation left by a crash is
-taken over by the retry, which is safe because the request itself is created
-with a submission key derived from the idempotency key. A refused (invalid)
-request reserves nothing, so the corrected request may use the same key.
+The request's work and its response, with the key and the request's
+fingerprint, are committed in one transaction (:func:`once`), so a crash leaves
+nothing behind. A retry with the same body gets the stored response; with another
+body it is refused. Of concurrent requests with one key, the first to commit
+wins; the others' inserts fail, and their retried transaction replays the
+winner's response. A refused (invalid) request stores nothing, so the corrected
+request may use the same key. Rows with status 0 (in flight) were left by an
+earlier version that reserved keys in a transaction of their own; they are taken
+over, which is safe because the request is created with a submission key
+derived from the idempotency key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane.errors import BadRequest, IdempotencyKeyReused
 from controlplane.storage.database import Database
@@ -26,6 +32,10 @@ from controlplane.storage.schema import idempotency_keys
 HEADER = "Idempotency-Key"
 MAX_LENGTH = 255
 IN_FLIGHT = 0
+#: Transactions tried when one loses the race for a key (or a reference).
+STORE_ATTEMPTS = 5
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,44 +80,58 @@ async def replay(
     return StoredResponse(row.status, row.body)
 
 
-async def reserve(
-    db: Database, api_key_id: int, key: str, print_: str
-) -> StoredResponse | None:
-    """Claim ``key`` for this request (None), or find it taken by the same body.
+async def once(
+    db: Database,
+    api_key_id: int,
+    key: str,
+    print_: str,
+    respond: Callable[[AsyncConnection], Awaitable[tuple[StoredResponse, T]]],
+) -> tuple[StoredResponse, T | None]:
+    """Run ``respond`` and keep its response against ``key``, in one transaction.
 
-    Returns the stored response when that earlier request has finished; None
-    when it is still in flight (or died), so this request carries on with it.
+    When ``key`` was used before for the same request, its stored response comes
+    back instead, with None for ``respond``'s result. A concurrent request with
+    ``key`` that commits first makes this transaction's inserts fail: it is rolled
+    back and tried again, and finds that response.
     """
-    try:
-        async with db.write() as conn:
-            await conn.execute(
-                sa.insert(idempotency_keys).values(
-                    api_key_id=api_key_id,
-                    key=key,
-                    fingerprint=print_,
-                    status=IN_FLIGHT,
-                    body="",
-                    created_at=datetime.now(UTC),
+    for _ in range(STORE_ATTEMPTS):
+        try:
+            async with db.write() as conn:
+                row = (await conn.execute(_select(api_key_id, key))).first()
+                if row is not None:
+                    _same_request(row.fingerprint, print_)
+                    if row.status != IN_FLIGHT:
+                        return StoredResponse(row.status, row.body), None
+                response, result = await respond(conn)
+                await conn.execute(
+                    _keep(api_key_id, key, print_, response, found=row is not None)
                 )
-            )
-    except IntegrityError:
-        return await replay(db, api_key_id, key, print_)
-    return None
+            return response, result
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not keep a response for this {HEADER}")
 
 
-async def store(
-    db: Database, api_key_id: int, key: str, status: int, body: str
-) -> None:
-    """Keep the response a retry with ``key`` will get."""
-    async with db.write() as conn:
-        await conn.execute(
+def _keep(
+    api_key_id: int, key: str, print_: str, response: StoredResponse, *, found: bool
+) -> sa.Insert | sa.Update:
+    values = {"status": response.status, "body": response.body}
+    if found:  # a reservation left by an earlier version that crashed
+        return (
             sa.update(idempotency_keys)
             .where(
                 idempotency_keys.c.api_key_id == api_key_id,
                 idempotency_keys.c.key == key,
             )
-            .values(status=status, body=body)
+            .values(**values)
         )
+    return sa.insert(idempotency_keys).values(
+        api_key_id=api_key_id,
+        key=key,
+        fingerprint=print_,
+        created_at=datetime.now(UTC),
+        **values,
+    )
 
 
 def _select(api_key_id: int, key: str) -> sa.Select[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from common.config import SecurityConfig
+from controlplane import idempotency
 from controlplane.apikeys import (
     authenticate,
     create_api_key,
@@ -18,10 +20,16 @@ from controlplane.apikeys import (
     revoke_api_key,
 )
 from controlplane.app import create_app
+from controlplane.callbacks import NewRequest, store_request
 from controlplane.errors import Unauthorized
 from controlplane.state import DB
 from controlplane.storage.database import Database
-from controlplane.storage.schema import api_keys, audit_log, callback_requests
+from controlplane.storage.schema import (
+    api_keys,
+    audit_log,
+    callback_requests,
+    idempotency_keys,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {
@@ -170,6 +178,51 @@ async def test_concurrent_identical_requests_create_one(client):
     assert {r.status for r in responses} == {201}
     references = {(await r.json())["reference"] for r in responses}
     assert len(references) == 1
+    assert await _count(client) == 1
+    # the first to commit answers; the others get its response replayed
+    replayed = [r.headers.get("Idempotent-Replayed") for r in responses]
+    assert replayed.count(None) == 1
+
+
+async def test_a_failure_after_storing_leaves_no_request_and_no_key(client):
+    db = client.server.app[DB]
+    new = NewRequest(
+        "Jan", "+31612345678", "video", "report_crime", "nl", "asap", "api"
+    )
+
+    async def fail_after_storing(conn):
+        await store_request(conn, new, "api:1:crash")
+        raise RuntimeError("crash before the response is kept")
+
+    with pytest.raises(RuntimeError):
+        await idempotency.once(db, 1, "crash", "print", fail_after_storing)
+    assert await _count(client) == 0
+    async with db.read() as conn:
+        keys = (await conn.execute(sa.select(idempotency_keys))).all()
+    assert keys == []
+
+
+async def test_a_key_left_in_flight_by_an_earlier_version_is_taken_over(client):
+    key = await _key(client)
+    async with client.server.app[DB].write() as conn:
+        api_key_id = (await conn.execute(sa.select(api_keys.c.id))).scalar_one()
+        await conn.execute(
+            sa.insert(idempotency_keys).values(
+                api_key_id=api_key_id,
+                key="left-over",
+                fingerprint=idempotency.fingerprint("POST", "/api/v1/callbacks", VALID),
+                status=idempotency.IN_FLIGHT,
+                body="",
+                created_at=datetime.now(UTC),
+            )
+        )
+    headers = _auth(key, **{"Idempotency-Key": "left-over"})
+    first = await client.post("/api/v1/callbacks", json=VALID, headers=headers)
+    assert first.status == 201
+    assert "Idempotent-Replayed" not in first.headers
+    second = await client.post("/api/v1/callbacks", json=VALID, headers=headers)
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert await second.json() == await first.json()
     assert await _count(client) == 1
 
 
