@@ -335,8 +335,10 @@ int peer_handle(PeerCore *peer, unsigned char *buffer, Py_ssize_t length) {
     if (is_rtcp || peer->rx == NULL || peer->stats == NULL || peer->streams == NULL)
         return call_python((PyObject *)peer, s_handle_datagram, buffer, length, NULL,
                            NULL);
-    peer->timing_count += 1;
-    int timed = peer->timing_count % TIMING_SAMPLE == 0;
+    static double last_timed = 0;
+    int timed = now - last_timed >= SAMPLE_INTERVAL;
+    if (timed)
+        last_timed = now;
     struct timespec start;
     if (timed)
         clock_gettime(CLOCK_MONOTONIC, &start);

@@ -100,7 +100,7 @@ PyObject *fastpath_drain(PyObject *module, PyObject *args) {
                           &on_error, &on_latency))
         return NULL;
     long handled = 0;
-    static unsigned long sampled = 0;
+    static double last_sampled = 0;
     batch_sends(1);
     for (int round = 0; round < DRAIN_BATCH / RECV_BATCH; round++) {
         for (int i = 0; i < RECV_BATCH; i++) {
@@ -127,8 +127,13 @@ PyObject *fastpath_drain(PyObject *module, PyObject *args) {
         struct timespec kernel[RECV_BATCH];
         int timed[RECV_BATCH];
         for (int i = 0; i < n; i++) {
-            timed[i] = ++sampled % TIMING_SAMPLE == 0 &&
-                       received_at(&in.msgs[i].msg_hdr, &kernel[i]);
+            timed[i] = 0;
+            if (received_at(&in.msgs[i].msg_hdr, &kernel[i])) {
+                double at = (double)kernel[i].tv_sec + (double)kernel[i].tv_nsec * 1e-9;
+                timed[i] = at - last_sampled >= SAMPLE_INTERVAL;
+                if (timed[i])
+                    last_sampled = at;
+            }
             if (in.msgs[i].msg_len == 0)
                 continue;
             handled++;
