@@ -58,15 +58,25 @@ def smtp() -> Iterator[tuple[Collector, int]]:
 
 
 @pytest.fixture
-async def media(aiohttp_server):
-    config = MediaServerConfig(
-        node_id=NODE,
-        udp_port=0,
-        udp_bind="127.0.0.1",
-        api_secret=Secret(API_SECRET),
-        jwks_url="https://127.0.0.1:9/jwks.json",
-    )
-    return await aiohttp_server(create_media_app(config, CollectorRegistry()))
+def media_server(aiohttp_server):
+    """Starts a real media node called ``node_id``; returns its test server."""
+
+    async def serve(node_id: str):
+        config = MediaServerConfig(
+            node_id=node_id,
+            udp_port=0,
+            udp_bind="127.0.0.1",
+            api_secret=Secret(API_SECRET),
+            jwks_url="https://127.0.0.1:9/jwks.json",
+        )
+        return await aiohttp_server(create_media_app(config, CollectorRegistry()))
+
+    return serve
+
+
+@pytest.fixture
+async def media(media_server):
+    return await media_server(NODE)
 
 
 def _config(make_config, db_url, media_url: str, smtp_port: int = 9):

@@ -7,45 +7,25 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry
 
-from common.config import CallsConfig, MediaNodeConfig, MediaServerConfig, Secret
+from common.config import CallsConfig, MediaNodeConfig
 from controlplane.app import create_app
 from controlplane.state import DB
 from controlplane.storage.schema import call_records
-from mediaserver.app import create_app as create_media_app
 from tests.controlplane.test_calls import (
-    API_SECRET,
     JSON,
     _config,
     claimed,
     claims,
     media_room,
+    media_server,  # noqa: F401 (a fixture)
     record_of,
     staff_json,
     start,
     video_request,
 )
 from tests.controlplane.test_mailer import _free_port
-
-
-@pytest.fixture
-def media_server(aiohttp_server):
-    """Starts a real media node called ``node_id``; returns its test server."""
-
-    async def serve(node_id: str):
-        config = MediaServerConfig(
-            node_id=node_id,
-            udp_port=0,
-            udp_bind="127.0.0.1",
-            api_secret=Secret(API_SECRET),
-            jwks_url="https://127.0.0.1:9/jwks.json",
-        )
-        return await aiohttp_server(create_media_app(config, CollectorRegistry()))
-
-    return serve
 
 
 def node(node_id: str, server=None) -> MediaNodeConfig:
@@ -79,7 +59,10 @@ async def node_of(client, room_id: str) -> str | None:
 
 
 async def test_rooms_go_to_the_node_with_fewest_open_calls(
-    aiohttp_client, make_config, db_url, media_server
+    aiohttp_client,
+    make_config,
+    db_url,
+    media_server,  # noqa: F811 (a fixture)
 ):
     servers = {name: await media_server(name) for name in ("m-0", "m-1", "m-2")}
     config = several(make_config, db_url, *(node(n, s) for n, s in servers.items()))
@@ -106,7 +89,10 @@ async def test_rooms_go_to_the_node_with_fewest_open_calls(
 
 
 async def test_a_failing_node_is_skipped_and_all_failing_is_a_503(
-    aiohttp_client, make_config, db_url, media_server
+    aiohttp_client,
+    make_config,
+    db_url,
+    media_server,  # noqa: F811 (a fixture)
 ):
     server = await media_server("m-1")
     config = several(make_config, db_url, node("m-0"), node("m-1", server))
@@ -129,7 +115,10 @@ async def test_a_failing_node_is_skipped_and_all_failing_is_a_503(
 
 
 async def test_tokens_url_and_hang_up_follow_the_stored_node_after_restart(
-    aiohttp_client, make_config, db_url, media_server
+    aiohttp_client,
+    make_config,
+    db_url,
+    media_server,  # noqa: F811 (a fixture)
 ):
     first, second = await media_server("m-0"), await media_server("m-1")
     config = several(make_config, db_url, node("m-0", first), node("m-1", second))
@@ -155,7 +144,10 @@ async def test_tokens_url_and_hang_up_follow_the_stored_node_after_restart(
 
 
 async def test_calls_from_before_nodes_were_stored_are_on_the_first_node(
-    aiohttp_client, make_config, sqlite_url, media_server
+    aiohttp_client,
+    make_config,
+    sqlite_url,
+    media_server,  # noqa: F811 (a fixture)
 ):
     first, second = await media_server("m-0"), await media_server("m-1")
     config = several(make_config, sqlite_url, node("m-0", first), node("m-1", second))
