@@ -11,7 +11,11 @@ import pytest
 from controlplane.apikeys import create_api_key
 from controlplane.app import create_app
 from controlplane.state import DB
-from tests.controlplane.test_calls import _config, media  # noqa: F401 (fixture)
+from tests.controlplane.test_calls import (  # noqa: F401 (fixtures)
+    _config,
+    media,
+    media_server,
+)
 
 BODY = {
     "name": "Canary Burger",
