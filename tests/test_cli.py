@@ -142,14 +142,14 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
     tmp_path, workers
 ):
     config, port, media_port = _config(tmp_path, workers)
+    # the installed console script, outside the repository, as `make run` runs it:
+    # whatever it imports must be installed, not merely next to the working directory
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
+        str(Path(sys.executable).parent / "beeldbel"),
         "--config",
         str(config),
         "run",
-        cwd=ROOT,
+        cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
