@@ -6,22 +6,13 @@
  * relay candidates are gathered). The result goes to the control plane
  * (progress-url), so the employee sees it; "join" always stays available.
  */
-import {JOIN_CLICKED_KEY} from './protocol.js';
+import {JOIN_CLICKED_KEY, fetchToken} from './protocol.js';
+import {CallPage} from './call_ui.js';
 
-const root = /** @type {HTMLElement} */ (document.getElementById('call-app'));
-const data = root.dataset;
-/** @type {Record<string, string>} */
-const strings = JSON.parse(document.getElementById('call-strings')?.textContent || '{}');
-
-/** @param {string} id */
-function $(id) {
-  return /** @type {HTMLElement} */ (document.getElementById(id));
-}
-
-/** @param {string} name */
-function text(name) {
-  return strings[name] || name;
-}
+const page = new CallPage(document);
+const {data} = page;
+const $ = page.$.bind(page);
+const text = page.text.bind(page);
 
 /** @type {Record<string, boolean | null>} null while not known */
 const results = {camera: null, microphone: null, speaker: null, connection: null};
@@ -135,21 +126,6 @@ function setUpSpeakerTest() {
   $('heard-no').addEventListener('click', () => setResult('speaker', false));
 }
 
-/** @returns {Promise<{media_url: string, ice_servers: RTCIceServer[]} | null>} */
-async function fetchToken() {
-  try {
-    const response = await fetch(data.tokenUrl || '', {
-      method: 'POST',
-      credentials: 'same-origin',
-      headers: {'X-CSRF-Token': data.csrf || '', Accept: 'application/json', 'Content-Type': 'application/json'},
-      body: '{}',
-    });
-    return response.ok ? await response.json() : null;
-  } catch {
-    return null;
-  }
-}
-
 /** @param {string} url */
 function websocketOpens(url) {
   return new Promise((resolve) => {
@@ -206,7 +182,7 @@ async function relayGathers(iceServers) {
 }
 
 async function checkConnection() {
-  const reply = await fetchToken();
+  const reply = await fetchToken(data.tokenUrl || '', data.csrf || '').catch(() => null);
   if (!reply) {
     setResult('connection', false);
     return;
@@ -249,13 +225,8 @@ function summarize() {
 function report(failed) {
   if (reported || !data.progressUrl) return;
   reported = true;
-  fetch(data.progressUrl, {
-    method: 'POST',
-    credentials: 'same-origin',
-    keepalive: true,
-    headers: {'X-CSRF-Token': data.csrf || '', 'Content-Type': 'application/json'},
-    body: JSON.stringify({step: failed.length ? 'device_check_failed' : 'device_check_passed', failed}),
-  }).catch(() => {});
+  const step = failed.length ? 'device_check_failed' : 'device_check_passed';
+  page.post(data.progressUrl, {step, failed}, true).catch(() => {});
 }
 
 $('join').addEventListener('click', () => {

@@ -46,6 +46,38 @@ export class CallError extends Error {
   }
 }
 
+/**
+ * A token for the media server from the control plane's token endpoint; a
+ * CallError when it is unreachable or refuses.
+ * @param {string} tokenUrl  the control plane's POST token endpoint
+ * @param {string} csrf  value for the X-CSRF-Token header
+ * @returns {Promise<TokenReply>}
+ */
+export async function fetchToken(tokenUrl, csrf) {
+  let response;
+  try {
+    response = await fetch(tokenUrl, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: {'X-CSRF-Token': csrf, Accept: 'application/json', 'Content-Type': 'application/json'},
+      body: '{}',
+    });
+  } catch {
+    throw new CallError('network', 'the control plane is unreachable');
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok || !body || typeof body.token !== 'string') {
+    const error = body && body.error ? body.error : {};
+    throw new CallError(error.code || 'error', error.message || `token: HTTP ${response.status}`, response.status);
+  }
+  return body;
+}
+
 export class Connection {
   /**
    * @param {object} options
@@ -122,7 +154,7 @@ export class Connection {
   /** One attempt: token → WebSocket → join → peer connection → offer. */
   async connect() {
     const generation = ++this.generation;
-    const reply = await this.fetchToken();
+    const reply = await fetchToken(this.tokenUrl, this.csrf);
     if (generation !== this.generation || this.finished) return;
     this.relay = this.forceRelay || Boolean(reply.force_relay);
     const ws = new WebSocket(reply.media_url);
@@ -140,32 +172,6 @@ export class Connection {
     await this.createPeer(servers || [], joined.video_codec);
     this.setState(joined.state === 'lobby' ? 'lobby' : 'in_call');
     this.markPeerReady();
-  }
-
-  /** @returns {Promise<TokenReply>} */
-  async fetchToken() {
-    let response;
-    try {
-      response = await fetch(this.tokenUrl, {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: {'X-CSRF-Token': this.csrf, Accept: 'application/json', 'Content-Type': 'application/json'},
-        body: '{}',
-      });
-    } catch {
-      throw new CallError('network', 'the control plane is unreachable');
-    }
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
-    if (!response.ok || !body || typeof body.token !== 'string') {
-      const error = body && body.error ? body.error : {};
-      throw new CallError(error.code || 'error', error.message || `token: HTTP ${response.status}`, response.status);
-    }
-    return body;
   }
 
   /**
