@@ -10,6 +10,7 @@ import {Connection, CHAT_MAX, JOIN_CLICKED_KEY} from './protocol.js';
 import {MediaStats} from './media_stats.js';
 import {CallPage} from './call_ui.js';
 import {AgentPanel} from './call_agent.js';
+import {onJsonEvent} from './server_events.js';
 
 /** Sample the connection this often (ms). */
 const SAMPLE_MS = 2000;
@@ -410,13 +411,8 @@ function setUpWaitingRoom() {
     return;
   }
   const events = new EventSource(data.eventsUrl);
-  events.addEventListener('lobby_message', (event) => {
-    try {
-      const message = JSON.parse(/** @type {MessageEvent} */ (event).data);
-      if (typeof message.text === 'string' && message.text) showLobbyMessage(message.text);
-    } catch {
-      // a malformed event is skipped
-    }
+  onJsonEvent(events, 'lobby_message', (message) => {
+    if (typeof message.text === 'string' && message.text) showLobbyMessage(message.text);
   });
   events.addEventListener('ended', () => {
     events.close();

@@ -5,6 +5,8 @@
  * the waiting-room message, end the call and switch to phone.
  */
 
+import {onJsonEvent} from './server_events.js';
+
 /** @typedef {import('./protocol.js').Connection} Connection */
 /** @typedef {import('./protocol.js').Participant} Participant */
 /** @typedef {import('./call_ui.js').CallPage} CallPage */
@@ -35,13 +37,7 @@ export class AgentPanel {
     if (page.data.eventsUrl) {
       const events = new EventSource(page.data.eventsUrl);
       for (const kind of EVENTS) {
-        events.addEventListener(kind, (event) => {
-          try {
-            this.addProgress(kind, JSON.parse(/** @type {MessageEvent} */ (event).data));
-          } catch {
-            // a malformed event is skipped
-          }
-        });
+        onJsonEvent(events, kind, (event) => this.addProgress(kind, event));
       }
     }
     for (const copy of page.doc.querySelectorAll('button[data-copy]')) {

@@ -6,6 +6,8 @@
 // - keeps the waiting times current.
 // On the request page: moves focus to the error summary after a failed form.
 
+import { onJsonEvent } from './server_events.js';
+
 const WAITING_REFRESH_MS = 30000;
 const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]';
 
@@ -124,8 +126,7 @@ function followQueue(table) {
     if (offline) say('');
     offline = false;
   });
-  source.addEventListener('rows', (event) => {
-    const data = JSON.parse(/** @type {MessageEvent} */ (event).data);
+  onJsonEvent(source, 'rows', (data) => {
     const spot = focusedSpot(body);
     replaceRows(body, String(data.html));
     if (spot) restoreFocus(body, spot, region);
