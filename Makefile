@@ -64,9 +64,10 @@ lint: install-test
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	node_modules/.bin/tsc -p web
 
 typecheck: install-test
-	$(BIN)/mypy common controlplane mediaserver cli certs
+	$(BIN)/mypy beeldbel controlplane mediaserver tests bench scripts
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

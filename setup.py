@@ -1,10 +1,16 @@
-"""The media server's C short path; everything else is in pyproject.toml."""
+"""The packages (web/ is installed as ``beeldbel.web``) and the media server's C
+short path; everything else is in pyproject.toml."""
 
 import glob
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
+    packages=[
+        *find_packages(include=["beeldbel*", "controlplane*", "mediaserver*"]),
+        "beeldbel.web",
+    ],
+    package_dir={"beeldbel.web": "web"},
     ext_modules=[
         Extension(
             "mediaserver._fastpath",
@@ -18,5 +24,5 @@ setup(
                 "-Wno-missing-field-initializers",
             ],
         )
-    ]
+    ],
 )

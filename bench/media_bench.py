@@ -45,7 +45,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from common.tokens import MediaClaims, public_jwk, sign_media_token
+from beeldbel.tokens import MediaClaims, public_jwk, sign_media_token
 from mediaserver.packet import is_rtcp, parse_rtp
 from tests.mediaserver.client import MediaClient, loopback_only_gathering
 

@@ -10,11 +10,12 @@ import sys
 import structlog
 from aiohttp import web
 
-from common.config import Config, ConfigError, load_config
-from common.logging import configure_logging
+from beeldbel.config import Config, ConfigError, load_config
+from beeldbel.logging import configure_logging
 from controlplane.app import create_app, create_metrics_app
-from controlplane.state import CONFIG as CONFIG_KEY
-from controlplane.state import DB, METRICS
+from controlplane.base.metrics import METRICS
+from controlplane.base.settings import CONFIG as CONFIG_KEY
+from controlplane.storage.database import DB
 
 log = structlog.get_logger()
 
@@ -50,7 +51,7 @@ def build(config: Config) -> web.Application:
 
 async def _metrics_listener(app: web.Application):  # type: ignore[no-untyped-def]
     config = app[CONFIG_KEY]
-    from controlplane.metrics_refresh import refresh_queue_depth
+    from controlplane.requests import refresh_queue_depth
 
     async def refresh() -> None:
         await refresh_queue_depth(app[DB], app[METRICS])

@@ -22,8 +22,8 @@ import structlog
 import uvloop
 from aiohttp import web
 
-from common.config import ConfigError, MediaServerConfig, load_config
-from common.logging import configure_logging
+from beeldbel.config import ConfigError, MediaServerConfig, load_config
+from beeldbel.logging import configure_logging
 from mediaserver.app import create_app, drain
 
 log = structlog.get_logger()

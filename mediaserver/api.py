@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from common.config import Secret
+from beeldbel.config import Secret
 from mediaserver.errors import BadMessage, Draining, MediaError, Unauthorized
 from mediaserver.room import RoomId, Rooms
 

@@ -11,8 +11,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from common.config import MediaServerConfig
-from common.tokens import HttpsJwksFetcher, KeySet, TokenVerifier
+from beeldbel.config import MediaServerConfig
+from beeldbel.tokens import HttpsJwksFetcher, KeySet, TokenVerifier
 from mediaserver import api
 from mediaserver.forwarder import ForwarderStats
 from mediaserver.metrics import Metrics

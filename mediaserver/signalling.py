@@ -16,8 +16,8 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from common.config import MediaServerConfig
-from common.tokens import TokenError, TokenVerifier
+from beeldbel.config import MediaServerConfig
+from beeldbel.tokens import TokenError, TokenVerifier
 from mediaserver.errors import BadMessage, Forbidden, MediaError
 from mediaserver.ice_servers import ice_servers_for
 from mediaserver.room import Participant, ParticipantId, Room, RoomId, Rooms

@@ -1,4 +1,4 @@
-"""Writes config.example.toml from common/config.py: every key, its default and the
+"""Writes config.example.toml from beeldbel/config.py: every key, its default and the
 ``#:`` comment above it. Run it after adding a key."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common.config import Config, Secret, Topic  # noqa: E402
+from beeldbel.config import Config, Secret, Topic  # noqa: E402
 
-SOURCE = (ROOT / "common" / "config.py").read_text(encoding="utf-8")
+SOURCE = (ROOT / "beeldbel" / "config.py").read_text(encoding="utf-8")
 
 
 def comments(cls: type[Any]) -> dict[str, list[str]]:

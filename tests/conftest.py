@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from common.config import (
+from beeldbel.config import (
     Config,
     DatabaseConfig,
     MetricsConfig,
@@ -110,6 +110,6 @@ def config(make_config: Callable[..., Config], db_url: str) -> Config:
 @pytest.fixture
 async def client(aiohttp_client: Any, config: Config) -> Any:
     """A test client on the real control plane, on each database backend."""
-    from controlplane.app import create_app
+    from controlplane.app.factory import create_app
 
     return await aiohttp_client(create_app(config))

@@ -14,7 +14,7 @@ import trustme
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from common.tokens import public_jwk
+from beeldbel.tokens import public_jwk
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from aiohttp import web
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class Database:
@@ -104,3 +105,6 @@ def _run(
     cfg.attributes["connection"] = sync_conn
     cfg.attributes["secret_key"] = secret_key
     action(cfg, revision)
+
+
+DB = web.AppKey("db", Database)

@@ -47,7 +47,7 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     # agent, supervisor or admin
     sa.Column("role", sa.String(16), nullable=False),
-    # base32 secret, encrypted (controlplane.secret_box, purpose TOTP_SECRETS)
+    # base32 secret, encrypted (controlplane.security.secret_box, purpose TOTP_SECRETS)
     sa.Column("totp_secret", sa.String(255), nullable=True),
     sa.Column("totp_confirmed", sa.Boolean, nullable=False, default=False),
     # last accepted TOTP time step, so a code cannot be replayed

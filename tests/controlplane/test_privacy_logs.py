@@ -18,12 +18,12 @@ import pytest
 import structlog
 from prometheus_client import generate_latest
 
-from common.logging import configure_logging
-from controlplane.apikeys import create_api_key
-from controlplane.app import create_app
-from controlplane.metrics import Metrics
-from controlplane.state import DB
-from tests.controlplane.test_api import VALID
+from beeldbel.logging import configure_logging
+from controlplane.api.keys import create_api_key
+from controlplane.app.factory import create_app
+from controlplane.base.metrics import Metrics
+from controlplane.storage.database import DB
+from tests.controlplane.api.test_callbacks import VALID
 from tests.helpers import csrf_from
 
 NAME = "Zyxwvu Canarynaam"

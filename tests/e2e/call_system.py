@@ -31,11 +31,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.async_api import Page, expect
 
-from certs.devca import ensure_dev_certificates
-from common.config import load_config
-from controlplane.secrets_store import load_secret_key
+from beeldbel.cli.devca import ensure_dev_certificates
+from beeldbel.config import load_config
+from controlplane.security.secrets_store import load_secret_key
+from controlplane.staff.users import create_user
 from controlplane.storage.database import Database
-from controlplane.users import create_user
 from tests.e2e.conftest import ROOT, assert_accessible, free_port, wait_until_up
 
 API_SECRET = "e2e-media-api-secret-0123456789"
@@ -205,7 +205,13 @@ async def live_call_system(tmp_path: Path) -> AsyncIterator[CallSystem]:
         _config_text(tmp_path, certs, port, media_port, smtp_port), encoding="utf-8"
     )
     migrate = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "--config", str(config_file), "migrate", cwd=ROOT
+        sys.executable,
+        "-m",
+        "beeldbel.cli",
+        "--config",
+        str(config_file),
+        "migrate",
+        cwd=ROOT,
     )
     assert await migrate.wait() == 0, "beeldbel migrate failed"
     system = CallSystem(

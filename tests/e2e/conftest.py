@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from certs.devca import ensure_dev_certificates
+from beeldbel.cli.devca import ensure_dev_certificates
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -106,7 +106,13 @@ format = "json"
     )
     # migrate first, so tests can add staff accounts before the server starts
     migrate = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "--config", str(config_file), "migrate", cwd=ROOT
+        sys.executable,
+        "-m",
+        "beeldbel.cli",
+        "--config",
+        str(config_file),
+        "migrate",
+        cwd=ROOT,
     )
     assert await migrate.wait() == 0, "beeldbel migrate failed"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEELDBEL_")}

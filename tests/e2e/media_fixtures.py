@@ -23,13 +23,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from common.config import MediaServerConfig, Secret
-from common.tokens import MediaClaims, sign_media_token
-from common.turn import ice_servers
-from controlplane.app import create_app
-from controlplane.csrf import csrf_token
-from controlplane.middlewares import CSP
-from controlplane.rendering import render
+from beeldbel.config import MediaServerConfig, Secret
+from beeldbel.tokens import MediaClaims, sign_media_token
+from beeldbel.turn import ice_servers
+from controlplane.app.factory import create_app
+from controlplane.app.middlewares import CSP
+from controlplane.base.rendering import render
+from controlplane.security.csrf import csrf_token
 from mediaserver.app import create_app as create_media_app
 from tests.helpers import serve_jwks
 

@@ -10,10 +10,10 @@ import pyotp
 import pytest
 from playwright.async_api import expect
 
-from common.config import load_config
-from controlplane.secrets_store import load_secret_key
+from beeldbel.config import load_config
+from controlplane.security.secrets_store import load_secret_key
+from controlplane.staff.users import create_user
 from controlplane.storage.database import Database
-from controlplane.users import create_user
 from tests.e2e.conftest import assert_accessible, new_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -101,7 +101,7 @@ async def test_citizen_request_reaches_a_live_queue_and_is_closed(live_system, b
 
     db = Database(live_system.db_url)
     try:
-        from controlplane.callbacks import find_by_reference
+        from controlplane.requests.callbacks import find_by_reference
 
         stored = await find_by_reference(db, reference)
     finally:

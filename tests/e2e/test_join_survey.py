@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from controlplane import join_links, survey
+from controlplane.calls import join_links
+from controlplane.calls import record as records
 from controlplane.storage.database import Database
 from tests.e2e.conftest import assert_accessible, new_page
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.browser
 async def test_link_opens_once_and_survey_after_the_call(live_system, browser):
     db = Database(live_system.db_url)
     try:
-        record_id = await survey.create_call_record(db, room_id="e2e", request_id=1)
+        record_id = await records.create_call_record(db, room_id="e2e", request_id=1)
         token = await join_links.create_link(
             db, request_id=1, room_id="e2e", role="citizen", ttl=timedelta(hours=1)
         )
@@ -59,10 +60,10 @@ async def test_link_opens_once_and_survey_after_the_call(live_system, browser):
 
     db = Database(live_system.db_url)
     try:
-        record = await survey.get_call_record(db, record_id)
+        record = await records.get_call_record(db, record_id)
     finally:
         await db.close()
-    assert record.citizen == survey.CitizenSurvey(
+    assert record.citizen == records.CitizenSurvey(
         4, 5, "unsure", "Het beeld viel even weg."
     )
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from common.config import Secret
+from beeldbel.config import Secret
 from tests.e2e.conftest import assert_accessible, free_port, new_page
 from tests.e2e.media_fixtures import make_call_harness  # noqa: F401
 from tests.helpers import wait_for

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.config import MediaServerConfig, Secret
-from common.tokens import MediaClaims, sign_media_token
+from beeldbel.config import MediaServerConfig, Secret
+from beeldbel.tokens import MediaClaims, sign_media_token
 from mediaserver.app import create_app
 from tests.helpers import serve_jwks
 from tests.mediaserver.client import MediaClient, loopback_only_gathering

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from common.config import ConfigError, MediaServerConfig, Secret, load_config
+from beeldbel.config import ConfigError, MediaServerConfig, Secret, load_config
 from mediaserver.__main__ import worker_config
 from mediaserver.ice_servers import ice_servers_for
 from mediaserver.peer import with_opus_fec, without_header_extensions

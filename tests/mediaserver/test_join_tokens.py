@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from common.tokens import TOKEN_TYPE
+from beeldbel.tokens import TOKEN_TYPE
 from tests.mediaserver.conftest import create_room
 
 

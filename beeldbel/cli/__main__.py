@@ -1,0 +1,5 @@
+import sys
+
+from beeldbel.cli.main import main
+
+sys.exit(main())

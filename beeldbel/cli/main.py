@@ -1,0 +1,338 @@
+"""The ``beeldbel`` command: run the system, run one process, administer, purge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from beeldbel.config import Config, ConfigError, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        print(f"beeldbel: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result: int = args.func(config, args)
+    except ValueError as exc:
+        # bad names, roles, scopes: the message says what is wrong
+        print(f"beeldbel: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if getattr(exc, "status", 500) < 500 and hasattr(exc, "message"):
+            print(f"beeldbel: {exc.message}", file=sys.stderr)
+            return 1
+        raise
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beeldbel", description="Beeldbel callback and video-calling desk"
+    )
+    parser.add_argument("--config", help="TOML config file (or BEELDBEL_CONFIG)")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run everything on this machine")
+    run.set_defaults(func=_run)
+    cp = sub.add_parser("controlplane", help="run the control plane only")
+    cp.set_defaults(func=_process("controlplane"))
+    ms = sub.add_parser("mediaserver", help="run the media server only")
+    ms.set_defaults(func=_process("mediaserver"))
+    mig = sub.add_parser("migrate", help="bring the database schema up to date")
+    mig.set_defaults(func=_migrate)
+    purge = sub.add_parser("purge", help="erase personal data past its retention")
+    purge.set_defaults(func=_purge)
+
+    certs = sub.add_parser("certs", help="TLS certificates")
+    certs_sub = certs.add_subparsers(metavar="WHAT")
+    dev = certs_sub.add_parser("dev", help="make a dev CA and server certificate")
+    dev.set_defaults(func=_certs_dev_command)
+
+    admin = sub.add_parser("admin", help="staff accounts and API keys")
+    admin_sub = admin.add_subparsers(metavar="ACTION")
+    add = admin_sub.add_parser("user-add", help="create a staff account")
+    add.add_argument("username")
+    add.add_argument(
+        "--role", choices=("agent", "supervisor", "admin"), default="agent"
+    )
+    add.set_defaults(func=_user_add)
+    reset = admin_sub.add_parser("user-reset", help="new one-time password, new TOTP")
+    reset.add_argument("username")
+    reset.set_defaults(func=_user_reset)
+    users = admin_sub.add_parser("user-list", help="list staff accounts")
+    users.set_defaults(func=_user_list)
+    key = admin_sub.add_parser("apikey-create", help="create an integrator API key")
+    key.add_argument("name")
+    key.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="callbacks:read, callbacks:write, calls:write (repeat for more)",
+    )
+    key.set_defaults(func=_apikey_create)
+    keys = admin_sub.add_parser("apikey-list", help="list API keys")
+    keys.set_defaults(func=_apikey_list)
+    revoke = admin_sub.add_parser("apikey-revoke", help="revoke an API key")
+    revoke.add_argument("prefix")
+    revoke.set_defaults(func=_apikey_revoke)
+
+    signing = sub.add_parser("keys", help="signing keys of media join tokens")
+    signing_sub = signing.add_subparsers(metavar="ACTION")
+    rotate = signing_sub.add_parser("rotate", help="add a new key that signs from now")
+    rotate.set_defaults(func=_keys_rotate)
+    listing = signing_sub.add_parser("list", help="list signing keys")
+    listing.set_defaults(func=_keys_list)
+    retire = signing_sub.add_parser("retire", help="unpublish an old signing key")
+    retire.add_argument("kid")
+    retire.set_defaults(func=_keys_retire)
+    return parser
+
+
+def _with_db(config: Config, work: Callable[[Any], Awaitable[int]]) -> int:
+    from controlplane.security.secrets_store import load_secret_key
+    from controlplane.storage.database import Database
+
+    async def go() -> int:
+        db = Database(config.database.url)
+        try:
+            # the key lets migrations encrypt stored secrets (0004: TOTP)
+            await db.migrate(load_secret_key(config))
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+
+
+def _migrate(config: Config, _args: argparse.Namespace) -> int:
+    async def work(_db: Any) -> int:
+        print("database is up to date")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _purge(config: Config, _args: argparse.Namespace) -> int:
+    from controlplane.requests.retention import purge
+
+    async def work(db: Any) -> int:
+        count = await purge(db, config)
+        print(f"erased personal data of {count} callback requests")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _certs_dev_command(config: Config, args: argparse.Namespace) -> int:
+    _certs_dev(config, args)
+    return 0
+
+
+def _certs_dev(config: Config, _args: argparse.Namespace) -> Path:
+    """Make (once) and print the dev CA and server certificate; returns the CA."""
+    from beeldbel.cli.devca import ensure_dev_certificates
+
+    certs = ensure_dev_certificates(Path(config.tls.cert_file).parent)
+    print(f"CA certificate (import it in your browser): {certs.ca_file.resolve()}")
+    print(f"server certificate: {certs.cert_file.resolve()}")
+    return certs.ca_file.resolve()
+
+
+def _user_add(config: Config, args: argparse.Namespace) -> int:
+    from controlplane.staff.users import create_user
+
+    async def work(db: Any) -> int:
+        password = await create_user(db, args.username, args.role)
+        print(f"created {args.role} {args.username}; one-time password: {password}")
+        print("At first login they choose a password and set up an authenticator app.")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _user_reset(config: Config, args: argparse.Namespace) -> int:
+    from controlplane.staff.users import reset_user
+
+    async def work(db: Any) -> int:
+        password = await reset_user(db, args.username)
+        print(
+            f"{args.username}: one-time password {password}; TOTP must be set up again"
+        )
+        return 0
+
+    return _with_db(config, work)
+
+
+def _user_list(config: Config, _args: argparse.Namespace) -> int:
+    from controlplane.staff.users import list_users
+
+    async def work(db: Any) -> int:
+        for user in await list_users(db):
+            print(f"{user['username']}\t{user['role']}\tactive={user['active']}")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _apikey_create(config: Config, args: argparse.Namespace) -> int:
+    from controlplane.api.keys import create_api_key
+
+    async def work(db: Any) -> int:
+        key = await create_api_key(db, args.name, tuple(args.scope))
+        print("API key (shown once, store it safely):")
+        print(key)
+        return 0
+
+    return _with_db(config, work)
+
+
+def _apikey_list(config: Config, _args: argparse.Namespace) -> int:
+    from controlplane.api.keys import list_api_keys
+
+    async def work(db: Any) -> int:
+        for key in await list_api_keys(db):
+            state = "revoked" if key["revoked_at"] else "active"
+            print(f"{key['prefix']}\t{key['name']}\t{','.join(key['scopes'])}\t{state}")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _apikey_revoke(config: Config, args: argparse.Namespace) -> int:
+    from controlplane.api.keys import revoke_api_key
+
+    async def work(db: Any) -> int:
+        if await revoke_api_key(db, args.prefix):
+            print(f"revoked {args.prefix}")
+            return 0
+        print(f"no active API key {args.prefix}", file=sys.stderr)
+        return 1
+
+    return _with_db(config, work)
+
+
+def _keys_rotate(config: Config, _args: argparse.Namespace) -> int:
+    from controlplane.security.secrets_store import load_secret_key
+    from controlplane.security.signing_keys import rotate
+
+    async def work(db: Any) -> int:
+        kid = await rotate(db, load_secret_key(config))
+        print(f"new signing key {kid}; older keys stay published until retired")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _keys_list(config: Config, _args: argparse.Namespace) -> int:
+    from controlplane.security.signing_keys import list_keys
+
+    async def work(db: Any) -> int:
+        for key in await list_keys(db):
+            state = "retired" if key.retired_at else "published"
+            signing = "\tsigning" if key.signing else ""
+            print(f"{key.kid}\t{key.created_at:%Y-%m-%d %H:%M}\t{state}{signing}")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _keys_retire(config: Config, args: argparse.Namespace) -> int:
+    from controlplane.base.errors import ControlPlaneError
+    from controlplane.security.signing_keys import retire
+
+    async def work(db: Any) -> int:
+        try:
+            await retire(db, args.kid)
+        except ControlPlaneError as exc:
+            print(f"beeldbel: {exc.message}", file=sys.stderr)
+            return 1
+        print(f"retired {args.kid}; tokens signed with it are refused from now")
+        return 0
+
+    return _with_db(config, work)
+
+
+def _process(module: str) -> Callable[[Config, argparse.Namespace], int]:
+    def run(_config: Config, args: argparse.Namespace) -> int:
+        entry = __import__(f"{module}.__main__", fromlist=["main"])
+        argv = ["--config", args.config] if args.config else []
+        result: int = entry.main(argv)
+        return result
+
+    return run
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    """Dev certificates, a first admin, then both processes until Ctrl-C."""
+    from beeldbel.cli.one_machine import one_machine_environment
+    from controlplane.staff.users import bootstrap_admin
+
+    ca_file = _certs_dev(config, args) if config.tls.enabled else None
+
+    async def work(db: Any) -> int:
+        password = await bootstrap_admin(db)
+        if password is not None:
+            print("\nFirst start: created staff account 'admin'")
+            print(f"  one-time password: {password}   (shown only now)")
+            print("  At first login you choose a new password and scan a QR code")
+            print("  with an authenticator app (TOTP).\n")
+        return 0
+
+    _with_db(config, work)
+    base = config.server.public_url.rstrip("/")
+    print(f"Citizens:  {base}/")
+    print(f"Staff:     {base}/staff")
+    if config.metrics.port:
+        print(f"Metrics:   http://{config.metrics.host}:{config.metrics.port}/metrics")
+    extra = ["--config", args.config] if args.config else []
+    modules = ["controlplane"]
+    if importlib.util.find_spec("mediaserver") is not None:
+        modules.append("mediaserver")
+    env = {**os.environ, **one_machine_environment(config, ca_file)}
+    children = [
+        subprocess.Popen([sys.executable, "-m", module, *extra], env=env)  # noqa: S603
+        for module in modules
+    ]
+    return _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
+    def stop(_signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while True:
+            for child in children:
+                code = child.poll()
+                if code is not None:
+                    stop(signal.SIGTERM, None)
+                    for other in children:
+                        other.wait(timeout=30)
+                    return code
+            signal.sigtimedwait([signal.SIGCHLD], 1.0)
+    finally:
+        stop(signal.SIGTERM, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

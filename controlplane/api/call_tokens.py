@@ -1,0 +1,99 @@
+"""Integrator API: join links and media tokens for a video request, so another
+front end can embed the call.
+
+``POST /api/v1/callbacks/{reference}/tokens`` ``{"role": "agent" | "citizen" |
+"interpreter", "kind": "link" | "media"}`` with an API key that has the
+``calls:write`` scope and created the request. The request must be open and a
+video request; its running call is used, or a room is made for it. A ``link`` is
+a single-use join link (citizen or interpreter); a ``media`` grant is a
+short-lived single-use token for the media node with the WebSocket URL and ICE
+servers. Tokens and links are never logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from controlplane.api.callbacks import (
+    BASE,
+    _authorize,
+    _check_fields,
+    _json_object,
+    _select_own,
+)
+from controlplane.api.callbacks import _reference as reference_of
+from controlplane.base.errors import Conflict, ValidationFailed
+from controlplane.calls import active_call, media_grant, new_link, open_room
+from controlplane.requests import OPEN_STATES
+from controlplane.security import audit
+from controlplane.storage.database import DB
+
+log = structlog.get_logger()
+
+ROLES = ("agent", "citizen", "interpreter")
+KINDS = ("link", "media")
+FIELDS = {"role": ("string", False), "kind": ("string", False)}
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(f"{BASE}/callbacks/{{reference}}/tokens", issue_token)
+
+
+def _parse(payload: dict[str, Any]) -> tuple[str, str]:
+    errors = _check_fields(payload, FIELDS)
+    role, kind = payload.get("role"), payload.get("kind")
+    if "role" not in errors and role not in ROLES:
+        errors["role"] = f"must be one of {', '.join(ROLES)}"
+    if "kind" not in errors and kind not in KINDS:
+        errors["kind"] = f"must be one of {', '.join(KINDS)}"
+    if not errors and role == "agent" and kind == "link":
+        errors["kind"] = "an agent gets a media token, not a join link"
+    if errors:
+        raise ValidationFailed(
+            f"invalid field {sorted(errors)[0]!r}; see details", details=errors
+        )
+    return str(role), str(kind)
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    key = await _authorize(request, "calls:write")
+    role, kind = _parse(await _json_object(request))
+    reference = reference_of(request)
+    app = request.app
+    async with app[DB].read() as conn:
+        row = await _select_own(conn, reference, key)
+    if row["state"] not in {s.value for s in OPEN_STATES}:
+        raise Conflict(f"the request is {row['state']}; a call needs an open request")
+    if row["channel"] != "video":
+        raise Conflict("the request is a phone request; switch it to video first")
+    username = f"api:{key.prefix}"
+    call = await active_call(app, row["id"])
+    if call is None:
+        call = await open_room(app, row["id"], user_id=None, username=username)
+    if kind == "link":
+        link, expires = await new_link(app, call, role)
+        body: dict[str, Any] = {
+            "kind": kind,
+            "role": role,
+            "room_id": call.room_id,
+            "link": link,
+            "expires_at": expires.isoformat(),
+        }
+    else:
+        grant = await media_grant(app, call, role, f"{role}-api{key.id}")
+        body = {"kind": kind, **grant}
+    async with app[DB].write() as conn:
+        await audit.record(
+            conn,
+            "call_token_issued",
+            username=username,
+            request_id=row["id"],
+            api_key_id=key.id,
+            role=role,
+            kind=kind,
+        )
+    log.info("api_call_token_issued", api_key_id=key.id, role=role, kind=kind)
+    return web.json_response(body, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,89 @@
+"""Builds the control plane's ``web.Application``; the only place that wires things."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from beeldbel.assets import STATIC
+from beeldbel.config import Config
+from controlplane import api, calls, pilot, requests, staff
+from controlplane.app.middlewares import (
+    add_security_headers,
+    error_pages,
+    request_context,
+)
+from controlplane.base.i18n import CATALOG, Catalog
+from controlplane.base.metrics import METRICS, Metrics
+from controlplane.base.rendering import setup_templates
+from controlplane.base.settings import CONFIG
+from controlplane.requests import DESK, QUEUE_EVENTS, Desk, QueueEvents
+from controlplane.security import csrf, jwks
+from controlplane.security.ratelimit import LIMITS, Limits, RateLimit
+from controlplane.security.secrets_store import SECRET_KEY, load_secret_key
+from controlplane.storage.database import DB, Database
+
+
+def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, error_pages, csrf.csrf_middleware],
+        client_max_size=config.security.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[METRICS] = metrics or Metrics()
+    app[CATALOG] = Catalog.load()
+    app[DESK] = Desk(config.desk)
+    app[QUEUE_EVENTS] = QueueEvents()
+    app[SECRET_KEY] = load_secret_key(config)
+    sec = config.security
+    app[LIMITS] = Limits(
+        intake_per_ip=RateLimit("intake_per_ip", sec.intake_per_ip_per_hour, 3600),
+        intake_global=RateLimit("intake_global", sec.intake_global_per_minute, 60),
+        login_per_ip=RateLimit("login_per_ip", sec.login_per_ip_per_minute, 60),
+        api_per_key=RateLimit("api_per_key", sec.api_per_key_per_minute, 60),
+    )
+    app.cleanup_ctx.append(_database)
+    app.on_response_prepare.append(add_security_headers)
+    setup_templates(app, csrf.page_values, requests.desk_page_values)
+    app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    # route order is kept from the flat layout: requests and staff first
+    requests.setup(app)
+    staff.setup(app)
+    api.setup(app)
+    jwks.setup(app)
+    calls.setup(app)
+    pilot.setup(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[CONFIG].database.url)
+    await db.migrate(app[SECRET_KEY])
+    app[DB] = db
+    await app[DESK].reload(db)
+    yield
+    await db.close()
+
+
+def create_metrics_app(
+    metrics: Metrics, refresh: Callable[[], Awaitable[None]] | None = None
+) -> web.Application:
+    """``/metrics`` on its own listener, so it is never reachable from the internet.
+
+    ``refresh`` runs before each scrape (e.g. to read queue depth from the database).
+    """
+
+    async def serve(_request: web.Request) -> web.Response:
+        if refresh is not None:
+            await refresh()
+        return web.Response(
+            body=generate_latest(metrics.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve)
+    return app

@@ -1,0 +1,2 @@
+"""What every domain uses: errors, page rendering, translations, metrics, the
+config key and the client's address."""

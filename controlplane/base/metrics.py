@@ -1,0 +1,66 @@
+"""The control plane's Prometheus metrics, on an injected registry.
+
+Labels are low-cardinality codes only: never a reference, a person or an address.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests_received = Counter(
+            "beeldbel_callback_requests_received_total",
+            "Callback requests received, by channel, topic and source.",
+            ["channel", "topic", "source"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "beeldbel_callback_queue_depth",
+            "Callback requests by state (refreshed at each scrape).",
+            ["state"],
+            registry=r,
+        )
+        self.time_to_first_attempt = Histogram(
+            "beeldbel_callback_time_to_first_attempt_seconds",
+            "From the moment a request was due to the first callback attempt.",
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "beeldbel_callback_outcomes_total",
+            "Closed callback requests by final state and outcome code.",
+            ["state", "outcome"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "beeldbel_http_request_duration_seconds",
+            "HTTP request latency by route pattern, method and status.",
+            ["route", "method", "status"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "beeldbel_http_rate_limited_total",
+            "Requests refused by a rate limit, by limit name.",
+            ["limit"],
+            registry=r,
+        )
+        self.logins = Counter(
+            "beeldbel_staff_logins_total",
+            "Staff login steps by result.",
+            ["result"],
+            registry=r,
+        )
+        self.purged = Counter(
+            "beeldbel_retention_purged_requests_total",
+            "Callback requests whose personal data was erased.",
+            registry=r,
+        )
+
+
+METRICS = web.AppKey("metrics", Metrics)

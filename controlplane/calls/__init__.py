@@ -1,0 +1,54 @@
+"""Video calls: rooms on media nodes and where they are placed, join links,
+the citizen's and interpreter's call pages, live call news, and each call's
+record (quality, outcome, survey answers).
+
+Offers the rest opening a room, links and media grants for a request's call,
+the call record and :func:`setup` for the routes.
+"""
+
+from aiohttp import web
+
+from controlplane.calls import guests, join_links, rooms
+from controlplane.calls.join_links import current_survey_session
+from controlplane.calls.record import (
+    CASE_HANDLED,
+    COMMENT_MAX,
+    SCALE,
+    WOULD_USE_AGAIN,
+    CallRecord,
+    CitizenSurvey,
+    EmployeeSurvey,
+    find_by_room,
+    get_call_record,
+    save_citizen_survey,
+    save_employee_survey,
+)
+from controlplane.calls.rooms import active_call, media_grant, new_link, open_room
+
+
+def setup(app: web.Application) -> None:
+    """The routes and background work of calls."""
+    join_links.setup(app)
+    rooms.setup(app)
+    guests.setup(app)
+
+
+__all__ = [
+    "CASE_HANDLED",
+    "COMMENT_MAX",
+    "SCALE",
+    "WOULD_USE_AGAIN",
+    "CallRecord",
+    "CitizenSurvey",
+    "EmployeeSurvey",
+    "active_call",
+    "current_survey_session",
+    "find_by_room",
+    "get_call_record",
+    "media_grant",
+    "new_link",
+    "open_room",
+    "save_citizen_survey",
+    "save_employee_survey",
+    "setup",
+]

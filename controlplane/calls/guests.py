@@ -1,0 +1,176 @@
+"""The citizen's and the interpreter's side of a video call: the device check and
+call pages, the media token, progress for the employee, quality, the waiting
+room's message (polled at ``/gesprek/status`` or pushed at ``/gesprek/events``).
+
+Everything hangs on the browser session a join link was exchanged for
+(:mod:`controlplane.calls.join_links`): none is 401, an ended call 410.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controlplane.base.errors import LinkExpired, Unauthorized, ValidationFailed
+from controlplane.base.i18n import request_language
+from controlplane.base.rendering import render
+from controlplane.calls import join_links
+from controlplane.calls import record as records
+from controlplane.calls.events import CallEvent, stream
+from controlplane.calls.rooms import (
+    CALLS,
+    Call,
+    LiveCall,
+    find_call,
+    guest_channel,
+    json_body,
+    media_grant,
+    no_store,
+    no_store_json,
+    store_quality,
+)
+from controlplane.security.csrf import csrf_token
+from controlplane.storage.database import DB
+
+PROGRESS_STEPS = (
+    "device_check_passed",
+    "device_check_failed",
+    "waiting",
+    "in_call",
+    "left",
+)
+FAILED_PARTS = ("camera", "microphone", "speaker", "connection")
+
+
+def setup(app: web.Application) -> None:
+    """Register the citizen's and interpreter's call routes."""
+    r = app.router
+    r.add_get("/gesprek/apparaat", device_check_page)
+    r.add_get("/gesprek/bellen", call_page)
+    r.add_get("/gesprek/status", guest_status)
+    r.add_get("/gesprek/events", guest_events)
+    r.add_post("/gesprek/token", guest_token)
+    r.add_post("/gesprek/voortgang", guest_progress)
+    r.add_post("/gesprek/kwaliteit", guest_quality)
+
+
+async def _guest(
+    request: web.Request, *, after_end: bool = False
+) -> tuple[join_links.LinkInfo, Call]:
+    """The call of this browser's join session: 401 without one, 410 once ended
+    (unless ``after_end``: the last quality report arrives as the call ends)."""
+    info = await join_links.current_survey_session(request)
+    if info is None:
+        raise Unauthorized("calls_no_session")
+    if info.ended and not after_end:
+        raise LinkExpired("calls_ended")
+    call = await find_call(request.app, info.room_id)
+    if call.ended and not after_end:
+        raise LinkExpired("calls_ended")
+    _mark_opened(request.app, info)
+    return info, call
+
+
+def _mark_opened(app: web.Application, info: join_links.LinkInfo) -> None:
+    """Tell the employee, once, that the citizen's browser came in with the link."""
+    live = app[CALLS].live(info.room_id)
+    if info.role == "citizen" and not live.opened:
+        live.opened = True
+        app[CALLS].events.publish(info.room_id, "link_opened", role="citizen")
+
+
+def _guest_app(request: web.Request, info: join_links.LinkInfo) -> dict[str, str]:
+    return {
+        "role": info.role,
+        "csrf": csrf_token(request),
+        "token-url": "/gesprek/token",
+        "progress-url": "/gesprek/voortgang",
+        "quality-url": "/gesprek/kwaliteit",
+        "status-url": "/gesprek/status",
+        "events-url": "/gesprek/events",
+        "survey-url": "/gesprek/enquete" if info.role == "citizen" else "",
+        "call-url": "/gesprek/bellen",
+        "lang": request_language(request),
+    }
+
+
+async def _guest_page(request: web.Request, template: str) -> web.Response:
+    try:
+        info, _ = await _guest(request)
+    except LinkExpired:
+        ended = await join_links.current_survey_session(request)
+        if ended is not None and ended.role == "citizen":
+            raise web.HTTPSeeOther("/gesprek/enquete") from None
+        raise
+    context = {"call_app": _guest_app(request, info)}
+    return no_store(render(request, template, context))
+
+
+async def device_check_page(request: web.Request) -> web.Response:
+    return await _guest_page(request, "call/device_check.html")
+
+
+async def call_page(request: web.Request) -> web.Response:
+    return await _guest_page(request, "call/call.html")
+
+
+async def guest_status(request: web.Request) -> web.Response:
+    """``{"ended": bool, "message": str | null}`` for the waiting room to poll."""
+    info = await join_links.current_survey_session(request)
+    if info is None:
+        raise Unauthorized("calls_no_session")
+    record = await records.find_by_room(request.app[DB], info.room_id)
+    ended = info.ended or record is None or record.ended_at is not None
+    live = LiveCall()
+    if not ended:
+        _mark_opened(request.app, info)
+        live = request.app[CALLS].live(info.room_id)
+    return no_store_json({"ended": ended, "message": live.message})
+
+
+async def guest_events(request: web.Request) -> web.StreamResponse:
+    """For the waiting room: ``lobby_message`` ``{"text"}`` (the current one first)
+    and ``ended``."""
+    _info, call = await _guest(request)
+    message = request.app[CALLS].live(call.room_id).message
+    first = [CallEvent("lobby_message", {"text": message})] if message else []
+    return await stream(
+        request, request.app[CALLS].events, guest_channel(call.room_id), first
+    )
+
+
+async def guest_token(request: web.Request) -> web.Response:
+    info, call = await _guest(request)
+    return no_store_json(
+        await media_grant(request.app, call, info.role, _participant(info))
+    )
+
+
+def _participant(info: join_links.LinkInfo) -> str:
+    return f"{info.role}-{info.link_id}"
+
+
+async def guest_progress(request: web.Request) -> web.Response:
+    info, call = await _guest(request)
+    body = await json_body(request)
+    step = body.get("step")
+    failed = body.get("failed", [])
+    errors: dict[str, str] = {}
+    if step not in PROGRESS_STEPS:
+        errors["step"] = "calls_progress_step"
+    if not isinstance(failed, list) or not all(p in FAILED_PARTS for p in failed):
+        errors["failed"] = "calls_progress_failed"
+    if errors:
+        raise ValidationFailed("calls_progress_invalid", details=errors)
+    request.app[CALLS].events.publish(
+        call.room_id,
+        "progress",
+        step=step,
+        failed=sorted(set(failed)),
+        role=info.role,
+    )
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+async def guest_quality(request: web.Request) -> web.Response:
+    _info, call = await _guest(request, after_end=True)
+    return await store_quality(request, call)

@@ -1,0 +1,1 @@
+"""Telling citizens their join link: e-mail over SMTP and text messages."""

@@ -1,0 +1,188 @@
+"""The surveys after a video call: the citizen's and the employee's forms.
+
+Pages: ``/gesprek/enquete`` for the citizen (bound to the browser session of the
+call, also after the call ended) and ``/staff/gesprekken/{record_id}/enquete``
+for the employee. The answers are stored on the call's record
+(:mod:`controlplane.calls.record`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from controlplane.base.errors import Conflict, NotFound, ValidationFailed
+from controlplane.base.rendering import render
+from controlplane.calls import (
+    CASE_HANDLED,
+    COMMENT_MAX,
+    SCALE,
+    WOULD_USE_AGAIN,
+    CallRecord,
+    CitizenSurvey,
+    EmployeeSurvey,
+    current_survey_session,
+    find_by_room,
+    get_call_record,
+    save_citizen_survey,
+    save_employee_survey,
+)
+from controlplane.staff import require_staff
+from controlplane.storage.database import DB
+
+CITIZEN_FIELDS = ("ease", "av_quality", "would_use_again", "comment")
+EMPLOYEE_FIELDS = ("quality", "case_handled", "would_use_again")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _choice(
+    form: Mapping[str, Any],
+    name: str,
+    allowed: tuple[Any, ...],
+    errors: dict[str, str],
+) -> Any:
+    raw = form.get(name)
+    by_text = {str(option): option for option in allowed}
+    text = raw.strip() if isinstance(raw, str) else None
+    if text not in by_text:
+        errors[name] = f"survey_error_{name}"
+        return None
+    return by_text[text]
+
+
+def parse_citizen_form(form: Mapping[str, Any]) -> CitizenSurvey:
+    """The citizen's answers; :class:`ValidationFailed` maps fields to messages."""
+    errors: dict[str, str] = {}
+    ease = _choice(form, "ease", SCALE, errors)
+    av_quality = _choice(form, "av_quality", SCALE, errors)
+    again = _choice(form, "would_use_again", WOULD_USE_AGAIN, errors)
+    raw = form.get("comment")
+    comment = _CONTROL.sub("", raw).strip() if isinstance(raw, str) else ""
+    comment = comment.replace("\r\n", "\n")
+    if len(comment) > COMMENT_MAX:
+        errors["comment"] = "survey_error_comment"
+    if errors:
+        raise ValidationFailed("survey_error_summary", details=errors)
+    return CitizenSurvey(ease, av_quality, again, comment)
+
+
+def parse_employee_form(form: Mapping[str, Any]) -> EmployeeSurvey:
+    """The employee's answers; :class:`ValidationFailed` maps fields to messages."""
+    errors: dict[str, str] = {}
+    quality = _choice(form, "quality", SCALE, errors)
+    handled = _choice(form, "case_handled", CASE_HANDLED, errors)
+    again = _choice(form, "would_use_again", WOULD_USE_AGAIN, errors)
+    if errors:
+        raise ValidationFailed("survey_error_summary", details=errors)
+    return EmployeeSurvey(quality, handled, again)
+
+
+# pages
+
+
+def setup(app: web.Application) -> None:
+    """Register the citizen and employee survey pages."""
+    app.router.add_get("/gesprek/enquete", citizen_page, name="citizen_survey")
+    app.router.add_post("/gesprek/enquete", citizen_submit)
+    app.router.add_get(
+        "/staff/gesprekken/{record_id}/enquete", employee_page, name="employee_survey"
+    )
+    app.router.add_post("/staff/gesprekken/{record_id}/enquete", employee_submit)
+
+
+def _page(
+    request: web.Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+) -> web.Response:
+    response = render(request, template, context, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _form_context(
+    fields: tuple[str, ...], values: Mapping[str, Any], errors: dict[str, str]
+) -> dict[str, Any]:
+    anchors = {f: f if f == "comment" else f"{f}-{_first(f)}" for f in fields}
+    return {
+        "values": {f: str(values.get(f, "")) for f in fields},
+        "errors": errors,
+        "error_links": [(anchors[f], errors[f]) for f in fields if f in errors],
+        "scale": SCALE,
+        "would_use_again": WOULD_USE_AGAIN,
+        "case_handled": CASE_HANDLED,
+        "comment_max": COMMENT_MAX,
+    }
+
+
+def _first(field: str) -> str:
+    return {"would_use_again": "yes", "case_handled": "yes"}.get(field, "1")
+
+
+async def _citizen_record(request: web.Request) -> CallRecord:
+    info = await current_survey_session(request)
+    if info is None or info.role != "citizen":
+        raise NotFound("survey_no_session")
+    record = await find_by_room(request.app[DB], info.room_id)
+    if record is None:
+        raise NotFound("survey_no_call")
+    return record
+
+
+async def citizen_page(request: web.Request) -> web.Response:
+    record = await _citizen_record(request)
+    if record.citizen is not None:
+        return _page(request, "survey/thanks.html", {})
+    return _page(request, "survey/citizen.html", _form_context(CITIZEN_FIELDS, {}, {}))
+
+
+async def citizen_submit(request: web.Request) -> web.Response:
+    record = await _citizen_record(request)
+    form = await request.post()
+    try:
+        survey = parse_citizen_form(form)
+    except ValidationFailed as exc:
+        context = _form_context(CITIZEN_FIELDS, form, exc.details)
+        return _page(request, "survey/citizen.html", context, status=422)
+    # answered in another tab already: the thank-you page is right either way
+    with contextlib.suppress(Conflict):
+        await save_citizen_survey(request.app[DB], record.id, survey)
+    raise web.HTTPSeeOther("/gesprek/enquete")
+
+
+async def _employee_record(request: web.Request) -> CallRecord:
+    await require_staff(request, "agent")
+    raw = request.match_info["record_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise NotFound("survey_no_call")
+    return await get_call_record(request.app[DB], int(raw))
+
+
+async def employee_page(request: web.Request) -> web.Response:
+    record = await _employee_record(request)
+    if record.employee is not None:
+        return _page(request, "survey/employee_thanks.html", {"record": record})
+    context = _form_context(EMPLOYEE_FIELDS, {}, {})
+    return _page(request, "survey/employee.html", {**context, "record": record})
+
+
+async def employee_submit(request: web.Request) -> web.Response:
+    record = await _employee_record(request)
+    form = await request.post()
+    try:
+        survey = parse_employee_form(form)
+    except ValidationFailed as exc:
+        context = _form_context(EMPLOYEE_FIELDS, form, exc.details)
+        return _page(
+            request, "survey/employee.html", {**context, "record": record}, status=422
+        )
+    # answered in another tab already: the saved answers are shown
+    with contextlib.suppress(Conflict):
+        await save_employee_survey(request.app[DB], record.id, survey)
+    raise web.HTTPSeeOther(f"/staff/gesprekken/{record.id}/enquete")

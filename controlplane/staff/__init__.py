@@ -1,0 +1,21 @@
+"""Staff: sign-in with a second factor, sessions, accounts, the console that
+works the queue and the admin pages.
+
+Offers the rest the staff guard (:func:`require_staff`, :class:`StaffUser`) and
+:func:`setup` for the routes.
+"""
+
+from aiohttp import web
+
+from controlplane.staff import admin, console, login
+from controlplane.staff.auth import StaffUser, require_staff
+
+
+def setup(app: web.Application) -> None:
+    """The routes and background work of staff."""
+    login.setup(app)
+    console.setup(app)
+    admin.setup(app)
+
+
+__all__ = ["StaffUser", "require_staff", "setup"]

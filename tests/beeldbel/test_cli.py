@@ -1,0 +1,272 @@
+"""The `beeldbel` command as a person runs it: `run` starts the whole system."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path, workers: int = 1) -> tuple[Path, int, int]:
+    port = free_port()
+    media_port = free_port()
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        f"""
+[server]
+port = {port}
+public_url = "https://127.0.0.1:{port}"
+data_dir = "{tmp_path / "var"}"
+[tls]
+cert_file = "{tmp_path / "var/certs/server.crt"}"
+key_file = "{tmp_path / "var/certs/server.key"}"
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / "var/beeldbel.sqlite3"}"
+[metrics]
+port = {free_port()}
+[mediaserver]
+port = {media_port}
+udp_port = {free_port()}
+workers = {workers}
+""",
+        encoding="utf-8",
+    )
+    return path, port, media_port
+
+
+async def _read_until(
+    stream: asyncio.StreamReader, marker: str, seen: list[str]
+) -> None:
+    while not any(marker in line for line in seen):
+        line = await asyncio.wait_for(stream.readline(), 30)
+        if not line:
+            raise AssertionError(f"output ended before {marker!r}: {seen}")
+        seen.append(line.decode())
+
+
+async def _cli(config: Path, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "beeldbel.cli",
+        "--config",
+        str(config),
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, args
+    return out.decode()
+
+
+async def _media_join_works(
+    session: aiohttp.ClientSession,
+    context: ssl.SSLContext,
+    config: Path,
+    port: int,
+    media_port: int,
+    workers: int,
+) -> None:
+    """The two processes found each other: the control plane makes a room on the
+    media server over HTTPS, and the media server accepts the control plane's token
+    (JWKS fetched over HTTPS with the dev CA) on its WSS signalling. With several
+    workers, one call after another goes to the next worker (fewest open calls)."""
+    key = await _cli(
+        config,
+        "admin",
+        "apikey-create",
+        "run-test",
+        "--scope",
+        "callbacks:write",
+        "--scope",
+        "calls:write",
+    )
+    key = key.strip().splitlines()[-1]
+    auth = {"Authorization": f"Bearer {key}"}
+    base = f"https://127.0.0.1:{port}/api/v1/callbacks"
+    for worker in range(workers):
+        grant = await _open_call(session, context, base, auth)
+        assert grant["media_url"] == f"wss://127.0.0.1:{media_port + worker}/ws"
+        async with session.ws_connect(grant["media_url"], ssl=context) as ws:
+            await ws.send_json(
+                {"type": "join", "room_id": grant["room_id"], "token": grant["token"]}
+            )
+            reply = await ws.receive_json(timeout=15)
+        assert reply["type"] == "joined", reply
+
+
+async def _open_call(
+    session: aiohttp.ClientSession,
+    context: ssl.SSLContext,
+    base: str,
+    auth: dict[str, str],
+) -> dict[str, Any]:
+    """A new video request through the API and an agent's media grant for it."""
+    body = {
+        "name": "Run Test",
+        "phone": "0612345678",
+        "topic": "other",
+        "channel": "video",
+        "preferred": "asap",
+        "language": "nl",
+        "consent": True,
+    }
+    async with session.post(base, json=body, headers=auth, ssl=context) as response:
+        assert response.status == 201, await response.text()
+        reference = (await response.json())["reference"]
+    async with session.post(
+        f"{base}/{reference}/tokens",
+        json={"role": "agent", "kind": "media"},
+        headers=auth,
+        ssl=context,
+    ) as response:
+        assert response.status in (200, 201), await response.text()
+        grant: dict[str, Any] = await response.json()
+    return grant
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
+    tmp_path, workers
+):
+    config, port, media_port = _config(tmp_path, workers)
+    # the installed console script, outside the repository, as `make run` runs it:
+    # whatever it imports must be installed, not merely next to the working directory
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "beeldbel"),
+        "--config",
+        str(config),
+        "run",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        await _read_until(process.stdout, "Staff:", seen)
+        output = "".join(seen)
+        assert f"https://127.0.0.1:{port}/" in output
+        assert f"https://127.0.0.1:{port}/staff" in output
+        assert "one-time password" in output
+        assert "ca.crt" in output
+        ca = next(line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line)
+        context = ssl.create_default_context(cafile=ca)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(
+                        f"https://127.0.0.1:{port}/", ssl=context
+                    ) as response:
+                        assert response.status == 200
+                        assert "Strict-Transport-Security" in response.headers
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("control plane never answered over HTTPS")
+            await _media_join_works(session, context, config, port, media_port, workers)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+
+
+async def test_unknown_config_key_stops_the_start_with_its_name(tmp_path):
+    path = tmp_path / "beeldbel.toml"
+    path.write_text("[server]\nprot = 1\n", encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "beeldbel.cli",
+        "--config",
+        str(path),
+        "run",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert b"server.prot" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["admin", "user-add", "Not A Name!"], "username"),
+        (["admin", "apikey-create", "x", "--scope", "everything"], "scope"),
+        (["keys", "retire", "no-such-kid"], ""),
+    ],
+)
+async def test_admin_mistakes_get_a_message_not_a_traceback(tmp_path, args, says):
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "b.sqlite3"}"\n'
+        f'[server]\ndata_dir = "{tmp_path}"\n',
+        encoding="utf-8",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "beeldbel.cli",
+        "--config",
+        str(path),
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert b"Traceback" not in err
+    assert err.startswith(b"beeldbel: ")
+    assert says.encode() in err.lower()
+
+
+def test_one_machine_makes_one_media_node_per_worker():
+    """`beeldbel run` with several media workers: worker i is node <node_id>-i on
+    port + i; one worker keeps the single-node settings; explicit nodes win."""
+    from beeldbel.cli.one_machine import one_machine_environment
+    from beeldbel.config import load_config, media_nodes
+
+    def nodes(workers: int) -> list[tuple[str, str, str]]:
+        given = {
+            "BEELDBEL_MEDIASERVER_NODE_ID": "m",
+            "BEELDBEL_MEDIASERVER_PORT": "9000",
+            "BEELDBEL_MEDIASERVER_WORKERS": str(workers),
+        }
+        env = one_machine_environment(load_config(None, given), None)
+        # what both child processes load: the same config plus env
+        loaded = load_config(None, {**given, **env})
+        return [(n.node_id, n.api_url, n.ws_url) for n in media_nodes(loaded)]
+
+    assert nodes(1) == [("m", "https://127.0.0.1:9000", "wss://127.0.0.1:9000/ws")]
+    assert nodes(2) == [
+        ("m-0", "https://127.0.0.1:9000", "wss://127.0.0.1:9000/ws"),
+        ("m-1", "https://127.0.0.1:9001", "wss://127.0.0.1:9001/ws"),
+    ]
+    explicit = load_config(
+        None,
+        {
+            "BEELDBEL_MEDIASERVER_WORKERS": "2",
+            "BEELDBEL_CALLS_MEDIA_NODES": (
+                '[{"node_id": "x", "api_url": "http://h:1", "ws_url": "ws://h:1/ws"}]'
+            ),
+        },
+    )
+    assert "BEELDBEL_CALLS_MEDIA_NODES" not in one_machine_environment(explicit, None)
+    assert "BEELDBEL_CALLS_MEDIA_WS_URL" not in one_machine_environment(explicit, None)

@@ -1,0 +1,1 @@
+"""Beeldbel's web assets, installed as ``beeldbel.web``; see :mod:`beeldbel.assets`."""
