@@ -48,7 +48,7 @@ system-deps:
 		echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@[ -f node_modules/axe-core/axe.min.js ] || npm ci --no-audit --no-fund --silent
+	@[ -f node_modules/axe-core/axe.min.js ] && [ -x node_modules/.bin/tsc ] || npm ci --no-audit --no-fund --silent
 
 # The whole suite runs in a network namespace that has only loopback, so no test
 # traffic (ICE gathers every interface address) can leave this machine.
@@ -67,7 +67,7 @@ lint: install-test
 	node_modules/.bin/tsc -p web
 
 typecheck: install-test
-	$(BIN)/mypy beeldbel controlplane mediaserver tests bench scripts
+	$(BIN)/mypy common controlplane mediaserver cli certs
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

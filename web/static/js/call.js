@@ -350,7 +350,8 @@ async function switchCamera() {
   if (!next) return;
   try {
     const stream = await navigator.mediaDevices.getUserMedia({video: {deviceId: {exact: next.deviceId}}});
-    await connection.replaceVideoTrack(stream.getVideoTracks()[0]);
+    // asked for a video device: the stream has its track
+    await connection.replaceVideoTrack(/** @type {MediaStreamTrack} */ (stream.getVideoTracks()[0]));
     applyVideo();
     announce(text('camera_switched'));
   } catch {

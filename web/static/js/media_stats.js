@@ -42,7 +42,7 @@ export function percentile(values, p) {
   if (!values.length) return null;
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(rank, sorted.length) - 1];
+  return /** @type {number} */ (sorted[Math.min(rank, sorted.length) - 1]);
 }
 
 /**
