@@ -67,7 +67,7 @@ lint: install-test
 	node_modules/.bin/tsc -p web
 
 typecheck: install-test
-	$(BIN)/mypy common controlplane mediaserver cli certs
+	$(BIN)/mypy beeldbel controlplane mediaserver tests bench scripts
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
