@@ -171,7 +171,6 @@ class KeySet:
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
-        self.fetch_count = 0
 
     async def get(self, kid: str) -> Ed25519PublicKey:
         """The key named ``kid``; refreshes the set when stale or when it is unknown."""
@@ -193,7 +192,6 @@ class KeySet:
             ):
                 return
             document = await self._fetch()
-            self.fetch_count += 1
             self._keys = _parse_jwks(document)
             self._fetched_at = now
 

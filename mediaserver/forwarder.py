@@ -43,11 +43,6 @@ TIMING_SAMPLE = 16
 _HEADER = struct.Struct("!BBHII")
 
 
-def _ntp_now() -> int:
-    now = time.time() + 2208988800
-    return int(now * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
-
-
 def _noop(value: float) -> None:
     """Default observer: metrics are wired in by the app."""
 

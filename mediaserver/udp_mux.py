@@ -12,6 +12,7 @@ ufrag across a connection's transports).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -125,7 +126,6 @@ class UdpMux:
         self._fast_routes: dict[bytes, _fastpath.PeerCore] = {}
         self._sock: socket.socket | None = None
         self.unknown_datagrams = 0
-        self.send_errors = 0
         #: Observes the SFU-added latency (kernel receive → sent) of sampled
         #: datagrams on the C path; the app wires a histogram in.
         self.on_latency: Callable[[float], None] = _ignore
@@ -178,10 +178,8 @@ class UdpMux:
         (media is never queued: a late packet is worse than a lost one)."""
         if self._sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             self._sock.sendto(data, addr)
-        except OSError:
-            self.send_errors += 1
 
     def route_media(
         self, addr: Address, handle: Callable[[bytes], None] | None

@@ -31,9 +31,5 @@ class QueueEvents:
         finally:
             self._subscribers.discard(queue)
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
-
 
 QUEUE_EVENTS = web.AppKey("queue_events", QueueEvents)
