@@ -8,7 +8,7 @@ the call record and :func:`setup` for the routes.
 
 from aiohttp import web
 
-from controlplane.calls import guests, join_links, rooms
+from controlplane.calls import agents, guests, join_links, rooms
 from controlplane.calls.join_links import current_survey_session
 from controlplane.calls.record import (
     CASE_HANDLED,
@@ -30,6 +30,7 @@ def setup(app: web.Application) -> None:
     """The routes and background work of calls."""
     join_links.setup(app)
     rooms.setup(app)
+    agents.setup(app)
     guests.setup(app)
 
 

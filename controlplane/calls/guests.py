@@ -16,17 +16,15 @@ from controlplane.base.rendering import render
 from controlplane.calls import join_links
 from controlplane.calls import record as records
 from controlplane.calls.events import CallEvent, stream
+from controlplane.calls.json_bodies import json_body, no_store, no_store_json
+from controlplane.calls.quality import store_quality
 from controlplane.calls.rooms import (
     CALLS,
     Call,
     LiveCall,
     find_call,
     guest_channel,
-    json_body,
     media_grant,
-    no_store,
-    no_store_json,
-    store_quality,
 )
 from controlplane.security.csrf import csrf_token
 from controlplane.storage.database import DB
