@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test build-deps system-deps sanitize lint typecheck certs clean
+.PHONY: run test install install-test build-deps system-deps node-deps sanitize lint typecheck certs clean
 
 $(BIN)/python: | build-deps
 	$(PYTHON) -m venv $(VENV)
@@ -36,18 +36,23 @@ build-deps:
 		|| { echo "installing the Python headers from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev; }
 
-# Debian's Chromium (never a downloaded browser), axe-core from npm, iproute2 for
-# the loopback-only network namespace the tests run in, coturn for the relay test.
-system-deps:
+# Debian's Chromium (never a downloaded browser), iproute2 for the loopback-only
+# network namespace the tests run in, coturn for the relay test.
+system-deps: node-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# From npm (package-lock.json): axe-core for the accessibility checks, TypeScript's
+# checker for the front end's JSDoc types.
+node-deps:
+	@command -v npm >/dev/null || { echo "installing npm from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
 	@[ -f node_modules/axe-core/axe.min.js ] && [ -x node_modules/.bin/tsc ] || npm ci --no-audit --no-fund --silent
 
 # The whole suite runs in a network namespace that has only loopback, so no test
@@ -60,7 +65,7 @@ test: install-test system-deps
 sanitize: install-test
 	scripts/sanitize_fastpath.sh
 
-lint: install-test
+lint: install-test node-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
