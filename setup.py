@@ -9,6 +9,9 @@ setup(
     packages=[
         *find_packages(include=["beeldbel*", "controlplane*", "mediaserver*"]),
         "beeldbel.web",
+        # Alembic's folders: read as files, never imported as packages
+        "controlplane.storage.migrations",
+        "controlplane.storage.migrations.versions",
     ],
     package_dir={"beeldbel.web": "web"},
     ext_modules=[
