@@ -64,7 +64,7 @@ from controlplane.requests import (
     switch_channel,
 )
 from controlplane.security.csrf import csrf_token
-from controlplane.staff import StaffUser, require_staff
+from controlplane.staff import require_staff
 from controlplane.storage.database import DB
 
 MESSAGE_MAX = 500
@@ -84,10 +84,6 @@ def setup(app: web.Application) -> None:
     r.add_post(staff + "/naar-telefoon", staff_switch)
     r.add_post(staff + "/tolk", staff_interpreter)
     r.add_post(staff + "/bericht", staff_message)
-
-
-def _actor(user: StaffUser) -> Actor:
-    return Actor(user.id, user.username, user.role)
 
 
 def _iso(moment: datetime) -> str:
@@ -110,7 +106,7 @@ async def start_video(request: web.Request) -> web.Response:
         raise NotFound("console_error_not_found")
     raw_id = int(raw)
     form = await request.post()
-    app, actor = request.app, _actor(user)
+    app, actor = request.app, user.actor
     item = await get_request(app[DB], raw_id)
     if not may_work(item, actor):
         raise Forbidden("console_error_not_yours")
@@ -178,7 +174,7 @@ async def _staff_call(request: web.Request) -> tuple[Call, Request, Actor]:
     if call.request_id is None:
         raise NotFound("calls_not_found")
     item = await get_request(request.app[DB], call.request_id)
-    actor = _actor(user)
+    actor = user.actor
     if not may_work(item, actor):
         raise Forbidden("console_error_not_yours")
     return call, item, actor

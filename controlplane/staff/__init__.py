@@ -7,7 +7,7 @@ Offers the rest the staff guard (:func:`require_staff`, :class:`StaffUser`) and
 
 from aiohttp import web
 
-from controlplane.staff import admin, console, login
+from controlplane.staff import admin, console, login, phone_entry, request_page
 from controlplane.staff.auth import StaffUser, require_staff
 
 
@@ -15,6 +15,8 @@ def setup(app: web.Application) -> None:
     """The routes and background work of staff."""
     login.setup(app)
     console.setup(app)
+    phone_entry.setup(app)
+    request_page.setup(app)
     admin.setup(app)
 
 

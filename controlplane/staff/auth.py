@@ -28,6 +28,7 @@ from beeldbel.config import Config
 from controlplane.base import rendering
 from controlplane.base.errors import Forbidden, Unauthorized
 from controlplane.base.settings import CONFIG
+from controlplane.requests import Actor
 from controlplane.security import cookies
 from controlplane.storage.database import DB
 from controlplane.storage.schema import sessions, users
@@ -57,6 +58,11 @@ class StaffUser:
     def has_role(self, role: str) -> bool:
         """True when this user's role is ``role`` or ranks above it."""
         return _RANK.get(self.role, -1) >= _RANK[role]
+
+    @property
+    def actor(self) -> Actor:
+        """This staff member as who acts on the queue."""
+        return Actor(self.id, self.username, self.role)
 
 
 @dataclass(frozen=True, slots=True)
