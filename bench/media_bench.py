@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from beeldbel.tokens import MediaClaims, public_jwk, sign_media_token
 from mediaserver.packet import is_rtcp, parse_rtp
+from tests.helpers import wait_for
 from tests.mediaserver.client import MediaClient, loopback_only_gathering
 
 ISSUER = "https://bench.invalid"
@@ -573,12 +573,12 @@ async def connect_all(
         rooms = layout[batch : batch + 5]
         await asyncio.gather(*(fill(batch + i, room) for i, room in enumerate(rooms)))
         # let this batch settle before loading the (shared) client core further
-        await _wait(
+        await wait_for(
             lambda: all(c.pc.connectionState == "connected" for c in clients),
             60,
-            lambda: "batch connected",
+            "batch connected",
         )
-    await _wait(
+    await wait_for(
         lambda: all(c.pc.connectionState == "connected" for c in clients),
         60,
         lambda: (
@@ -593,18 +593,6 @@ async def subscribe_only(client: MediaClient) -> None:
     client.pc.addTransceiver("video", direction="recvonly")
     await client.pc.setLocalDescription(await client.pc.createOffer())
     await client.send({"type": "offer", "sdp": client.pc.localDescription.sdp})
-
-
-async def _wait(
-    predicate: Callable[[], bool],
-    timeout: float,  # noqa: ASYNC109 (polling)
-    what: Callable[[], str],
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out: {what()}")
-        await asyncio.sleep(0.1)
 
 
 def main() -> None:

@@ -1,12 +1,16 @@
-"""Helpers shared by the tests: polling waits and form tokens."""
+"""Helpers shared by the tests: polling waits, free ports, server-sent events, form
+tokens, a JWKS."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import re
+import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +24,51 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]],
-    timeout: float = 5.0,  # noqa: ASYNC109
-    message: str = "condition",
-    interval: float = 0.02,
+    predicate: Callable[[], object],
+    timeout: float = 5.0,  # noqa: ASYNC109 (a polling helper: the timeout is the point)
+    message: str | Callable[[], str] = "condition",
+    interval: float = 0.05,
 ) -> None:
-    """Poll ``predicate`` until true; fail with ``message`` after ``timeout`` s."""
+    """Poll ``predicate`` (plain or async; any truthy result counts) until it holds;
+    fail with ``message`` after ``timeout`` s. ``message`` may be a callable, for a
+    failure text built from what the predicate saw last."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
-        if not isinstance(result, bool):
+        if inspect.isawaitable(result):
             result = await result
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {text}")
         await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def read_event(response: Any, name: str) -> dict[str, Any]:
+    """The next ``name`` event on an event stream (other events are skipped)."""
+    event, data = "", []
+    while True:
+        line = (await response.content.readline()).decode()
+        assert line, "the event stream ended"
+        line = line.rstrip("\n")
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line:
+            if event == name:
+                parsed: dict[str, Any] = json.loads("\n".join(data))
+                return parsed
+            event, data = "", []
 
 
 def csrf_from(html: str) -> str:

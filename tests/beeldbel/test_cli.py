@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,18 +165,19 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
         ca = next(line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line)
         context = ssl.create_default_context(cafile=ca)
         async with aiohttp.ClientSession() as session:
-            for _ in range(300):
+
+            async def answers() -> bool:
                 try:
                     async with session.get(
                         f"https://127.0.0.1:{port}/", ssl=context
                     ) as response:
                         assert response.status == 200
                         assert "Strict-Transport-Security" in response.headers
-                        break
+                        return True
                 except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("control plane never answered over HTTPS")
+                    return False
+
+            await wait_for(answers, 30, "the control plane to answer over HTTPS")
             await _media_join_works(session, context, config, port, media_port, workers)
     finally:
         if process.returncode is None:

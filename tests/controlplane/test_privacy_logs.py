@@ -23,7 +23,7 @@ from controlplane.api.keys import create_api_key
 from controlplane.app.factory import create_app
 from controlplane.base.metrics import Metrics
 from controlplane.storage.database import DB
-from tests.controlplane.api.test_callbacks import VALID
+from tests.controlplane.sample_requests import VALID
 from tests.helpers import csrf_from
 
 NAME = "Zyxwvu Canarynaam"

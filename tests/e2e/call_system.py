@@ -36,7 +36,8 @@ from beeldbel.config import load_config
 from controlplane.security.secrets_store import load_secret_key
 from controlplane.staff.users import create_user
 from controlplane.storage.database import Database
-from tests.e2e.conftest import ROOT, assert_accessible, free_port, wait_until_up
+from tests.e2e.conftest import ROOT, assert_accessible, wait_until_up
+from tests.helpers import free_port, wait_for
 
 API_SECRET = "e2e-media-api-secret-0123456789"
 NODE = "media-e2e"
@@ -58,18 +59,18 @@ class Mailbox:
 
     async def link_for(self, address: str, timeout: float = 10.0) -> str:  # noqa: ASYNC109
         """The join link in the first e-mail to ``address`` (waits for it)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            for recipients, message in self.messages:
-                if address in recipients:
-                    body = message.get_body(("plain",))
-                    assert body is not None
-                    match = _LINK.search(body.get_content())
-                    assert match, "the e-mail has no join link"
-                    return match.group(0)
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no e-mail reached the SMTP server in {timeout}s")
-            await asyncio.sleep(0.05)
+
+        def first() -> EmailMessage | None:
+            return next((m for to, m in self.messages if address in to), None)
+
+        await wait_for(first, timeout, f"an e-mail to {address} at the SMTP server")
+        message = first()
+        assert message is not None
+        body = message.get_body(("plain",))
+        assert body is not None
+        match = _LINK.search(body.get_content())
+        assert match, "the e-mail has no join link"
+        return match.group(0)
 
 
 @dataclass
@@ -167,20 +168,18 @@ def _start(
 
 
 async def _wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
     async with aiohttp.ClientSession() as session:
-        while True:
+
+        async def up() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"{url}: process exited with {process.returncode}")
             try:
                 async with session.get(url) as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except aiohttp.ClientError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{url} did not come up")
-            await asyncio.sleep(0.1)
+                return False
+
+        await wait_for(up, 30, f"{url} to come up")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

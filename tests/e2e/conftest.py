@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from beeldbel.cli.devca import ensure_dev_certificates
+from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -40,13 +40,6 @@ HAVE_CHROMIUM = Path(CHROMIUM).exists()
 AXE_SOURCE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class LiveSystem:
     base_url: str
@@ -63,20 +56,18 @@ async def wait_until_up(
     import ssl
 
     context = ssl.create_default_context(cafile=str(ca_file))
-    deadline = asyncio.get_running_loop().time() + 30
     async with aiohttp.ClientSession() as session:
-        while True:
+
+        async def up() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"server exited with {process.returncode}")
             try:
                 async with session.get(url, ssl=context) as response:
-                    if response.status < 500:
-                        return
+                    return response.status < 500
             except aiohttp.ClientError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"server at {url} did not come up")
-            await asyncio.sleep(0.1)
+                return False
+
+        await wait_for(up, 30, f"the server at {url} to come up")
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ relay candidate pair. Run inside ``unshare -n`` like the other browser tests.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,64 +18,67 @@ import pytest
 from playwright.async_api import Page, expect
 
 from beeldbel.config import Secret
-from tests.e2e.conftest import assert_accessible, free_port, new_page
+from tests.e2e.conftest import assert_accessible, new_page
 from tests.e2e.media_fixtures import make_call_harness  # noqa: F401
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.browser
 
 TURN_SECRET = "turn-secret-for-tests"
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
+HAVE_TURNSERVER = Path(TURNSERVER).exists()
 
 
 @pytest.fixture
-def coturn(tmp_path: Path) -> Iterator[str]:
+async def coturn(tmp_path: Path) -> AsyncIterator[str]:
     """A real coturn on 127.0.0.1; yields its ``turn:`` URL."""
-    if not Path(TURNSERVER).exists():
+    if not HAVE_TURNSERVER:
         pytest.fail("turnserver is missing: `make system-deps` installs coturn")
     port = free_port()
     log_file = (tmp_path / "turnserver.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603
-        [
-            TURNSERVER,
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            f"--listening-port={port}",
-            "--min-port=50000",
-            "--max-port=50999",
-            "--use-auth-secret",
-            f"--static-auth-secret={TURN_SECRET}",
-            "--realm=beeldbel",
-            "--no-tls",
-            "--no-dtls",
-            "--allow-loopback-peers",
-            "--no-cli",
-            f"--pidfile={tmp_path / 'turnserver.pid'}",
-            f"--userdb={tmp_path / 'turndb'}",
-            "--log-file=stdout",
-            "--simple-log",
-        ],
+    process = await asyncio.create_subprocess_exec(
+        TURNSERVER,
+        "-n",
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        f"--listening-port={port}",
+        "--min-port=50000",
+        "--max-port=50999",
+        "--use-auth-secret",
+        f"--static-auth-secret={TURN_SECRET}",
+        "--realm=beeldbel",
+        "--no-tls",
+        "--no-dtls",
+        "--allow-loopback-peers",
+        "--no-cli",
+        f"--pidfile={tmp_path / 'turnserver.pid'}",
+        f"--userdb={tmp_path / 'turndb'}",
+        "--log-file=stdout",
+        "--simple-log",
         stdout=log_file,
-        stderr=subprocess.STDOUT,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:  # TCP listener up means the UDP one is too
-            assert process.poll() is None, "turnserver exited"
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "turnserver did not come up"
-            time.sleep(0.05)
+
+        async def listening() -> bool:  # TCP listener up means the UDP one is too
+            assert process.returncode is None, "turnserver exited"
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        await wait_for(listening, 10, "turnserver to come up")
         yield f"turn:127.0.0.1:{port}?transport=udp"
     finally:
         process.terminate()
         try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
             process.kill()
-            process.wait()
+            await process.wait()
         log_file.close()
 
 

@@ -1,4 +1,4 @@
-"""A real aiortc participant for tests and the benchmark, and ``wait_for``.
+"""A real aiortc participant for tests and the benchmark.
 
 Keeping test traffic on loopback: aioice gathers every interface address except
 127.0.0.1, so :func:`loopback_only_gathering` makes it offer 127.0.0.1 only. The
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -25,6 +24,11 @@ from aiortc import (
     VideoStreamTrack,
 )
 from av import VideoFrame
+
+from tests.helpers import wait_for
+
+# test_browser.py still imports the one polling helper under this name
+wait_until = wait_for
 
 
 def without_candidates(sdp: str) -> str:
@@ -41,34 +45,6 @@ def without_candidates(sdp: str) -> str:
 def loopback_only_gathering() -> None:
     """Make aioice (test clients) offer a host candidate on 127.0.0.1 only."""
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
-
-
-async def wait_for(
-    predicate: Callable[[], object],
-    timeout: float,  # noqa: ASYNC109 (a polling helper: the timeout is the point)
-    message: str,
-    interval: float = 0.05,
-) -> None:
-    """Poll ``predicate`` until it holds; fail with ``message`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message}")
-        await asyncio.sleep(interval)
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[object]],
-    timeout: float,  # noqa: ASYNC109 (a polling helper: the timeout is the point)
-    message: Callable[[], str],
-    interval: float = 0.1,
-) -> None:
-    """Like :func:`wait_for` for a predicate that must be awaited."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message()}")
-        await asyncio.sleep(interval)
 
 
 async def join(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from mediaserver.api import ROOMS
 from mediaserver.app import STATS
-from tests.mediaserver.client import decodes, join, wait_for
+from tests.helpers import wait_for
+from tests.mediaserver.client import decodes, join
 from tests.mediaserver.conftest import create_room, metric
 
 

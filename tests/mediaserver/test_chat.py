@@ -11,13 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mediaserver.chat import BURST, MAX_TEXT, parse_text
-from tests.mediaserver.client import (
-    MediaClient,
-    PatternTrack,
-    decodes,
-    wait_for,
-    wait_until,
-)
+from tests.helpers import wait_for
+from tests.mediaserver.client import MediaClient, PatternTrack, decodes
 from tests.mediaserver.conftest import create_room, metric
 
 CHAT_METRIC = "beeldbel_media_chat_messages_total"
@@ -118,7 +113,7 @@ async def wait_until_metric(server, result: str, value: float) -> None:
     async def reached() -> bool:
         return await metric(server, CHAT_METRIC, result=result) >= value
 
-    await wait_until(reached, 5, lambda: f"chat messages {result} reach {value}")
+    await wait_for(reached, 5, lambda: f"chat messages {result} reach {value}")
 
 
 async def test_malformed_and_over_long_messages_are_dropped_and_the_call_goes_on(
@@ -202,10 +197,10 @@ async def test_a_flood_is_cut_to_the_burst(server, clients, token):
     interpreter = await chat_join(clients, token, "interpreter", "i1")
     for n in range(BURST + 10):
         agent.send({"text": f"bericht {n}"})
-    await wait_until(
+    await wait_for(
         lambda: total_counted(server, BURST + 10),
         5,
-        lambda: "every flooded message is counted",
+        "every flooded message is counted",
     )
     relayed = await metric(server, CHAT_METRIC, result="relayed")
     assert BURST <= relayed < BURST + 5  # a few may have been refilled meanwhile

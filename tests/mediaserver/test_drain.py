@@ -12,7 +12,8 @@ import aiohttp
 
 from mediaserver.api import ROOMS
 from mediaserver.app import drain
-from tests.mediaserver.client import decodes, join, wait_for
+from tests.helpers import free_port, wait_for
+from tests.mediaserver.client import decodes, join
 from tests.mediaserver.conftest import API_SECRET, create_room
 
 AUTH = {"Authorization": f"Bearer {API_SECRET}"}
@@ -42,12 +43,6 @@ async def test_drain_gives_up_after_the_timeout(server, clients, token):
     await create_room(server)
     await join(clients, server, token, "agent", "a1")
     assert await drain(server.app, timeout=0.3) is False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_sigterm_drains_the_process(tmp_path):
@@ -81,17 +76,10 @@ async def test_sigterm_drains_the_process(tmp_path):
                 except aiohttp.ClientConnectionError:
                     return 0
 
-            ready = {"status": 0}
+            async def ready() -> bool:
+                return await status("/readyz") == 200
 
-            async def poll_ready() -> None:
-                for _ in range(300):
-                    ready["status"] = await status("/readyz")
-                    if ready["status"] == 200:
-                        return
-                    await asyncio.sleep(0.1)
-
-            await poll_ready()
-            assert ready["status"] == 200
+            await wait_for(ready, 30, "the media server to be ready")
             async with session.post(
                 base + "/api/rooms", json={"room_id": "r1"}, headers=AUTH
             ) as response:
@@ -144,12 +132,11 @@ async def test_workers_are_separate_processes_that_drain_on_sigterm():
                 except aiohttp.ClientConnectionError:
                     return False
 
-            for _ in range(300):  # two processes importing aiortc on a busy machine
-                if await ready(port) and await ready(port + 1):
-                    break
-                await asyncio.sleep(0.1)
-            assert await ready(port)
-            assert await ready(port + 1)
+            async def both_ready() -> bool:
+                return await ready(port) and await ready(port + 1)
+
+            # two processes importing aiortc on a busy machine
+            await wait_for(both_ready, 30, "both worker processes to be ready")
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:

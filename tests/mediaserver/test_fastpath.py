@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pylibsrtp
@@ -30,7 +31,7 @@ from mediaserver.forwarder import (
     StreamInfo,
 )
 from mediaserver.transport import DirectSrtp, MediaTransport
-from tests.mediaserver.test_packet import rtp_packet
+from tests.mediaserver.packets import rtp_packet
 
 VIDEO, RTX, AUDIO, UNKNOWN = 0x1111, 0x2222, 0x3333, 0x4444
 CLIENT_KEY, PUBLISHER_KEY, SUBSCRIBER_KEY = (
@@ -48,13 +49,13 @@ def outbound(key: bytes) -> Session:
     return Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
 
 
-def vp8(seq: int, keyframe: bool = False, **kwargs: object) -> bytes:
+def vp8(seq: int, keyframe: bool = False, ext: bytes = b"", pad: int = 0) -> bytes:
     descriptor = bytes([0x90, 0x80, 0x80, seq & 0xFF])
     body = bytes((seq * 7 + i) & 0xFF for i in range(200))
     payload = descriptor + bytes([0x00 if keyframe else 0x01]) + body
     return rtp_packet(
-        seq=seq, ts=3000 * seq, ssrc=VIDEO, pt=96, payload=payload, **kwargs
-    )  # type: ignore[arg-type]
+        seq=seq, ts=3000 * seq, ssrc=VIDEO, pt=96, payload=payload, ext=ext, pad=pad
+    )
 
 
 def datagrams() -> list[bytes | str]:
@@ -170,19 +171,25 @@ def plain(datagrams: list[bytes]) -> list[bytes]:
 
 
 @pytest.fixture
-def udp() -> tuple[socket.socket, socket.socket]:
+def udp() -> Iterator[tuple[socket.socket, socket.socket]]:
     sender, receiver = udp_pair()
     yield sender, receiver
     sender.close()
     receiver.close()
 
 
+def rtp_of(datagrams: list[bytes]) -> list[bytes]:
+    return [p for p in plain(datagrams) if not rtp.is_rtcp(p)]
+
+
+def rtcp_of(datagrams: list[bytes]) -> list[bytes]:
+    return [p for p in plain(datagrams) if rtp.is_rtcp(p)]
+
+
 def test_the_c_path_does_what_the_python_path_does(udp):
     python = run("handle_datagram")
     c = run("fast_handle", udp)
 
-    rtp_of = lambda packets: [p for p in plain(packets) if not rtp.is_rtcp(p)]  # noqa: E731
-    rtcp_of = lambda packets: [p for p in plain(packets) if rtp.is_rtcp(p)]  # noqa: E731
     # the C harness sends on a socket, its Python fallback (RTX) to a list
     forwarded = sorted(rtp_of(python.to_subscriber), key=lambda p: p[2:4])
     assert sorted(rtp_of(c.to_subscriber), key=lambda p: p[2:4]) == forwarded

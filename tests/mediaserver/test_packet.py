@@ -7,23 +7,7 @@ import struct
 import pytest
 
 from mediaserver import packet as rtp
-
-
-def rtp_packet(
-    seq: int = 1,
-    ts: int = 1000,
-    ssrc: int = 0x1234,
-    pt: int = 96,
-    payload: bytes = b"abc",
-    ext: bytes = b"",
-    pad: int = 0,
-) -> bytes:
-    first = 0x80 | (0x10 if ext else 0) | (0x20 if pad else 0)
-    header = struct.pack("!BBHII", first, 0x80 | pt, seq, ts, ssrc)
-    if ext:
-        header += struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext
-    padding = b"\x00" * (pad - 1) + bytes([pad]) if pad else b""
-    return header + payload + padding
+from tests.mediaserver.packets import rtp_packet
 
 
 def test_parse_and_rewrite_strips_extensions_and_keeps_padding():

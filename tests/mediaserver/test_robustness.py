@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import struct
 
-import pylibsrtp
-
 from mediaserver.app import STATS
-from tests.mediaserver.client import decodes, join, wait_for
+from tests.helpers import wait_for
+from tests.mediaserver.client import decodes, join
 from tests.mediaserver.conftest import create_room
-
-
-async def send_authenticated(client, packet: bytes, rtcp: bool) -> None:
-    """Protect ``packet`` with the client's own SRTP keys and send it to the SFU.
-
-    libsrtp refuses to protect some malformed RTP headers; those go out with a
-    zero authentication tag instead (the SFU must drop them just the same)."""
-    dtls = client.pc.getTransceivers()[0].sender.transport
-    session = dtls._tx_srtp
-    try:
-        data = session.protect_rtcp(packet) if rtcp else session.protect(packet)
-    except pylibsrtp.Error:
-        data = packet + bytes(10)
-    await dtls.transport._send(data)
+from tests.mediaserver.packets import send_authenticated
 
 
 def video_ssrc(client) -> int:

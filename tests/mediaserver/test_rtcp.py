@@ -7,10 +7,11 @@ import struct
 
 from mediaserver.api import REGISTRY, ROOMS
 from mediaserver.app import MUX, STATS
-from tests.mediaserver.client import decodes, join, wait_for, without_candidates
+from tests.helpers import wait_for
+from tests.mediaserver.client import decodes, join, without_candidates
 from tests.mediaserver.conftest import create_room
+from tests.mediaserver.packets import send_authenticated
 from tests.mediaserver.relay import LossyRelay
-from tests.mediaserver.test_robustness import send_authenticated
 
 
 def video_leg_ssrc(server, subscriber_id: str):

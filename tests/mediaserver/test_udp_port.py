@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from mediaserver.app import MUX
-from tests.mediaserver.client import wait_for
+from tests.helpers import wait_for
 from tests.mediaserver.conftest import create_room
 
 

@@ -11,11 +11,7 @@ import pytest
 from controlplane.api.keys import create_api_key
 from controlplane.app.factory import create_app
 from controlplane.storage.database import DB
-from tests.controlplane.calls.test_rooms import (  # noqa: F401 (fixtures)
-    _config,
-    media,
-    media_server,
-)
+from tests.controlplane.video_calls import call_config
 
 BODY = {
     "name": "Canary Burger",
@@ -29,9 +25,9 @@ BODY = {
 
 
 @pytest.fixture
-async def api(aiohttp_client, make_config, db_url, media):  # noqa: F811
+async def api(aiohttp_client, make_config, db_url, media):
     client = await aiohttp_client(
-        create_app(_config(make_config, db_url, str(media.make_url(""))))
+        create_app(call_config(make_config, db_url, str(media.make_url(""))))
     )
     db = client.server.app[DB]
     client.key = await create_api_key(

@@ -29,20 +29,9 @@ from controlplane.storage.schema import (
     callback_requests,
     idempotency_keys,
 )
+from tests.controlplane.sample_requests import VALID
 
 ROOT = Path(__file__).resolve().parents[3]
-VALID = {
-    "name": "Jan de Vries",
-    "phone": "06-12345678",
-    "email": "jan@example.nl",
-    "topic": "report_crime",
-    "channel": "video",
-    "preferred": "asap",
-    "language": "nl",
-    "accessibility": ["extra_time"],
-    "accessibility_note": "Graag langzaam praten",
-    "consent": True,
-}
 
 
 async def _key(

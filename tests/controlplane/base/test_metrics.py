@@ -12,7 +12,7 @@ from controlplane.app.factory import create_app, create_metrics_app
 from controlplane.base.metrics import Metrics
 from controlplane.requests.metrics_refresh import refresh_queue_depth
 from controlplane.storage.database import DB
-from tests.controlplane.api.test_callbacks import VALID
+from tests.controlplane.sample_requests import VALID
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -13,45 +13,29 @@ from beeldbel.config import CallsConfig, MediaNodeConfig
 from controlplane.app.factory import create_app
 from controlplane.storage.database import DB
 from controlplane.storage.schema import call_records
-from tests.controlplane.calls.test_rooms import (
+from tests.controlplane.video_calls import (
     JSON,
-    _config,
-    claimed,
+    MediaServer,
+    call_config,
     claims,
     media_room,
-    media_server,  # noqa: F401 (a fixture)
     record_of,
     staff_json,
-    start,
+    start_call,
     video_request,
 )
-from tests.controlplane.notify.test_mailer import _free_port
+from tests.helpers import free_port
 
 
 def node(node_id: str, server=None) -> MediaNodeConfig:
     """A node entry; without a server, one whose API nobody answers."""
-    api = str(server.make_url("")) if server else f"http://127.0.0.1:{_free_port()}"
+    api = str(server.make_url("")) if server else f"http://127.0.0.1:{free_port()}"
     return MediaNodeConfig(node_id, api, f"wss://{node_id}.test:8444/ws")
 
 
 def several(make_config, db_url, *nodes: MediaNodeConfig):
-    config = _config(make_config, db_url, "http://127.0.0.1:9")
+    config = call_config(make_config, db_url, "http://127.0.0.1:9")
     return dataclasses.replace(config, calls=CallsConfig(media_nodes=nodes))
-
-
-async def start_call(client, token: str | None = None) -> tuple[str, str]:
-    """Claim a new video request and start its call: (room id, csrf token)."""
-    if token is None:
-        request_id, token = await claimed(client)
-    else:
-        request_id = await video_request(client)
-        page = await client.post(
-            f"/staff/requests/{request_id}/claim",
-            data={"csrf_token": token},
-            allow_redirects=False,
-        )
-        assert page.status == 303
-    return await start(client, request_id, token), token
 
 
 async def node_of(client, room_id: str) -> str | None:
@@ -62,7 +46,7 @@ async def test_rooms_go_to_the_node_with_fewest_open_calls(
     aiohttp_client,
     make_config,
     db_url,
-    media_server,  # noqa: F811 (a fixture)
+    media_server: MediaServer,
 ):
     servers = {name: await media_server(name) for name in ("m-0", "m-1", "m-2")}
     config = several(make_config, db_url, *(node(n, s) for n, s in servers.items()))
@@ -92,7 +76,7 @@ async def test_a_failing_node_is_skipped_and_all_failing_is_a_503(
     aiohttp_client,
     make_config,
     db_url,
-    media_server,  # noqa: F811 (a fixture)
+    media_server: MediaServer,
 ):
     server = await media_server("m-1")
     config = several(make_config, db_url, node("m-0"), node("m-1", server))
@@ -118,7 +102,7 @@ async def test_tokens_url_and_hang_up_follow_the_stored_node_after_restart(
     aiohttp_client,
     make_config,
     db_url,
-    media_server,  # noqa: F811 (a fixture)
+    media_server: MediaServer,
 ):
     first, second = await media_server("m-0"), await media_server("m-1")
     config = several(make_config, db_url, node("m-0", first), node("m-1", second))
@@ -147,7 +131,7 @@ async def test_calls_from_before_nodes_were_stored_are_on_the_first_node(
     aiohttp_client,
     make_config,
     sqlite_url,
-    media_server,  # noqa: F811 (a fixture)
+    media_server: MediaServer,
 ):
     first, second = await media_server("m-0"), await media_server("m-1")
     config = several(make_config, sqlite_url, node("m-0", first), node("m-1", second))

@@ -11,16 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
-import jwt
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from aiosmtpd.controller import Controller
-from prometheus_client import CollectorRegistry
 
 from beeldbel.config import (
-    CallsConfig,
-    MailConfig,
     MediaServerConfig,
     Secret,
     SmsConfig,
@@ -29,27 +25,32 @@ from beeldbel.turn import ice_servers_for
 from controlplane.app.factory import create_app
 from controlplane.calls import join_links
 from controlplane.calls import record as records
-from controlplane.requests.callbacks import NewRequest, create_request
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log, callback_requests
-from mediaserver.app import create_app as create_media_app
 from mediaserver.ice_servers import ice_servers_for as media_ice_servers_for
-from tests.controlplane.notify.test_mailer import Collector, _free_port
-from tests.controlplane.staff.test_console import read_event
-from tests.controlplane.staff_accounts import sign_in
-from tests.helpers import csrf_from, wait_for
+from tests.controlplane.mail import Collector
+from tests.controlplane.video_calls import (
+    ADDRESS,
+    JSON,
+    NODE,
+    call_config,
+    claimed,
+    claims,
+    media_room,
+    record_of,
+    staff_json,
+    start,
+    video_request,
+)
+from tests.helpers import free_port, read_event, wait_for
 
-API_SECRET = "shared-api-secret-for-tests"
-NODE = "media-test"
-ADDRESS = "burger.canary@example.org"
 _LINK = re.compile(r"https?://\S+/gesprek#t=[A-Za-z0-9_-]+")
 _DATA_CSRF = re.compile(r'data-csrf="([^"]+)"')
-JSON = {"Accept": "application/json"}
 
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Collector, int]]:
-    mailbox, port = Collector(), _free_port()
+    mailbox, port = Collector(), free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -59,110 +60,15 @@ def smtp() -> Iterator[tuple[Collector, int]]:
 
 
 @pytest.fixture
-def media_server(aiohttp_server):
-    """Starts a real media node called ``node_id``; returns its test server."""
-
-    async def serve(node_id: str):
-        config = MediaServerConfig(
-            node_id=node_id,
-            udp_port=0,
-            udp_bind="127.0.0.1",
-            api_secret=Secret(API_SECRET),
-            jwks_url="https://127.0.0.1:9/jwks.json",
-        )
-        return await aiohttp_server(create_media_app(config, CollectorRegistry()))
-
-    return serve
-
-
-@pytest.fixture
-async def media(media_server):
-    return await media_server(NODE)
-
-
-def _config(make_config, db_url, media_url: str, smtp_port: int = 9):
-    return make_config(
-        db_url,
-        calls=CallsConfig(
-            media_api_url=media_url, media_ws_url="wss://media.test:8444/ws"
-        ),
-        mediaserver=MediaServerConfig(
-            node_id=NODE,
-            api_secret=Secret(API_SECRET),
-            token_issuer="http://127.0.0.1",
-            turn_urls=("turn:127.0.0.1:3478?transport=udp",),
-            turn_secret=Secret("turn-secret"),
-        ),
-        mail=MailConfig(
-            enabled=True,
-            host="127.0.0.1",
-            port=smtp_port,
-            security="none",
-            sender="desk@beeldbel.example",
-            timeout_seconds=5,
-        ),
-    )
-
-
-@pytest.fixture
 async def client(aiohttp_client, make_config, db_url, media, smtp):
-    config = _config(make_config, db_url, str(media.make_url("")), smtp[1])
+    config = call_config(make_config, db_url, str(media.make_url("")), smtp[1])
     return await aiohttp_client(create_app(config))
 
 
 @pytest.fixture
 async def sqlite_client(aiohttp_client, make_config, sqlite_url, media, smtp):
-    config = _config(make_config, sqlite_url, str(media.make_url("")), smtp[1])
+    config = call_config(make_config, sqlite_url, str(media.make_url("")), smtp[1])
     return await aiohttp_client(create_app(config))
-
-
-async def video_request(client, **overrides: Any) -> int:
-    values: dict[str, Any] = {
-        "name": "Canary Burger",
-        "phone": "+31612345678",
-        "email": ADDRESS,
-        "channel": "video",
-        "topic": "report_crime",
-        "language": "nl",
-        "preferred": "asap",
-        "source": "web",
-    }
-    values.update(overrides)
-    created = await create_request(client.server.app[DB], NewRequest(**values), None)
-    return created.id
-
-
-async def claimed(client, **overrides: Any) -> tuple[int, str]:
-    """Sign in, make a video request and claim it; returns (id, csrf token)."""
-    await sign_in(client)
-    request_id = await video_request(client, **overrides)
-    page = await client.get(f"/staff/requests/{request_id}")
-    token = csrf_from(await page.text())
-    response = await client.post(
-        f"/staff/requests/{request_id}/claim",
-        data={"csrf_token": token},
-        allow_redirects=False,
-    )
-    assert response.status == 303
-    return request_id, token
-
-
-async def start(client, request_id: int, token: str, **form: str) -> str:
-    response = await client.post(
-        f"/staff/requests/{request_id}/video",
-        data={"csrf_token": token, **form},
-        allow_redirects=False,
-    )
-    assert response.status == 303, await response.text()
-    location = str(response.headers["Location"])
-    assert location.startswith("/staff/gesprekken/")
-    return location.rsplit("/", 1)[1]
-
-
-async def staff_json(client, path: str, token: str, body: Any = None) -> Any:
-    return await client.post(
-        path, json=body or {}, headers={"X-CSRF-Token": token, **JSON}
-    )
 
 
 class Guest:
@@ -193,17 +99,6 @@ class Guest:
         await self.session.close()
 
 
-async def media_room(media, room_id: str) -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            media.make_url(f"/api/rooms/{room_id}"),
-            headers={"Authorization": f"Bearer {API_SECRET}"},
-        ) as response,
-    ):
-        return response.status
-
-
 async def audit_actions(client, request_id: int) -> list[str]:
     async with client.server.app[DB].read() as conn:
         rows = await conn.execute(
@@ -214,21 +109,10 @@ async def audit_actions(client, request_id: int) -> list[str]:
         return [row.action for row in rows]
 
 
-async def record_of(client, room_id: str) -> records.CallRecord:
-    record = await records.find_by_room(client.server.app[DB], room_id)
-    assert record is not None, "no call record"
-    return record
-
-
 def found(pattern: re.Pattern[str], text: str) -> str:
     match = pattern.search(text)
     assert match, f"{pattern.pattern} not found"
     return match.group(0)
-
-
-def claims(token: str) -> dict[str, Any]:
-    decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return decoded
 
 
 async def test_whole_call_from_start_to_hang_up(client, media, smtp, capfd):
@@ -508,7 +392,7 @@ async def test_guest_progress_is_checked(sqlite_client, media):
 async def test_media_node_down_is_a_503_and_nothing_changes(
     aiohttp_client, make_config, sqlite_url
 ):
-    config = _config(make_config, sqlite_url, f"http://127.0.0.1:{_free_port()}")
+    config = call_config(make_config, sqlite_url, f"http://127.0.0.1:{free_port()}")
     client = await aiohttp_client(create_app(config))
     request_id, token = await claimed(client)
     response = await client.post(
@@ -593,7 +477,7 @@ async def test_sms_through_the_gateway_and_a_failed_delivery_is_shown(
     sms_app.router.add_post("/send", gateway)
     sms_server = await aiohttp_server(sms_app)
     config = dataclasses.replace(
-        _config(make_config, sqlite_url, str(media.make_url(""))),
+        call_config(make_config, sqlite_url, str(media.make_url(""))),
         sms=SmsConfig(enabled=True, gateway_url=str(sms_server.make_url("/send"))),
     )
     client = await aiohttp_client(create_app(config))

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import socket
 from collections.abc import Iterator
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -16,29 +12,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from beeldbel.config import MailConfig, Secret
 from controlplane.base.errors import DeliveryFailed
 from controlplane.notify.mailer import send_join_link
+from tests.controlplane.mail import Collector
+from tests.helpers import free_port
 
 LINK = "https://desk.example/gesprek#t=AbC-123_xyz0123456789abcdefghij"
 ADDRESS = "burger.canary@example.org"
-
-
-class Collector:
-    """aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Logins:
@@ -54,7 +32,7 @@ class Logins:
 @pytest.fixture
 def smtp() -> Iterator[tuple[Collector, Logins, int]]:
     collector, logins = Collector(), Logins()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         collector,
         hostname="127.0.0.1",
@@ -119,7 +97,7 @@ async def test_login_is_used_when_configured(smtp):
 
 async def test_server_down_is_delivery_failed_and_nothing_personal_logged(capsys):
     with pytest.raises(DeliveryFailed) as failed:
-        await send_join_link(mail_config(_free_port()), ADDRESS, LINK, "nl", "X")
+        await send_join_link(mail_config(free_port()), ADDRESS, LINK, "nl", "X")
     assert failed.value.message == "delivery_mail_failed"
     assert failed.value.status == 502
     logged = capsys.readouterr()

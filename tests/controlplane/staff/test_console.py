@@ -5,7 +5,6 @@ actions, phone-line entry and the live event stream."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,9 +24,7 @@ from controlplane.requests.callbacks import (
     ACCESSIBILITY_NEEDS,
     CHANNELS,
     SOURCES,
-    NewRequest,
     State,
-    create_request,
     find_by_reference,
 )
 from controlplane.requests.live import QUEUE_EVENTS
@@ -35,38 +32,15 @@ from controlplane.requests.queue_items import Actor
 from controlplane.staff import console, users
 from controlplane.storage.database import DB, Database
 from controlplane.storage.schema import audit_log, callback_requests
+from tests.controlplane.sample_requests import NAME, add_request
 from tests.controlplane.staff_accounts import sign_in
-from tests.helpers import csrf_from, wait_for
-
-NAME = "Jozefien Canarie-Testpersoon"
+from tests.helpers import csrf_from, read_event, wait_for
 
 
 @pytest.fixture
 async def sqlite_client(aiohttp_client, make_config, sqlite_url):
     """For HTTP behaviour that does not depend on the database backend."""
     return await aiohttp_client(create_app(make_config(sqlite_url)))
-
-
-def new_request(**overrides: Any) -> NewRequest:
-    values: dict[str, Any] = {
-        "name": NAME,
-        "phone": "+31612345678",
-        "channel": "video",
-        "topic": "report_crime",
-        "language": "nl",
-        "preferred": "asap",
-        "source": "web",
-        "accessibility": ("sign_language",),
-    }
-    values.update(overrides)
-    return NewRequest(**values)
-
-
-async def make_request(client: Any, **overrides: Any) -> tuple[int, str]:
-    created = await create_request(
-        client.server.app[DB], new_request(**overrides), None
-    )
-    return created.id, created.reference
 
 
 async def csrf(client: Any, path: str = "/staff") -> str:
@@ -122,8 +96,8 @@ async def test_queue_needs_a_signed_in_agent(sqlite_client):
 
 async def test_queue_lists_open_requests_due_first(client):
     await sign_in(client)
-    later_id, later = await make_request(client, channel="phone")
-    _, first = await make_request(client)
+    later_id, later = await add_request(client.server.app[DB], channel="phone")
+    _, first = await add_request(client.server.app[DB])
     await set_column(client, later_id, due_at=datetime.now(UTC) + timedelta(hours=1))
     response = await client.get("/staff")
     assert response.status == 200
@@ -142,8 +116,8 @@ async def test_queue_lists_open_requests_due_first(client):
 
 async def test_filters_narrow_the_queue_and_refuse_unknown_values(sqlite_client):
     agent = await sign_in(sqlite_client)
-    _, video = await make_request(sqlite_client)
-    rid, phone = await make_request(sqlite_client, channel="phone")
+    _, video = await add_request(sqlite_client.server.app[DB])
+    rid, phone = await add_request(sqlite_client.server.app[DB], channel="phone")
     html = await (await sqlite_client.get("/staff?channel=phone")).text()
     assert 'data-events="/staff/queue/events?channel=phone"' in html
     assert phone in html
@@ -160,7 +134,7 @@ async def test_filters_narrow_the_queue_and_refuse_unknown_values(sqlite_client)
 async def test_claim_work_and_complete(client):
     """The full flow writes an audit row per step and never logs the name."""
     agent = await sign_in(client)
-    rid, reference = await make_request(client)
+    rid, reference = await add_request(client.server.app[DB])
     with structlog.testing.capture_logs() as logs:
         token = await csrf(client)
         claimed = await post(client, f"/staff/requests/{rid}/claim", token)
@@ -202,7 +176,7 @@ async def test_claim_work_and_complete(client):
 
 async def test_someone_else_took_it_is_a_409(client):
     await sign_in(client)
-    rid, _ = await make_request(client)
+    rid, _ = await add_request(client.server.app[DB])
     rival = await other_agent(client)
     await queue.claim(client.server.app[DB], rid, rival)
     token = await csrf(client)
@@ -230,7 +204,7 @@ async def test_unknown_requests_are_404(sqlite_client):
 async def test_odd_numbers_are_4xx_not_500(sqlite_client, number):
     """Over-long or non-ASCII digits in an address, a form or the query string."""
     await sign_in(sqlite_client, "supervisor")
-    rid, _ = await make_request(sqlite_client)
+    rid, _ = await add_request(sqlite_client.server.app[DB])
     token = await csrf(sqlite_client)
     assert (await sqlite_client.get(f"/staff/requests/{number}")).status == 404
     claim = await post(sqlite_client, f"/staff/requests/{number}/claim", token)
@@ -246,7 +220,7 @@ async def test_odd_numbers_are_4xx_not_500(sqlite_client, number):
 
 async def test_wrong_step_is_409_and_bad_values_422(sqlite_client):
     await sign_in(sqlite_client)
-    rid, _ = await make_request(sqlite_client)
+    rid, _ = await add_request(sqlite_client.server.app[DB])
     token = await csrf(sqlite_client)
     await post(sqlite_client, f"/staff/requests/{rid}/claim", token)
     early = await post(
@@ -277,7 +251,7 @@ async def test_wrong_step_is_409_and_bad_values_422(sqlite_client):
 
 async def test_no_answer_goes_back_to_the_queue(sqlite_client):
     await sign_in(sqlite_client)
-    rid, reference = await make_request(sqlite_client)
+    rid, reference = await add_request(sqlite_client.server.app[DB])
     token = await csrf(sqlite_client)
     await post(sqlite_client, f"/staff/requests/{rid}/claim", token)
     await post(sqlite_client, f"/staff/requests/{rid}/start", token)
@@ -294,7 +268,7 @@ async def test_no_answer_goes_back_to_the_queue(sqlite_client):
 async def test_notes_with_control_characters_are_422(sqlite_client):
     """NUL and the like cannot be stored (PostgreSQL refuses NUL): a clear error."""
     await sign_in(sqlite_client)
-    rid, _ = await make_request(sqlite_client)
+    rid, _ = await add_request(sqlite_client.server.app[DB])
     token = await csrf(sqlite_client)
     await post(sqlite_client, f"/staff/requests/{rid}/claim", token)
     note = await post(
@@ -316,7 +290,7 @@ async def test_notes_with_control_characters_are_422(sqlite_client):
 
 async def test_switch_channel_and_notes(sqlite_client):
     await sign_in(sqlite_client)
-    rid, _ = await make_request(sqlite_client)
+    rid, _ = await add_request(sqlite_client.server.app[DB])
     token = await csrf(sqlite_client)
     await post(sqlite_client, f"/staff/requests/{rid}/claim", token)
     switched = await post(
@@ -347,7 +321,7 @@ async def test_switch_channel_and_notes(sqlite_client):
 
 
 async def test_agents_cannot_reassign_supervisors_can(sqlite_client):
-    rid, _ = await make_request(sqlite_client)
+    rid, _ = await add_request(sqlite_client.server.app[DB])
     holder = await other_agent(sqlite_client, "holder")
     target = await other_agent(sqlite_client, "target")
     await queue.claim(sqlite_client.server.app[DB], rid, holder)
@@ -378,7 +352,7 @@ async def test_agents_cannot_reassign_supervisors_can(sqlite_client):
 
 
 async def test_supervisor_releases_stale_claims(client):
-    rid, reference = await make_request(client)
+    rid, reference = await add_request(client.server.app[DB])
     holder = await other_agent(client, "holder")
     db = client.server.app[DB]
     await queue.claim(db, rid, holder, now=datetime.now(UTC) - timedelta(hours=1))
@@ -396,7 +370,7 @@ async def test_supervisor_releases_stale_claims(client):
 
 
 async def test_expiry_run_closes_overdue_requests(client):
-    rid, _ = await make_request(client)
+    rid, _ = await add_request(client.server.app[DB])
     db = client.server.app[DB]
     await set_column(client, rid, due_at=datetime.now(UTC) - timedelta(hours=25))
     assert await console.expire_now(client.server.app) == [rid]
@@ -447,24 +421,6 @@ async def test_phone_line_entry_stores_once(client):
     )
 
 
-async def read_event(response: Any, name: str) -> dict[str, Any]:
-    """The next ``name`` event on an event stream (other events are skipped)."""
-    event, data = "", []
-    while True:
-        line = (await response.content.readline()).decode()
-        assert line, "the event stream ended"
-        line = line.rstrip("\n")
-        if line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif not line:
-            if event == name:
-                parsed: dict[str, Any] = json.loads("\n".join(data))
-                return parsed
-            event, data = "", []
-
-
 async def test_event_stream_pushes_fresh_rows(client):
     """A console that is open sees a new request without reloading."""
     await sign_in(client)
@@ -476,7 +432,7 @@ async def test_event_stream_pushes_fresh_rows(client):
     first = await asyncio.wait_for(read_event(response, "rows"), 5)
     assert first["references"] == []
 
-    _, reference = await make_request(client)
+    _, reference = await add_request(client.server.app[DB])
     client.server.app[QUEUE_EVENTS].publish()
 
     async def pushed() -> bool:
@@ -570,7 +526,7 @@ def test_every_code_has_a_label_in_both_languages():
 
 async def test_twenty_racing_claims_over_http_have_one_winner(client):
     await sign_in(client)
-    rid, _ = await make_request(client)
+    rid, _ = await add_request(client.server.app[DB])
     token = await csrf(client)
     responses = await asyncio.gather(
         *(post(client, f"/staff/requests/{rid}/claim", token) for _ in range(20))

@@ -1,0 +1,39 @@
+"""Fixtures for the control plane's tests: real media nodes in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
+
+from beeldbel.config import MediaServerConfig, Secret
+from mediaserver.app import create_app as create_media_app
+from tests.controlplane.video_calls import API_SECRET, NODE, MediaServer
+
+
+@pytest.fixture
+def media_server(aiohttp_server: Any) -> MediaServer:
+    """Starts a real media node called ``node_id``; returns its test server."""
+
+    async def serve(node_id: str) -> TestServer:
+        config = MediaServerConfig(
+            node_id=node_id,
+            udp_port=0,
+            udp_bind="127.0.0.1",
+            api_secret=Secret(API_SECRET),
+            jwks_url="https://127.0.0.1:9/jwks.json",
+        )
+        server: TestServer = await aiohttp_server(
+            create_media_app(config, CollectorRegistry())
+        )
+        return server
+
+    return serve
+
+
+@pytest.fixture
+async def media(media_server: MediaServer) -> TestServer:
+    """The media node ``NODE`` that ``call_config`` points the control plane at."""
+    return await media_server(NODE)
