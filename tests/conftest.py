@@ -1,7 +1,13 @@
-"""Fixtures: a real database per test (SQLite and PostgreSQL), config, app client."""
+"""Fixtures: a real database per test (SQLite and PostgreSQL), config, app client.
+
+The PostgreSQL half of ``db_url`` needs the server ``BEELDBEL_TEST_PG_URL`` names
+(default: the machine's, over its unix socket). If it is unreachable those tests
+fail; ``BEELDBEL_TEST_SKIP_POSTGRES=1`` skips them instead, explicitly.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -9,9 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from beeldbel.config import (
     Config,
@@ -20,46 +28,51 @@ from beeldbel.config import (
     ServerConfig,
     TlsConfig,
 )
+from controlplane.storage.database import Database
 
 # The suite runs in a loopback-only network namespace; the unix socket reaches
 # the machine's PostgreSQL from there (and from outside it).
 PG_URL = os.environ.get(
     "BEELDBEL_TEST_PG_URL", "postgresql+asyncpg://root@/test?host=/var/run/postgresql"
 )
+SKIP_POSTGRES = os.environ.get("BEELDBEL_TEST_SKIP_POSTGRES") == "1"
 
 
-def _asyncpg_kwargs(url: str) -> dict[str, Any]:
-    parsed = make_url(url)
-    kwargs: dict[str, Any] = {
-        "user": parsed.username,
-        "database": parsed.database,
-        "host": parsed.query.get("host") or parsed.host or "127.0.0.1",
-    }
-    if parsed.port:
-        kwargs["port"] = parsed.port
-    return kwargs
+async def _on_pg_server(statement: str) -> None:
+    """Run ``statement`` (outside a transaction) on the server ``PG_URL`` names."""
+    engine = create_async_engine(
+        PG_URL, isolation_level="AUTOCOMMIT", connect_args={"timeout": 5}
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text(statement))
+    finally:
+        await engine.dispose()
 
 
 async def _fresh_pg_database() -> tuple[str, str]:
+    if SKIP_POSTGRES:
+        pytest.skip("PostgreSQL not tested: BEELDBEL_TEST_SKIP_POSTGRES=1")
     name = f"bb_test_{uuid.uuid4().hex[:12]}"
     try:
-        conn = await asyncpg.connect(**_asyncpg_kwargs(PG_URL), timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"!!! PostgreSQL NOT TESTED: cannot reach {PG_URL}: {exc}")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+        await _on_pg_server(f'CREATE DATABASE "{name}"')
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        unreachable = str(exc) or type(exc).__name__
+    else:
+        unreachable = ""
+    if unreachable:
+        pytest.fail(
+            f"PostgreSQL is unreachable at {PG_URL}: {unreachable}\n"
+            "Start it, point BEELDBEL_TEST_PG_URL at one, or skip the PostgreSQL "
+            "tests explicitly with BEELDBEL_TEST_SKIP_POSTGRES=1.",
+            pytrace=False,
+        )
     url = make_url(PG_URL).set(database=name)
     return url.render_as_string(hide_password=False), name
 
 
 async def _drop_pg_database(name: str) -> None:
-    conn = await asyncpg.connect(**_asyncpg_kwargs(PG_URL), timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await _on_pg_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(
@@ -79,6 +92,30 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 def sqlite_url(tmp_path: Path) -> str:
     """For tests where the backend does not matter."""
     return f"sqlite+aiosqlite:///{tmp_path / 'beeldbel.sqlite3'}"
+
+
+@contextlib.asynccontextmanager
+async def _migrated(url: str) -> AsyncIterator[Database]:
+    database = Database(url)
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A migrated database on each backend (the one ``db_url`` names)."""
+    async with _migrated(db_url) as database:
+        yield database
+
+
+@pytest.fixture
+async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
+    """A migrated SQLite database, for tests where the backend does not matter."""
+    async with _migrated(sqlite_url) as database:
+        yield database
 
 
 @pytest.fixture

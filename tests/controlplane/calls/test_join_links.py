@@ -20,14 +20,6 @@ from controlplane.storage.schema import join_links as join_links_table
 _DATA_CSRF = re.compile(r'data-csrf="([^"]+)"')
 
 
-@pytest.fixture
-async def db(db_url):
-    database = Database(db_url)
-    await database.migrate()
-    yield database
-    await database.close()
-
-
 async def new_link(
     db: Database,
     room_id: str = "room-1",
@@ -135,15 +127,11 @@ async def test_ten_concurrent_exchanges_one_wins(db):
     [("agent", timedelta(minutes=1)), ("citizen", timedelta(0))],
     ids=["agent_role", "zero_ttl"],
 )
-async def test_bad_role_and_ttl_are_refused(sqlite_url, role, ttl):
-    db = Database(sqlite_url)
-    try:
-        with pytest.raises(ValueError, match=r"role|ttl"):
-            await join_links.create_link(
-                db, request_id=None, room_id="r", role=role, ttl=ttl
-            )
-    finally:
-        await db.close()
+async def test_bad_role_and_ttl_are_refused(sqlite_db, role, ttl):
+    with pytest.raises(ValueError, match=r"role|ttl"):
+        await join_links.create_link(
+            sqlite_db, request_id=None, room_id="r", role=role, ttl=ttl
+        )
 
 
 # HTTP

@@ -19,21 +19,13 @@ from controlplane.calls import record as records
 from controlplane.pilot import surveys as survey
 from controlplane.requests.callbacks import NewRequest, create_request
 from controlplane.requests.retention import purge
-from controlplane.storage.database import DB, Database
+from controlplane.storage.database import DB
 from controlplane.storage.schema import callback_requests
 from tests.controlplane import staff_accounts as staff
 from tests.helpers import csrf_from
 
 CITIZEN_ANSWERS = {"ease": "4", "av_quality": "5", "would_use_again": "yes"}
 EMPLOYEE_ANSWERS = {"quality": "3", "case_handled": "partly", "would_use_again": "no"}
-
-
-@pytest.fixture
-async def db(db_url):
-    database = Database(db_url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def test_record_quality_and_surveys_round_trip(db):

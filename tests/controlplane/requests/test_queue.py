@@ -15,10 +15,11 @@ from beeldbel.config import DeskConfig
 from controlplane.base.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from controlplane.base.metrics import Metrics
 from controlplane.requests import queue, queue_items
-from controlplane.requests.callbacks import NewRequest, State, create_request
+from controlplane.requests.callbacks import State
 from controlplane.requests.queue_items import Actor, QueueFilter, list_open
 from controlplane.storage.database import Database
 from controlplane.storage.schema import audit_log, callback_requests, users
+from tests.controlplane.sample_requests import add_request
 
 DESK = DeskConfig(
     max_attempts=2,
@@ -26,14 +27,6 @@ DESK = DeskConfig(
     expire_after_hours=24,
     stale_claim_minutes=30,
 )
-
-
-@pytest.fixture
-async def db(db_url):
-    database = Database(db_url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 @pytest.fixture
@@ -67,25 +60,6 @@ def user_id(actor: Actor) -> int:
     return actor.id
 
 
-def new_request(**overrides) -> NewRequest:
-    values: dict[str, Any] = {
-        "name": "Anna de Vries",
-        "phone": "+31612345678",
-        "channel": "video",
-        "topic": "report_crime",
-        "language": "nl",
-        "preferred": "asap",
-        "source": "web",
-    }
-    values.update(overrides)
-    return NewRequest(**values)
-
-
-async def make_request(db, **overrides) -> int:
-    created = await create_request(db, new_request(**overrides), None)
-    return created.id
-
-
 async def audit_actions(db: Database, request_id: int) -> Sequence[Any]:
     async with db.read() as conn:
         rows = (
@@ -111,7 +85,7 @@ async def test_claim_call_and_complete(db, metrics):
     """The happy path writes an audit row per step, counts the outcome and times
     the first attempt from when the request was due."""
     agent = await add_user(db, "agent1")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
 
     claimed = await queue.claim(db, rid, agent)
     assert claimed.state is State.CLAIMED
@@ -147,7 +121,7 @@ async def test_claim_call_and_complete(db, metrics):
 
 async def test_no_answer_retries_until_max_attempts_then_closes(db, metrics):
     agent = await add_user(db, "agent1")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     now = datetime.now(UTC)
 
     await queue.claim(db, rid, agent, now=now)
@@ -177,7 +151,7 @@ async def test_no_answer_retries_until_max_attempts_then_closes(db, metrics):
 
 async def test_invalid_transitions_conflict(db, metrics):
     agent = await add_user(db, "agent1")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     with pytest.raises(Conflict):
         await queue.start_attempt(db, metrics, rid, agent)
     await queue.claim(db, rid, agent)
@@ -195,7 +169,7 @@ async def test_other_agents_cannot_work_a_claim(db, metrics):
     owner = await add_user(db, "owner")
     other = await add_user(db, "other")
     supervisor = await add_user(db, "boss", "supervisor")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     await queue.claim(db, rid, owner)
     with pytest.raises(Forbidden):
         await queue.start_attempt(db, metrics, rid, other)
@@ -210,7 +184,7 @@ async def test_other_agents_cannot_work_a_claim(db, metrics):
 
 async def test_bad_codes_are_field_errors(db, metrics):
     agent = await add_user(db, "agent1")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     await queue.claim(db, rid, agent)
     with pytest.raises(ValidationFailed) as bad_outcome:
         await queue.complete(db, metrics, rid, agent, "made_up")
@@ -224,7 +198,7 @@ async def test_bad_codes_are_field_errors(db, metrics):
 
 async def test_switch_channel_audits_the_code_and_keeps_the_note_apart(db):
     agent = await add_user(db, "agent1")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     await queue.claim(db, rid, agent)
     switched = await queue.switch_channel(
         db, rid, agent, "phone", "technical_problem", "Camera van Anna doet het niet"
@@ -244,7 +218,7 @@ async def test_switch_channel_audits_the_code_and_keeps_the_note_apart(db):
 
 async def test_release_puts_the_request_back(db):
     agent = await add_user(db, "agent1")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     await queue.claim(db, rid, agent)
     released = await queue.release(db, rid, agent)
     assert released.state is State.NEW
@@ -256,7 +230,7 @@ async def test_reassign_is_for_supervisors_and_active_staff(db, metrics):
     other = await add_user(db, "other")
     gone = await add_user(db, "gone", active=False)
     supervisor = await add_user(db, "boss", "supervisor")
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     await queue.claim(db, rid, owner)
     with pytest.raises(Forbidden):
         await queue.reassign(db, rid, owner, user_id(other))
@@ -283,9 +257,9 @@ async def test_stale_claims_are_released_by_supervisors(db):
     agent = await add_user(db, "agent1")
     supervisor = await add_user(db, "boss", "supervisor")
     now = datetime.now(UTC)
-    old = await make_request(db)
-    fresh = await make_request(db)
-    other_old = await make_request(db)
+    old, _ = await add_request(db)
+    fresh, _ = await add_request(db)
+    other_old, _ = await add_request(db)
     await queue.claim(db, old, agent, now=now - timedelta(minutes=45))
     await queue.claim(db, other_old, agent, now=now - timedelta(minutes=31))
     await queue.claim(db, fresh, agent, now=now - timedelta(minutes=5))
@@ -307,9 +281,9 @@ async def test_stale_claims_are_released_by_supervisors(db):
 async def test_expiry_closes_only_overdue_unclaimed_requests(db, metrics):
     agent = await add_user(db, "agent1")
     now = datetime.now(UTC)
-    overdue = await make_request(db)
-    held = await make_request(db)
-    recent = await make_request(db)
+    overdue, _ = await add_request(db)
+    held, _ = await add_request(db)
+    recent, _ = await add_request(db)
     await set_due(db, overdue, now - timedelta(hours=25))
     await set_due(db, held, now - timedelta(hours=25))
     await set_due(db, recent, now - timedelta(hours=23))
@@ -334,11 +308,11 @@ async def test_expiry_closes_only_overdue_unclaimed_requests(db, metrics):
 async def test_list_is_sorted_by_due_time_and_filters(db):
     agent = await add_user(db, "agent1")
     now = datetime.now(UTC)
-    later_slot = await make_request(
+    later_slot, _ = await add_request(
         db, preferred="slot", slot_start=now + timedelta(hours=2), channel="phone"
     )
-    first = await make_request(db, topic="other")
-    second = await make_request(db)
+    first, _ = await add_request(db, topic="other")
+    second, _ = await add_request(db)
     await set_due(db, first, now - timedelta(minutes=10))
     await queue.claim(db, second, agent)
 
@@ -361,7 +335,7 @@ async def test_list_is_sorted_by_due_time_and_filters(db):
 async def test_twenty_concurrent_claims_have_one_winner(db):
     """Racing claims on one request: exactly one wins, the rest get Conflict."""
     agents = [await add_user(db, f"agent{i}") for i in range(20)]
-    rid = await make_request(db)
+    rid, _ = await add_request(db)
     results = await asyncio.gather(
         *(queue.claim(db, rid, agent) for agent in agents), return_exceptions=True
     )

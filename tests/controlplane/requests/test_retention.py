@@ -94,116 +94,97 @@ async def _notes(db: Database) -> set[int]:
     return {row.request_id for row in rows}
 
 
-async def test_personal_data_of_long_closed_requests_is_erased(db_url):
-    db = Database(db_url)
-    await db.migrate()
-    try:
-        old = await _request(db, "Oud Gesloten", closed_days_ago=31)
-        recent = await _request(db, "Net Gesloten", closed_days_ago=29)
-        still_open = await _request(db, "Nog Open", closed_days_ago=None)
-        config = Config(database=DatabaseConfig(url=db_url))
-
-        assert await purge(db, config, now=NOW) == 1
-
-        rows = await _rows(db)
-        erased = rows[old]
-        for column in ("name", "phone", "email", "accessibility_note"):
-            assert getattr(erased, column) is None
-        assert erased.purged_at == NOW
-        assert (erased.state, erased.outcome, erased.channel, erased.topic) == (
-            "completed",
-            "reached",
-            "phone",
-            "report_crime",
-        )
-        assert erased.accessibility == ["sign_language"]
-        assert erased.closed_at is not None
-        for kept in (recent, still_open):
-            assert rows[kept].name is not None
-            assert rows[kept].phone == "+31612345678"
-            assert rows[kept].purged_at is None
-        assert await _notes(db) == {recent, still_open}
-        async with db.read() as conn:
-            surveys = (await conn.execute(sa.select(call_records))).all()
-        comments = {s.request_id: s.citizen_comment for s in surveys}
-        assert comments[old] is None
-        assert comments[recent] == "Net Gesloten was erg geholpen"
-        assert {s.citizen_ease for s in surveys} == {5}
-        async with db.read() as conn:
-            actions = (await conn.execute(sa.select(audit_log))).all()
-        assert sum(a.action == "request_closed" for a in actions) == 3
-        summary = [a for a in actions if a.action == "personal_data_purged"]
-        assert summary[0].details == {"requests": 1}
-        assert await purge(db, config, now=NOW) == 0
-    finally:
-        await db.close()
-
-
-async def test_old_audit_idempotency_keys_and_expired_sessions_go(db_url):
-    db = Database(db_url)
-    await db.migrate()
+async def test_personal_data_of_long_closed_requests_is_erased(db, db_url):
+    old = await _request(db, "Oud Gesloten", closed_days_ago=31)
+    recent = await _request(db, "Net Gesloten", closed_days_ago=29)
+    still_open = await _request(db, "Nog Open", closed_days_ago=None)
     config = Config(database=DatabaseConfig(url=db_url))
-    try:
-        async with db.write() as conn:
-            for days, action in ((800, "ancient"), (10, "recent")):
-                await conn.execute(
-                    sa.insert(audit_log).values(
-                        at=NOW - timedelta(days=days), action=action, details={}
-                    )
+
+    assert await purge(db, config, now=NOW) == 1
+
+    rows = await _rows(db)
+    erased = rows[old]
+    for column in ("name", "phone", "email", "accessibility_note"):
+        assert getattr(erased, column) is None
+    assert erased.purged_at == NOW
+    assert (erased.state, erased.outcome, erased.channel, erased.topic) == (
+        "completed",
+        "reached",
+        "phone",
+        "report_crime",
+    )
+    assert erased.accessibility == ["sign_language"]
+    assert erased.closed_at is not None
+    for kept in (recent, still_open):
+        assert rows[kept].name is not None
+        assert rows[kept].phone == "+31612345678"
+        assert rows[kept].purged_at is None
+    assert await _notes(db) == {recent, still_open}
+    async with db.read() as conn:
+        surveys = (await conn.execute(sa.select(call_records))).all()
+    comments = {s.request_id: s.citizen_comment for s in surveys}
+    assert comments[old] is None
+    assert comments[recent] == "Net Gesloten was erg geholpen"
+    assert {s.citizen_ease for s in surveys} == {5}
+    async with db.read() as conn:
+        actions = (await conn.execute(sa.select(audit_log))).all()
+    assert sum(a.action == "request_closed" for a in actions) == 3
+    summary = [a for a in actions if a.action == "personal_data_purged"]
+    assert summary[0].details == {"requests": 1}
+    assert await purge(db, config, now=NOW) == 0
+
+
+async def test_old_audit_idempotency_keys_and_expired_sessions_go(db, db_url):
+    config = Config(database=DatabaseConfig(url=db_url))
+    async with db.write() as conn:
+        for days, action in ((800, "ancient"), (10, "recent")):
+            await conn.execute(
+                sa.insert(audit_log).values(
+                    at=NOW - timedelta(days=days), action=action, details={}
                 )
-            for hours, key in ((25, "stale"), (2, "fresh")):
-                await conn.execute(
-                    sa.insert(idempotency_keys).values(
-                        api_key_id=1,
-                        key=key,
-                        fingerprint="f",
-                        status=201,
-                        body="{}",
-                        created_at=NOW - timedelta(hours=hours),
-                    )
-                )
-            user = await conn.execute(
-                sa.insert(users)
-                .values(
-                    username="agent", password_hash="x", role="agent", created_at=NOW
-                )
-                .returning(users.c.id)
             )
-            user_id = user.scalar_one()
-            for minutes, name in ((-5, "ended"), (5, "live")):
-                await conn.execute(
-                    sa.insert(sessions).values(
-                        id_hash=name,
-                        user_id=user_id,
-                        created_at=NOW - timedelta(hours=1),
-                        last_seen_at=NOW,
-                        expires_at=NOW + timedelta(minutes=minutes),
-                        csrf_token="t",
-                    )
+        for hours, key in ((25, "stale"), (2, "fresh")):
+            await conn.execute(
+                sa.insert(idempotency_keys).values(
+                    api_key_id=1,
+                    key=key,
+                    fingerprint="f",
+                    status=201,
+                    body="{}",
+                    created_at=NOW - timedelta(hours=hours),
                 )
-        await purge(db, config, now=NOW)
-        async with db.read() as conn:
-            actions = (
-                (await conn.execute(sa.select(audit_log.c.action))).scalars().all()
             )
-            keys = (
-                (await conn.execute(sa.select(idempotency_keys.c.key))).scalars().all()
+        user = await conn.execute(
+            sa.insert(users)
+            .values(username="agent", password_hash="x", role="agent", created_at=NOW)
+            .returning(users.c.id)
+        )
+        user_id = user.scalar_one()
+        for minutes, name in ((-5, "ended"), (5, "live")):
+            await conn.execute(
+                sa.insert(sessions).values(
+                    id_hash=name,
+                    user_id=user_id,
+                    created_at=NOW - timedelta(hours=1),
+                    last_seen_at=NOW,
+                    expires_at=NOW + timedelta(minutes=minutes),
+                    csrf_token="t",
+                )
             )
-            live = (await conn.execute(sa.select(sessions.c.id_hash))).scalars().all()
-        assert list(actions) == ["recent"]
-        assert list(keys) == ["fresh"]
-        assert list(live) == ["live"]
-    finally:
-        await db.close()
+    await purge(db, config, now=NOW)
+    async with db.read() as conn:
+        actions = (await conn.execute(sa.select(audit_log.c.action))).scalars().all()
+        keys = (await conn.execute(sa.select(idempotency_keys.c.key))).scalars().all()
+        live = (await conn.execute(sa.select(sessions.c.id_hash))).scalars().all()
+    assert list(actions) == ["recent"]
+    assert list(keys) == ["fresh"]
+    assert list(live) == ["live"]
 
 
 async def test_app_purges_at_start_and_counts_it(
-    sqlite_url, make_config, aiohttp_client
+    sqlite_db, sqlite_url, make_config, aiohttp_client
 ):
-    db = Database(sqlite_url)
-    await db.migrate()
-    await _request(db, "Lang Geleden", closed_days_ago=400)
-    await db.close()
+    await _request(sqlite_db, "Lang Geleden", closed_days_ago=400)
     metrics = Metrics()
     await aiohttp_client(create_app(make_config(sqlite_url), metrics=metrics))
 
@@ -216,35 +197,30 @@ async def test_app_purges_at_start_and_counts_it(
     await wait_for(purged, message="the purge at start")
 
 
-async def test_purge_command(tmp_path):
+async def test_purge_command(tmp_path, sqlite_db):
     """``beeldbel purge`` runs as its own process against the configured database."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'purge.sqlite3'}"
+    url = sqlite_db.url
     toml = tmp_path / "beeldbel.toml"
     toml.write_text(
         f'[database]\nurl = "{url}"\n[retention]\npersonal_data_days = 30\n'
     )
     assert load_config(toml, {}).database.url == url
-    db = Database(url)
-    await db.migrate()
-    try:
-        old = await _request(db, "Heel Oud", closed_days_ago=10_000)
-        recent = await _request(db, "Heel Nieuw", closed_days_ago=1)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "beeldbel.cli",
-            "--config",
-            str(toml),
-            "purge",
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, err.decode()
-        assert "erased personal data of 1 callback requests" in out.decode()
-        rows = await _rows(db)
-        assert rows[old].name is None
-        assert rows[recent].name == "Heel Nieuw"
-    finally:
-        await db.close()
+    old = await _request(sqlite_db, "Heel Oud", closed_days_ago=10_000)
+    recent = await _request(sqlite_db, "Heel Nieuw", closed_days_ago=1)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "beeldbel.cli",
+        "--config",
+        str(toml),
+        "purge",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert "erased personal data of 1 callback requests" in out.decode()
+    rows = await _rows(sqlite_db)
+    assert rows[old].name is None
+    assert rows[recent].name == "Heel Nieuw"

@@ -24,7 +24,7 @@ from controlplane.app.factory import create_app
 from controlplane.base.errors import Conflict, NotFound
 from controlplane.security import signing_keys
 from controlplane.security.secrets_store import SECRET_KEY
-from controlplane.storage.database import DB, Database
+from controlplane.storage.database import DB
 from controlplane.storage.schema import signing_keys as signing_keys_table
 
 ISSUER = "https://desk.example"
@@ -136,22 +136,17 @@ async def test_algorithm_and_type_are_pinned(desk):
     assert header["typ"] == TOKEN_TYPE
 
 
-async def test_private_key_is_encrypted_and_needs_the_same_secret(config):
-    db = Database(config.database.url)
-    try:
-        await db.migrate()
-        kid = await signing_keys.ensure_signing_key(db, b"first secret")
-        assert await signing_keys.ensure_signing_key(db, b"first secret") == kid
-        async with db.read() as conn:
-            stored = (
-                await conn.execute(sa.select(signing_keys_table.c.private_key))
-            ).scalar_one()
-        _, key = await signing_keys.current_key(db, b"first secret")
-        assert key.private_bytes_raw().hex() not in stored
-        with pytest.raises(signing_keys.SigningKeyUnreadable, match="secret_key"):
-            await signing_keys.current_key(db, b"another secret")
-    finally:
-        await db.close()
+async def test_private_key_is_encrypted_and_needs_the_same_secret(db):
+    kid = await signing_keys.ensure_signing_key(db, b"first secret")
+    assert await signing_keys.ensure_signing_key(db, b"first secret") == kid
+    async with db.read() as conn:
+        stored = (
+            await conn.execute(sa.select(signing_keys_table.c.private_key))
+        ).scalar_one()
+    _, key = await signing_keys.current_key(db, b"first secret")
+    assert key.private_bytes_raw().hex() not in stored
+    with pytest.raises(signing_keys.SigningKeyUnreadable, match="secret_key"):
+        await signing_keys.current_key(db, b"another secret")
 
 
 def test_cli_rotate_list_retire(sqlite_url, tmp_path: Path, capsys):
@@ -177,16 +172,11 @@ def test_cli_rotate_list_retire(sqlite_url, tmp_path: Path, capsys):
     assert "retired" in capsys.readouterr().out.splitlines()[-1]
 
 
-async def test_concurrent_first_start_leaves_a_usable_key(config):
+async def test_concurrent_first_start_leaves_a_usable_key(db):
     """Two processes starting at once may both add a key; the newest signs."""
-    db = Database(config.database.url)
-    try:
-        await db.migrate()
-        await asyncio.gather(
-            signing_keys.ensure_signing_key(db, b"s"),
-            signing_keys.ensure_signing_key(db, b"s"),
-        )
-        kid, _ = await signing_keys.current_key(db, b"s")
-        assert kid == (await signing_keys.list_keys(db))[0].kid
-    finally:
-        await db.close()
+    await asyncio.gather(
+        signing_keys.ensure_signing_key(db, b"s"),
+        signing_keys.ensure_signing_key(db, b"s"),
+    )
+    kid, _ = await signing_keys.current_key(db, b"s")
+    assert kid == (await signing_keys.list_keys(db))[0].kid

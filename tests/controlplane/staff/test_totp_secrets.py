@@ -112,14 +112,9 @@ def test_signing_keys_sealed_before_the_box_still_open():
     assert TOTP_SECRETS != SIGNING_KEYS
 
 
-async def test_create_user_with_a_secret_needs_the_key(sqlite_url):
-    db = Database(sqlite_url)
-    try:
-        await db.migrate()
-        with pytest.raises(ValueError, match="secret_key"):
-            await users.create_user(db, "no.key", "agent", totp_secret=TOTP_SECRET)
-    finally:
-        await db.close()
+async def test_create_user_with_a_secret_needs_the_key(sqlite_db):
+    with pytest.raises(ValueError, match="secret_key"):
+        await users.create_user(sqlite_db, "no.key", "agent", totp_secret=TOTP_SECRET)
 
 
 # sign-in

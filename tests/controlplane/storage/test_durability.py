@@ -22,7 +22,6 @@ import pytest
 import sqlalchemy as sa
 
 from controlplane.api.keys import create_api_key
-from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests
 from tests.helpers import wait_for
 
@@ -173,7 +172,7 @@ async def _scrape(url: str) -> str:
         return await response.text()
 
 
-async def test_killed_control_plane_loses_and_doubles_nothing(db_url, tmp_path):
+async def test_killed_control_plane_loses_and_doubles_nothing(db, db_url, tmp_path):
     port, metrics_port = _free_ports(2)
     base_url = f"http://127.0.0.1:{port}"
     toml = tmp_path / "beeldbel.toml"
@@ -185,8 +184,6 @@ async def test_killed_control_plane_loses_and_doubles_nothing(db_url, tmp_path):
         "[security]\napi_per_key_per_minute = 1000000\n"
     )
     env = {"PATH": "/usr/bin:/bin", "BEELDBEL_DATABASE_URL": db_url}
-    db = Database(db_url)
-    await db.migrate()
     key = await create_api_key(db, "durability", ("callbacks:write",))
     plane = ControlPlane(toml, env, tmp_path / "controlplane.log")
     ledger = Ledger()
@@ -200,18 +197,15 @@ async def test_killed_control_plane_loses_and_doubles_nothing(db_url, tmp_path):
         scraped = await _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         await plane.stop()
-    try:
-        async with db.read() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        callback_requests.c.reference,
-                        callback_requests.c.submission_key,
-                    )
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(
+                    callback_requests.c.reference,
+                    callback_requests.c.submission_key,
                 )
-            ).all()
-    finally:
-        await db.close()
+            )
+        ).all()
 
     assert not ledger.unexpected, ledger.unexpected
     assert not ledger.pending, "some requests were never acknowledged"
