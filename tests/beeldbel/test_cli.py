@@ -12,46 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import free_port, wait_for
+from tests.helpers import wait_for
+from tests.one_machine import read_until, run_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _config(tmp_path: Path, workers: int = 1) -> tuple[Path, int, int]:
-    port = free_port()
-    media_port = free_port()
-    path = tmp_path / "beeldbel.toml"
-    path.write_text(
-        f"""
-[server]
-port = {port}
-public_url = "https://127.0.0.1:{port}"
-data_dir = "{tmp_path / "var"}"
-[tls]
-cert_file = "{tmp_path / "var/certs/server.crt"}"
-key_file = "{tmp_path / "var/certs/server.key"}"
-[database]
-url = "sqlite+aiosqlite:///{tmp_path / "var/beeldbel.sqlite3"}"
-[metrics]
-port = {free_port()}
-[mediaserver]
-port = {media_port}
-udp_port = {free_port()}
-workers = {workers}
-""",
-        encoding="utf-8",
-    )
-    return path, port, media_port
-
-
-async def _read_until(
-    stream: asyncio.StreamReader, marker: str, seen: list[str]
-) -> None:
-    while not any(marker in line for line in seen):
-        line = await asyncio.wait_for(stream.readline(), 30)
-        if not line:
-            raise AssertionError(f"output ended before {marker!r}: {seen}")
-        seen.append(line.decode())
 
 
 async def _cli(config: Path, *args: str) -> str:
@@ -141,7 +105,7 @@ async def _open_call(
 async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
     tmp_path, workers
 ):
-    config, port, media_port = _config(tmp_path, workers)
+    config, port, media_port = run_config(tmp_path, workers)
     # the installed console script, outside the repository, as `make run` runs it:
     # whatever it imports must be installed, not merely next to the working directory
     process = await asyncio.create_subprocess_exec(
@@ -156,7 +120,7 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
     assert process.stdout is not None
     seen: list[str] = []
     try:
-        await _read_until(process.stdout, "Staff:", seen)
+        await read_until(process.stdout, "Staff:", seen)
         output = "".join(seen)
         assert f"https://127.0.0.1:{port}/" in output
         assert f"https://127.0.0.1:{port}/staff" in output

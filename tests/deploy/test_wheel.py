@@ -25,8 +25,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.beeldbel.test_cli import _config, _read_until
 from tests.helpers import wait_for
+from tests.one_machine import read_until, run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 # what a build needs from the checkout; everything else (venv, caches) stays out
@@ -116,7 +116,7 @@ async def test_installed_distribution_serves_the_form_with_its_css_and_js(
     assert all(path.startswith(venv) for path in where), where
     assert (Path(where[0]) / "templates" / "base.html").is_file()
 
-    config, port, _media_port = _config(tmp_path)
+    config, port, _media_port = run_config(tmp_path)
     process = await asyncio.create_subprocess_exec(
         tmp_path / "venv" / "bin" / "beeldbel",
         "--config",
@@ -129,7 +129,7 @@ async def test_installed_distribution_serves_the_form_with_its_css_and_js(
     assert process.stdout is not None
     seen: list[str] = []
     try:
-        await _read_until(process.stdout, "Staff:", seen)
+        await read_until(process.stdout, "Staff:", seen)
         ca = next(line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line)
         context = ssl.create_default_context(cafile=ca)
         base = f"https://127.0.0.1:{port}"

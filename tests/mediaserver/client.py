@@ -25,10 +25,7 @@ from aiortc import (
 )
 from av import VideoFrame
 
-from tests.helpers import wait_for
-
 # test_browser.py still imports the one polling helper under this name
-wait_until = wait_for
 
 
 def without_candidates(sdp: str) -> str:

@@ -17,7 +17,7 @@ from aiohttp import web
 from playwright.async_api import Page, async_playwright
 
 from mediaserver.app import MUX
-from tests.mediaserver.client import wait_until
+from tests.helpers import wait_for
 from tests.mediaserver.conftest import create_room
 
 SCRIPTS = Path(__file__).parents[2] / "web" / "static" / "js"
@@ -132,7 +132,7 @@ async def test_two_chromium_pages_decode_each_other(
                     for page_stats in stats
                 )
 
-            await wait_until(
+            await wait_for(
                 both_decode_640x480, 30, lambda: f"both pages decode 640x480: {stats}"
             )
             decoded = [s["framesDecoded"] for s in stats[0]]
@@ -141,7 +141,7 @@ async def test_two_chromium_pages_decode_each_other(
                 now = [s["framesDecoded"] for s in await inbound(pages[0])]
                 return bool(max(now) > max(decoded) + 10)
 
-            await wait_until(still_decoding, 10, lambda: "framesDecoded keeps growing")
+            await wait_for(still_decoding, 10, lambda: "framesDecoded keeps growing")
             # the SFU asked Chromium for Opus in-band FEC
             answer = await pages[0].evaluate(
                 "window.beeldbel.connection.pc.remoteDescription.sdp"

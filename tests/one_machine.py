@@ -1,0 +1,49 @@
+"""Beeldbel started as ``beeldbel run`` starts it on one machine, for the tests
+that run the installed command: its config and reading what it prints."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.helpers import free_port
+
+
+def run_config(tmp_path: Path, workers: int = 1) -> tuple[Path, int, int]:
+    """A config for ``beeldbel run`` in ``tmp_path`` on free ports: its path, the
+    control plane's port and the media server's."""
+    port = free_port()
+    media_port = free_port()
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        f"""
+[server]
+port = {port}
+public_url = "https://127.0.0.1:{port}"
+data_dir = "{tmp_path / "var"}"
+[tls]
+cert_file = "{tmp_path / "var/certs/server.crt"}"
+key_file = "{tmp_path / "var/certs/server.key"}"
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / "var/beeldbel.sqlite3"}"
+[metrics]
+port = {free_port()}
+[mediaserver]
+port = {media_port}
+udp_port = {free_port()}
+workers = {workers}
+""",
+        encoding="utf-8",
+    )
+    return path, port, media_port
+
+
+async def read_until(
+    stream: asyncio.StreamReader, marker: str, seen: list[str]
+) -> None:
+    """Read output lines into ``seen`` until one holds ``marker``."""
+    while not any(marker in line for line in seen):
+        line = await asyncio.wait_for(stream.readline(), 30)
+        if not line:
+            raise AssertionError(f"output ended before {marker!r}: {seen}")
+        seen.append(line.decode())
