@@ -7,7 +7,15 @@ Offers the rest the staff guard (:func:`require_staff`, :class:`StaffUser`) and
 
 from aiohttp import web
 
-from controlplane.staff import admin, console, login, phone_entry, request_page
+from controlplane.staff import (
+    accounts,
+    admin,
+    audit_page,
+    console,
+    login,
+    phone_entry,
+    request_page,
+)
 from controlplane.staff.auth import StaffUser, require_staff
 
 
@@ -17,7 +25,9 @@ def setup(app: web.Application) -> None:
     console.setup(app)
     phone_entry.setup(app)
     request_page.setup(app)
+    accounts.setup(app)
     admin.setup(app)
+    audit_page.setup(app)
 
 
 __all__ = ["StaffUser", "require_staff", "setup"]
