@@ -4,6 +4,11 @@ that run the installed command: its config and reading what it prints."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import free_port
@@ -47,3 +52,38 @@ async def read_until(
         if not line:
             raise AssertionError(f"output ended before {marker!r}: {seen}")
         seen.append(line.decode())
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What ``beeldbel run`` printed, and a TLS context that trusts its dev CA."""
+
+    output: str
+    tls: ssl.SSLContext
+
+
+@asynccontextmanager
+async def beeldbel_run(
+    command: Path, config: Path, cwd: Path
+) -> AsyncIterator[Started]:
+    """``command run`` (an installed ``beeldbel`` script) until it has printed how
+    to log in; afterwards stopped with SIGTERM, and it must exit with 0."""
+    process = await asyncio.create_subprocess_exec(
+        str(command),
+        *("--config", str(config), "run"),
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        await read_until(process.stdout, "Staff:", seen)
+        cas = [line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line]
+        assert cas, f"no CA certificate named in {seen}"
+        yield Started("".join(seen), ssl.create_default_context(cafile=cas[0]))
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import ssl
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.helpers import wait_for
-from tests.one_machine import read_until, run_config
+from tests.one_machine import beeldbel_run, run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,46 +107,28 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
     config, port, media_port = run_config(tmp_path, workers)
     # the installed console script, outside the repository, as `make run` runs it:
     # whatever it imports must be installed, not merely next to the working directory
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "beeldbel"),
-        "--config",
-        str(config),
-        "run",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    seen: list[str] = []
-    try:
-        await read_until(process.stdout, "Staff:", seen)
-        output = "".join(seen)
-        assert f"https://127.0.0.1:{port}/" in output
-        assert f"https://127.0.0.1:{port}/staff" in output
-        assert "one-time password" in output
-        assert "ca.crt" in output
-        ca = next(line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line)
-        context = ssl.create_default_context(cafile=ca)
-        async with aiohttp.ClientSession() as session:
+    command = Path(sys.executable).parent / "beeldbel"
+    async with (
+        beeldbel_run(command, config, tmp_path) as started,
+        aiohttp.ClientSession() as session,
+    ):
+        assert f"https://127.0.0.1:{port}/" in started.output
+        assert f"https://127.0.0.1:{port}/staff" in started.output
+        assert "one-time password" in started.output
 
-            async def answers() -> bool:
-                try:
-                    async with session.get(
-                        f"https://127.0.0.1:{port}/", ssl=context
-                    ) as response:
-                        assert response.status == 200
-                        assert "Strict-Transport-Security" in response.headers
-                        return True
-                except aiohttp.ClientConnectionError:
-                    return False
+        async def answers() -> bool:
+            try:
+                async with session.get(
+                    f"https://127.0.0.1:{port}/", ssl=started.tls
+                ) as response:
+                    assert response.status == 200
+                    assert "Strict-Transport-Security" in response.headers
+                    return True
+            except aiohttp.ClientConnectionError:
+                return False
 
-            await wait_for(answers, 30, "the control plane to answer over HTTPS")
-            await _media_join_works(session, context, config, port, media_port, workers)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 30)
-    assert code == 0
+        await wait_for(answers, 30, "the control plane to answer over HTTPS")
+        await _media_join_works(session, started.tls, config, port, media_port, workers)
 
 
 async def test_unknown_config_key_stops_the_start_with_its_name(tmp_path):

@@ -12,11 +12,8 @@ editable install of the checkout) are not run, so the checkout stays invisible.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
-import signal
-import ssl
 import subprocess
 import sys
 import sysconfig
@@ -26,7 +23,7 @@ import aiohttp
 import pytest
 
 from tests.helpers import wait_for
-from tests.one_machine import read_until, run_config
+from tests.one_machine import beeldbel_run, run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 # what a build needs from the checkout; everything else (venv, caches) stays out
@@ -117,50 +114,32 @@ async def test_installed_distribution_serves_the_form_with_its_css_and_js(
     assert (Path(where[0]) / "templates" / "base.html").is_file()
 
     config, port, _media_port = run_config(tmp_path)
-    process = await asyncio.create_subprocess_exec(
-        tmp_path / "venv" / "bin" / "beeldbel",
-        "--config",
-        str(config),
-        "run",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    seen: list[str] = []
-    try:
-        await read_until(process.stdout, "Staff:", seen)
-        ca = next(line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line)
-        context = ssl.create_default_context(cafile=ca)
-        base = f"https://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as session:
-            pages: list[str] = []
+    command = tmp_path / "venv" / "bin" / "beeldbel"
+    base = f"https://127.0.0.1:{port}"
+    async with (
+        beeldbel_run(command, config, tmp_path) as started,
+        aiohttp.ClientSession() as session,
+    ):
+        pages: list[str] = []
 
-            async def form() -> bool:
-                try:
-                    async with session.get(f"{base}/", ssl=context) as response:
-                        assert response.status == 200, await response.text()
-                        pages.append(await response.text())
-                        return True
-                except aiohttp.ClientConnectionError:
-                    return False
+        async def form() -> bool:
+            try:
+                async with session.get(f"{base}/", ssl=started.tls) as response:
+                    assert response.status == 200, await response.text()
+                    pages.append(await response.text())
+                    return True
+            except aiohttp.ClientConnectionError:
+                return False
 
-            await wait_for(form, 30, "the installed control plane to answer")
-            page = pages[-1]
-            assert 'name="phone"' in page
-            assets = re.findall(
-                r'(?:href|src)="(/static/[^"]+\.(?:css|js)[^"]*)"', page
-            )
-            assert any(".css" in a for a in assets), page
-            assert any(".js" in a for a in assets), page
-            for asset in assets:
-                async with session.get(base + asset, ssl=context) as response:
-                    assert response.status == 200, asset
-                    kind = "text/css" if ".css" in asset else "javascript"
-                    assert kind in response.headers["Content-Type"], asset
-                    assert len(await response.read()) > 100, asset
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 30)
-    assert code == 0
+        await wait_for(form, 30, "the installed control plane to answer")
+        page = pages[-1]
+        assert 'name="phone"' in page
+        assets = re.findall(r'(?:href|src)="(/static/[^"]+\.(?:css|js)[^"]*)"', page)
+        assert any(".css" in a for a in assets), page
+        assert any(".js" in a for a in assets), page
+        for asset in assets:
+            async with session.get(base + asset, ssl=started.tls) as response:
+                assert response.status == 200, asset
+                kind = "text/css" if ".css" in asset else "javascript"
+                assert kind in response.headers["Content-Type"], asset
+                assert len(await response.read()) > 100, asset
