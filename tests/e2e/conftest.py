@@ -38,6 +38,28 @@ CHROMIUM_ARGS = [
 ]
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 AXE_SOURCE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+# SCREENSHOTS_DIR=DIR: every page state the browser tests check with axe is
+# also photographed at phone and laptop sizes, for a person to look at
+SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR")
+VIEWPORTS = ((390, 844), (844, 390), (1366, 768))
+# elements past the viewport's right edge that no scroll container holds in
+# (an absolutely positioned one escapes a container that is not positioned)
+_TOO_WIDE = """(width) => {
+  const held = (e) => {
+    const free = ['absolute', 'fixed'].includes(getComputedStyle(e).position);
+    for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+      const style = getComputedStyle(a);
+      if (style.overflowX !== 'visible' && (!free || style.position !== 'static')) {
+        return true;
+      }
+    }
+    return false;
+  };
+  return [...document.querySelectorAll('body *')]
+    .filter((e) => e.getBoundingClientRect().right > width + 1 && !held(e))
+    .slice(0, 5)
+    .map((e) => `${e.tagName.toLowerCase()}.${e.className}`);
+}"""
 
 
 @dataclass
@@ -159,7 +181,38 @@ async def new_page(browser: Browser, **options: Any) -> Page:
 
 
 async def assert_accessible(page: Page, what: str) -> None:
-    """axe-core finds no WCAG 2.1 A/AA violation on the page as it is now."""
+    """axe-core finds no WCAG 2.1 A/AA violation on the page as it is now, and
+    at phone width the page does not scroll sideways (WCAG 1.4.10). With
+    ``SCREENSHOTS_DIR`` each size of :data:`VIEWPORTS` is also photographed and
+    checked by axe."""
+    await _axe(page, what)
+    own = page.viewport_size
+    for width, height in VIEWPORTS if SCREENSHOTS else VIEWPORTS[:1]:
+        await page.set_viewport_size({"width": width, "height": height})
+        await _no_sideways_scroll(page, f"{what} at {width}x{height}", width)
+        if SCREENSHOTS:
+            await _photograph(page, what, Path(SCREENSHOTS), width, height)
+    if own is not None:
+        await page.set_viewport_size(own)
+
+
+async def _no_sideways_scroll(page: Page, what: str, width: int) -> None:
+    wide = await page.evaluate("document.documentElement.scrollWidth")
+    if wide > width:
+        culprits = await page.evaluate(_TOO_WIDE, width)
+        raise AssertionError(f"{what} scrolls sideways ({wide}px): {culprits}")
+
+
+async def _photograph(
+    page: Page, what: str, folder: Path, width: int, height: int
+) -> None:
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    name = "".join(c if c.isalnum() else "-" for c in what.lower()).strip("-")
+    await page.screenshot(path=folder / f"{name}-{width}x{height}.png")
+    await _axe(page, f"{what} at {width}x{height}")
+
+
+async def _axe(page: Page, what: str) -> None:
     if not await page.evaluate("typeof window.axe !== 'undefined'"):
         # evaluate() runs outside the page's CSP, so the policy stays strict
         await page.evaluate(AXE_SOURCE.read_text(encoding="utf-8"))
