@@ -17,7 +17,6 @@ request says ``Accept: application/json``; every POST carries ``X-CSRF-Token``):
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +33,7 @@ from controlplane.base.i18n import CATALOG, request_language
 from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
 from controlplane.base.settings import CONFIG
+from controlplane.base.times import iso_utc
 from controlplane.calls.events import CallEvent, resume_after, stream
 from controlplane.calls.json_bodies import json_body, no_store, no_store_json
 from controlplane.calls.quality import store_quality
@@ -84,10 +84,6 @@ def setup(app: web.Application) -> None:
     r.add_post(staff + "/naar-telefoon", staff_switch)
     r.add_post(staff + "/tolk", staff_interpreter)
     r.add_post(staff + "/bericht", staff_message)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _switch_reasons(request: web.Request) -> list[tuple[str, str]]:
@@ -285,7 +281,7 @@ async def staff_interpreter(request: web.Request) -> web.Response:
     link, expires = await new_link(request.app, call, "interpreter")
     request.app[CALLS].live(call.room_id).interpreter_link = link
     await audit_call(request.app, "interpreter_invited", actor, call)
-    return no_store_json({"link": link, "expires_at": _iso(expires)})
+    return no_store_json({"link": link, "expires_at": iso_utc(expires)})
 
 
 async def staff_message(request: web.Request) -> web.Response:

@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from controlplane.base.times import iso_utc
+
 log = structlog.get_logger()
 
 #: Events kept per room for pages that connect later.
@@ -53,9 +55,7 @@ class CallEvents:
 
     def publish(self, room_id: str, kind: str, **data: Any) -> CallEvent:
         """Record an event of ``room_id`` (stamped ``at``) and push it to its pages."""
-        data.setdefault(
-            "at", datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        )
+        data.setdefault("at", iso_utc(datetime.now(UTC)))
         room = self._rooms.setdefault(room_id, _Room())
         room.last_seq += 1
         event = CallEvent(kind, data, room.last_seq)

@@ -27,6 +27,7 @@ from controlplane.base.errors import Forbidden, ValidationFailed
 from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import page_context, render
 from controlplane.base.settings import CONFIG
+from controlplane.base.times import iso_utc
 from controlplane.requests import (
     CHANNELS,
     DESK,
@@ -40,7 +41,7 @@ from controlplane.requests import (
     release_stale,
 )
 from controlplane.staff import auth
-from controlplane.staff.labels import Labels, iso
+from controlplane.staff.labels import Labels
 from controlplane.storage.database import DB
 from controlplane.storage.schema import sessions, users
 
@@ -111,7 +112,7 @@ async def _rows_context(
         "items": items,
         "now": now,
         "labels": Labels(request),
-        "iso": iso,
+        "iso": iso_utc,
         "actor": user.actor,
         "may_work": may_work,
         "is_stale": lambda item: item.is_stale(desk, now),

@@ -4,7 +4,7 @@ language, and the ISO form of a time for ``<time datetime>``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,12 +60,3 @@ class Labels:
         if seconds < 0:
             return self.t("console_due_in", time=self.duration(-seconds))
         return self.duration(seconds)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def iso(moment: datetime) -> str:
-    """``moment`` in UTC as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -14,6 +14,7 @@ from aiohttp import web
 from controlplane.base.errors import ValidationFailed
 from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
+from controlplane.base.times import iso_utc
 from controlplane.requests import (
     ACCESSIBILITY_NEEDS,
     CHANNELS,
@@ -26,7 +27,7 @@ from controlplane.requests import (
     parse_request,
 )
 from controlplane.staff import auth
-from controlplane.staff.labels import Labels, iso
+from controlplane.staff.labels import Labels
 from controlplane.storage.database import DB
 
 
@@ -47,7 +48,7 @@ def _new_request_context(
         "submission_id": form.get("submission_id") or secrets.token_urlsafe(24),
         "slots": available_slots(desk, datetime.now(UTC)),
         "labels": Labels(request),
-        "iso": iso,
+        "iso": iso_utc,
         "channels": CHANNELS,
         "needs": ACCESSIBILITY_NEEDS,
     }

@@ -15,6 +15,7 @@ from aiohttp import web
 from controlplane.base.errors import Forbidden, NotFound, ValidationFailed
 from controlplane.base.metrics import METRICS, Metrics
 from controlplane.base.rendering import render
+from controlplane.base.times import iso_utc
 from controlplane.requests import (
     CANCEL_REASONS,
     CHANNELS,
@@ -42,7 +43,7 @@ from controlplane.requests import (
 )
 from controlplane.staff import auth
 from controlplane.staff.console import small_int
-from controlplane.staff.labels import Labels, iso
+from controlplane.staff.labels import Labels
 from controlplane.storage.database import DB, Database
 
 #: Which element shows a field's error, per action form on the request page.
@@ -107,7 +108,7 @@ async def _detail_context(
         "notes": await list_notes(db, request_id),
         "labels": Labels(request),
         "now": now,
-        "iso": iso,
+        "iso": iso_utc,
         "may_work": may_work(item, actor),
         "stale": item.is_stale(desk, now),
         "staff_members": await active_staff(db) if actor.is_supervisor else [],
