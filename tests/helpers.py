@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,3 +98,17 @@ async def serve_jwks(
     app.router.add_get("/jwks.json", serve)
     server = await aiohttp_server(app, ssl=server_ctx)
     return f"https://127.0.0.1:{server.port}/jwks.json", str(ca_file)
+
+
+async def beeldbel_cli(config: Path, *args: str) -> tuple[int, str]:
+    """``python -m beeldbel.cli --config CONFIG ARGS`` as a real process: its exit
+    code and what it printed (stdout and stderr together)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "beeldbel.cli", "--config", str(config), *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()

@@ -11,26 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import beeldbel_cli, wait_for
 from tests.one_machine import beeldbel_run, run_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _cli(config: Path, *args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "beeldbel.cli",
-        "--config",
-        str(config),
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, args
-    return out.decode()
 
 
 async def _media_join_works(
@@ -45,7 +29,7 @@ async def _media_join_works(
     media server over HTTPS, and the media server accepts the control plane's token
     (JWKS fetched over HTTPS with the dev CA) on its WSS signalling. With several
     workers, one call after another goes to the next worker (fewest open calls)."""
-    key = await _cli(
+    code, key = await beeldbel_cli(
         config,
         "admin",
         "apikey-create",
@@ -55,6 +39,7 @@ async def _media_join_works(
         "--scope",
         "calls:write",
     )
+    assert code == 0, key
     key = key.strip().splitlines()[-1]
     auth = {"Authorization": f"Bearer {key}"}
     base = f"https://127.0.0.1:{port}/api/v1/callbacks"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from controlplane.storage.schema import (
     idempotency_keys,
 )
 from tests.controlplane.sample_requests import VALID
+from tests.helpers import beeldbel_cli
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -398,44 +398,28 @@ async def test_unknown_scope_is_refused(sqlite_url, make_config, aiohttp_client)
         await create_api_key(client.server.app[DB], "x", ())
 
 
-async def _cli(toml: Path, *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "beeldbel.cli",
-        "--config",
-        str(toml),
-        "admin",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode()
-
-
 async def test_admin_commands_manage_keys(tmp_path):
     """``beeldbel admin apikey-create/-list/-revoke`` as real processes."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'keys.sqlite3'}"
     toml = tmp_path / "beeldbel.toml"
     toml.write_text(f'[database]\nurl = "{url}"\n')
-    code, out = await _cli(toml, "apikey-create", "crm", "--scope", "callbacks:read")
+    code, out = await beeldbel_cli(
+        toml, "admin", "apikey-create", "crm", "--scope", "callbacks:read"
+    )
     assert code == 0, out
     key = out.split()[-1]
     prefix = key.split("_")[1]
-    code, out = await _cli(toml, "apikey-list")
+    code, out = await beeldbel_cli(toml, "admin", "apikey-list")
     assert f"{prefix}\tcrm\tcallbacks:read\tactive" in out
     assert key.split("_", 2)[2] not in out
     db = Database(url)
     try:
         assert (await authenticate(db, f"Bearer {key}")).scopes == ("callbacks:read",)
-        code, out = await _cli(toml, "apikey-revoke", prefix)
+        code, out = await beeldbel_cli(toml, "admin", "apikey-revoke", prefix)
         assert code == 0, out
         with pytest.raises(Unauthorized):
             await authenticate(db, f"Bearer {key}")
     finally:
         await db.close()
-    code, out = await _cli(toml, "apikey-revoke", prefix)
+    code, out = await beeldbel_cli(toml, "admin", "apikey-revoke", prefix)
     assert code == 1

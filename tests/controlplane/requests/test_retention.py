@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from controlplane.storage.schema import (
     sessions,
     users,
 )
-from tests.helpers import wait_for
+from tests.helpers import beeldbel_cli, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -207,20 +205,9 @@ async def test_purge_command(tmp_path, sqlite_db):
     assert load_config(toml, {}).database.url == url
     old = await _request(sqlite_db, "Heel Oud", closed_days_ago=10_000)
     recent = await _request(sqlite_db, "Heel Nieuw", closed_days_ago=1)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "beeldbel.cli",
-        "--config",
-        str(toml),
-        "purge",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    assert "erased personal data of 1 callback requests" in out.decode()
+    code, out = await beeldbel_cli(toml, "purge")
+    assert code == 0, out
+    assert "erased personal data of 1 callback requests" in out
     rows = await _rows(sqlite_db)
     assert rows[old].name is None
     assert rows[recent].name == "Heel Nieuw"
