@@ -32,10 +32,12 @@ from controlplane.storage.database import Database
 
 # The suite runs in a loopback-only network namespace; the unix socket reaches
 # the machine's PostgreSQL from there (and from outside it).
+PG_URL_VARIABLE = "BEELDBEL_TEST_PG_URL"
+SKIP_POSTGRES_VARIABLE = "BEELDBEL_TEST_SKIP_POSTGRES"
 PG_URL = os.environ.get(
-    "BEELDBEL_TEST_PG_URL", "postgresql+asyncpg://root@/test?host=/var/run/postgresql"
+    PG_URL_VARIABLE, "postgresql+asyncpg://root@/test?host=/var/run/postgresql"
 )
-SKIP_POSTGRES = os.environ.get("BEELDBEL_TEST_SKIP_POSTGRES") == "1"
+SKIP_POSTGRES = os.environ.get(SKIP_POSTGRES_VARIABLE) == "1"
 
 
 async def _on_pg_server(statement: str) -> None:
@@ -52,7 +54,7 @@ async def _on_pg_server(statement: str) -> None:
 
 async def _fresh_pg_database() -> tuple[str, str]:
     if SKIP_POSTGRES:
-        pytest.skip("PostgreSQL not tested: BEELDBEL_TEST_SKIP_POSTGRES=1")
+        pytest.skip(f"PostgreSQL not tested: {SKIP_POSTGRES_VARIABLE}=1")
     name = f"bb_test_{uuid.uuid4().hex[:12]}"
     try:
         await _on_pg_server(f'CREATE DATABASE "{name}"')
@@ -63,8 +65,8 @@ async def _fresh_pg_database() -> tuple[str, str]:
     if unreachable:
         pytest.fail(
             f"PostgreSQL is unreachable at {PG_URL}: {unreachable}\n"
-            "Start it, point BEELDBEL_TEST_PG_URL at one, or skip the PostgreSQL "
-            "tests explicitly with BEELDBEL_TEST_SKIP_POSTGRES=1.",
+            f"Start it, point {PG_URL_VARIABLE} at one, or skip the PostgreSQL "
+            f"tests explicitly with {SKIP_POSTGRES_VARIABLE}=1.",
             pytrace=False,
         )
     url = make_url(PG_URL).set(database=name)

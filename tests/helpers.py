@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import re
 import socket
 import ssl
@@ -102,10 +103,13 @@ async def serve_jwks(
 
 async def beeldbel_cli(config: Path, *args: str) -> tuple[int, str]:
     """``python -m beeldbel.cli --config CONFIG ARGS`` as a real process: its exit
-    code and what it printed (stdout and stderr together)."""
+    code and what it printed (stdout and stderr together). Only the config file
+    configures it: ``BEELDBEL_*`` variables of the test run (such as
+    ``BEELDBEL_TEST_PG_URL``, unknown to the config) are not passed on."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "beeldbel.cli", "--config", str(config), *args),
+        env={k: v for k, v in os.environ.items() if not k.startswith("BEELDBEL_")},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from beeldbel.config import load_config
+from tests.conftest import PG_URL_VARIABLE, SKIP_POSTGRES_VARIABLE
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,18 +39,26 @@ async def _pytest(**env: str) -> tuple[int, str]:
 
 
 async def test_unreachable_postgresql_fails_unless_skipped_explicitly():
-    """With nothing listening at BEELDBEL_TEST_PG_URL the PostgreSQL tests fail
-    with a message that says what to do; BEELDBEL_TEST_SKIP_POSTGRES=1 makes them
-    skips instead."""
+    """With nothing listening at the URL the PostgreSQL tests fail with a message
+    that says what to do; the explicit opt-out makes them skips instead."""
     nowhere = f"postgresql+asyncpg://root@127.0.0.1:{free_port()}/test"
-    env = {"BEELDBEL_TEST_PG_URL": nowhere, "BEELDBEL_TEST_SKIP_POSTGRES": ""}
+    env = {PG_URL_VARIABLE: nowhere, SKIP_POSTGRES_VARIABLE: ""}
 
     code, out = await _pytest(**env)
     assert code == 1, out
     assert "PostgreSQL is unreachable at" in out
-    assert "BEELDBEL_TEST_SKIP_POSTGRES=1" in out
+    assert f"{SKIP_POSTGRES_VARIABLE}=1" in out
     assert "1 error" in out
 
-    code, out = await _pytest(**{**env, "BEELDBEL_TEST_SKIP_POSTGRES": "1"})
+    code, out = await _pytest(**{**env, SKIP_POSTGRES_VARIABLE: "1"})
     assert code == 0, out
     assert "1 skipped" in out
+
+
+def test_the_suites_own_variables_are_not_taken_for_config():
+    """Processes the tests start (``beeldbel run``, the control plane) inherit the
+    environment, and the config refuses unknown ``BEELDBEL_*`` variables: the
+    suite's own variables must not look like config, or setting them as the
+    README says would break those tests."""
+    for name in (PG_URL_VARIABLE, SKIP_POSTGRES_VARIABLE):
+        load_config(None, {name: "1"})

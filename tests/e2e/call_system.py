@@ -11,7 +11,6 @@ live_call_system``. Run inside ``unshare -n`` (loopback only).
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import os
@@ -37,7 +36,7 @@ from controlplane.security.secrets_store import load_secret_key
 from controlplane.staff.users import create_user
 from controlplane.storage.database import Database
 from tests.e2e.conftest import ROOT, assert_accessible, wait_until_up
-from tests.helpers import free_port, wait_for
+from tests.helpers import beeldbel_cli, free_port, wait_for
 
 API_SECRET = "e2e-media-api-secret-0123456789"
 NODE = "media-e2e"
@@ -203,16 +202,8 @@ async def live_call_system(tmp_path: Path) -> AsyncIterator[CallSystem]:
     config_file.write_text(
         _config_text(tmp_path, certs, port, media_port, smtp_port), encoding="utf-8"
     )
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "beeldbel.cli",
-        "--config",
-        str(config_file),
-        "migrate",
-        cwd=ROOT,
-    )
-    assert await migrate.wait() == 0, "beeldbel migrate failed"
+    code, out = await beeldbel_cli(config_file, "migrate")
+    assert code == 0, f"beeldbel migrate failed: {out}"
     system = CallSystem(
         base_url=f"https://127.0.0.1:{port}",
         db_url=f"sqlite+aiosqlite:///{tmp_path / 'beeldbel.sqlite3'}",

@@ -19,7 +19,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from beeldbel.cli.devca import ensure_dev_certificates
-from tests.helpers import free_port, wait_for
+from tests.helpers import beeldbel_cli, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -118,16 +118,8 @@ format = "json"
         encoding="utf-8",
     )
     # migrate first, so tests can add staff accounts before the server starts
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "beeldbel.cli",
-        "--config",
-        str(config_file),
-        "migrate",
-        cwd=ROOT,
-    )
-    assert await migrate.wait() == 0, "beeldbel migrate failed"
+    code, out = await beeldbel_cli(config_file, "migrate")
+    assert code == 0, f"beeldbel migrate failed: {out}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEELDBEL_")}
     log_file = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(  # noqa: S603, ASYNC220
