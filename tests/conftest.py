@@ -1,8 +1,8 @@
 """Fixtures: a real database per test (SQLite and PostgreSQL), config, app client.
 
-The PostgreSQL half of ``db_url`` needs the server ``BEELDBEL_TEST_PG_URL`` names
+The PostgreSQL half of ``db_url`` needs the server ``TEST_PG_URL`` names
 (default: the machine's, over its unix socket). If it is unreachable those tests
-fail; ``BEELDBEL_TEST_SKIP_POSTGRES=1`` skips them instead, explicitly.
+fail; ``TEST_SKIP_POSTGRES=1`` skips them instead, explicitly.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from controlplane.storage.database import Database
 
 # The suite runs in a loopback-only network namespace; the unix socket reaches
 # the machine's PostgreSQL from there (and from outside it).
-PG_URL_VARIABLE = "BEELDBEL_TEST_PG_URL"
-SKIP_POSTGRES_VARIABLE = "BEELDBEL_TEST_SKIP_POSTGRES"
+PG_URL_VARIABLE = "TEST_PG_URL"
+SKIP_POSTGRES_VARIABLE = "TEST_SKIP_POSTGRES"
 PG_URL = os.environ.get(
     PG_URL_VARIABLE, "postgresql+asyncpg://root@/test?host=/var/run/postgresql"
 )

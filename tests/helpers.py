@@ -105,7 +105,7 @@ async def beeldbel_cli(config: Path, *args: str) -> tuple[int, str]:
     """``python -m beeldbel.cli --config CONFIG ARGS`` as a real process: its exit
     code and what it printed (stdout and stderr together). Only the config file
     configures it: ``BEELDBEL_*`` variables of the test run (such as
-    ``BEELDBEL_TEST_PG_URL``, unknown to the config) are not passed on."""
+    a developer's, unknown to the config) are not passed on."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "beeldbel.cli", "--config", str(config), *args),
