@@ -135,7 +135,9 @@ async def test_personal_data_of_long_closed_requests_is_erased(db, db_url):
 async def test_old_audit_idempotency_keys_and_expired_sessions_go(db, db_url):
     config = Config(database=DatabaseConfig(url=db_url))
     async with db.write() as conn:
-        for days, action in ((800, "ancient"), (10, "recent")):
+        # audit_days (730) apart from personal_data_days (30): an entry of 31 days
+        # stays, one just past 730 goes
+        for days, action in ((731, "ancient"), (729, "old"), (31, "month"), (1, "new")):
             await conn.execute(
                 sa.insert(audit_log).values(
                     at=NOW - timedelta(days=days), action=action, details={}
@@ -174,7 +176,7 @@ async def test_old_audit_idempotency_keys_and_expired_sessions_go(db, db_url):
         actions = (await conn.execute(sa.select(audit_log.c.action))).scalars().all()
         keys = (await conn.execute(sa.select(idempotency_keys.c.key))).scalars().all()
         live = (await conn.execute(sa.select(sessions.c.id_hash))).scalars().all()
-    assert list(actions) == ["recent"]
+    assert sorted(actions) == ["month", "new", "old"]
     assert list(keys) == ["fresh"]
     assert list(live) == ["live"]
 
@@ -193,6 +195,30 @@ async def test_app_purges_at_start_and_counts_it(
         return value == 1
 
     await wait_for(purged, message="the purge at start")
+    (row,) = (await _rows(sqlite_db)).values()
+    assert (row.name, row.phone, row.email, row.accessibility_note) == (None,) * 4
+    assert row.purged_at is not None
+
+
+async def test_purged_data_is_gone_from_the_sqlite_files(tmp_path):
+    """After a purge no byte of the erased data is left in the database file, its
+    write-ahead log or its shared memory: SQLite overwrites freed content
+    (secure_delete) and the purge checkpoints the log into the file."""
+    canary = "Kanarie Zeldzaamnaam"
+    url = f"sqlite+aiosqlite:///{tmp_path / 'retention.sqlite3'}"
+    db = Database(url)
+    try:
+        await db.migrate()
+        await _request(db, canary, closed_days_ago=400)
+        files = sorted(tmp_path.glob("retention.sqlite3*"))
+        assert any(canary.encode() in f.read_bytes() for f in files)
+        assert await purge(db, Config(database=DatabaseConfig(url=url)), now=NOW) == 1
+        for path in sorted(tmp_path.glob("retention.sqlite3*")):
+            data = path.read_bytes()
+            for trace in (canary, "+31612345678", "iemand@example.nl", "gebarentolk"):
+                assert trace.encode() not in data, f"{trace} left in {path.name}"
+    finally:
+        await db.close()
 
 
 async def test_purge_command(tmp_path, sqlite_db):
