@@ -45,6 +45,7 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, stats, rooms)
     mux.on_latency = metrics.latency_seconds.observe
+    mux.on_drop = stats.drop
     app[api.ROOMS] = rooms
     app[api.API_SECRET] = config.api_secret
     app[api.METRICS_SECRET] = config.metrics_secret

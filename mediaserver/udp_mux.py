@@ -16,6 +16,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,10 +40,40 @@ RECV_SIZE = 4096
 _SO_SNDBUFFORCE = 32
 _SO_RCVBUFFORCE = 33
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+#: At most one summary line per this many seconds about failed datagrams.
+FAILURE_LOG_INTERVAL = 10.0
 
 
 def _ignore(value: float) -> None:
     """Default latency observer."""
+
+
+def _ignore_drop(reason: str) -> None:
+    """Default drop counter."""
+
+
+class _FailureSummary:
+    """Logs datagram failures as one line per interval, never one per datagram:
+    anyone can send datagrams, so each must not cost a log line."""
+
+    def __init__(self, interval: float = FAILURE_LOG_INTERVAL) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._count = 0
+
+    def record(self, reason: str, error: BaseException | None) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now < self._next:
+            return
+        log.warning(
+            "udp_datagrams_failed",
+            count=self._count,
+            last_reason=reason,
+            last_error=type(error).__name__ if error is not None else None,
+        )
+        self._count = 0
+        self._next = now + self._interval
 
 
 def _grow_buffers(sock: socket.socket) -> None:
@@ -129,6 +160,10 @@ class UdpMux:
         #: Observes the SFU-added latency (kernel receive → sent) of sampled
         #: datagrams on the C path; the app wires a histogram in.
         self.on_latency: Callable[[float], None] = _ignore
+        #: Counts a datagram dropped on the Python path, by a low-cardinality
+        #: reason; the app wires the forwarder's drop counter in.
+        self.on_drop: Callable[[str], None] = _ignore_drop
+        self._failures = _FailureSummary()
         self._reading = False
 
     async def bind(self, host: str, port: int) -> None:
@@ -241,12 +276,9 @@ class UdpMux:
         return DRAIN_BATCH
 
     def _on_error(self, error: BaseException | None) -> None:
-        log.error(
-            "packet_handling_failed",
-            exc_info=(type(error), error, error.__traceback__)
-            if error is not None
-            else None,
-        )
+        """A datagram the C path could not handle (it counted it already when it
+        knew the peer): summarised, never logged per datagram."""
+        self._failures.record("error", error)
 
     def _dispatch(self, data: bytes, addr: Address) -> None:
         if not data:
@@ -258,7 +290,10 @@ class UdpMux:
                 return
         protocol = self._by_address.get(addr)
         if protocol is not None:
-            protocol.datagram_received(data, addr)
+            try:
+                protocol.datagram_received(data, addr)
+            except Exception as exc:  # aioice parses untrusted bytes
+                self._drop("malformed_stun", exc)
             return
         match = self._match_new_address(data)
         if match is None:
@@ -272,16 +307,30 @@ class UdpMux:
             self._by_address[addr] = protocol
 
     def _match_new_address(self, data: bytes) -> tuple[StunProtocol, Any] | None:
-        """The peer a STUN request from an unknown address names by its ufrag."""
+        """The peer a STUN request from an unknown address names by its ufrag;
+        anything else from an unknown address is counted as dropped."""
+        if data[0] > 3:  # not STUN (RFC 7983)
+            self.on_drop("unknown_source")
+            return None
         try:
             message = stun.parse_message(data)
-        except ValueError:
+        except Exception as exc:  # ValueError, or struct.error on a short attribute
+            self._drop("malformed_stun", exc)
             return None
         username = message.attributes.get("USERNAME")
-        if message.message_class != stun.Class.REQUEST or not isinstance(username, str):
+        protocol = (
+            self._by_ufrag.get(username.split(":", 1)[0])
+            if message.message_class == stun.Class.REQUEST and isinstance(username, str)
+            else None
+        )
+        if protocol is None:
+            self.on_drop("unknown_source")
             return None
-        protocol = self._by_ufrag.get(username.split(":", 1)[0])
-        return None if protocol is None else (protocol, message)
+        return protocol, message
+
+    def _drop(self, reason: str, error: BaseException) -> None:
+        self.on_drop(reason)
+        self._failures.record(reason, error)
 
     def forget(self, ufrag: str, protocol: StunProtocol) -> None:
         if self._by_ufrag.get(ufrag) is protocol:

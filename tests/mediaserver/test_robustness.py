@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import struct
 
-from mediaserver.app import STATS
+from structlog.testing import capture_logs
+
+from mediaserver.app import MUX, STATS
 from tests.helpers import wait_for
 from tests.mediaserver.client import decodes, join
-from tests.mediaserver.conftest import create_room
+from tests.mediaserver.conftest import create_room, metric
 from tests.mediaserver.packets import send_authenticated
 
 
@@ -89,3 +94,34 @@ async def test_silent_peer_is_removed(make_server, token):
     finally:
         await agent.close()
         await other.close()
+
+
+def stun_with_empty_priority() -> bytes:
+    """A 24-byte binding request whose PRIORITY attribute has length 0."""
+    header = struct.pack("!HHI", 0x0001, 4, 0x2112A442) + os.urandom(12)
+    return header + struct.pack("!HH", 0x0024, 0)
+
+
+async def test_malformed_stun_is_counted_not_logged(server, caplog):
+    """Unparseable STUN from anyone is a counted drop: no log line per datagram,
+    no traceback (an unauthenticated sender must not be able to fill the log)."""
+    caplog.set_level(logging.INFO)
+    name = "beeldbel_media_dropped_packets_total"
+    before = await metric(server, name, reason="malformed_stun")
+    target = ("127.0.0.1", server.app[MUX].port)
+    with (
+        capture_logs() as logs,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker,
+    ):
+        for _ in range(500):
+            attacker.sendto(stun_with_empty_priority(), target)
+
+        async def counted() -> bool:
+            return await metric(server, name, reason="malformed_stun") - before == 500
+
+        await wait_for(counted, 10, "500 malformed STUN datagrams counted")
+    assert len(logs) <= 3, logs
+    assert not any("exc_info" in entry or "exception" in entry for entry in logs)
+    records = [r for r in caplog.records if r.name != "aiohttp.access"]
+    assert len(records) <= 3, [r.getMessage() for r in records]
+    assert not any(r.exc_info for r in records)
