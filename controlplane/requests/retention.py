@@ -55,6 +55,7 @@ async def purge(db: Database, config: Config, now: datetime | None = None) -> in
         await _delete_expired(conn, retention, now)
         if count:
             await audit.record(conn, "personal_data_purged", requests=count)
+    await db.checkpoint()
     log.info("retention_purged", requests=count)
     return count
 

@@ -64,6 +64,15 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.run_sync(_run, command.downgrade, revision, secret_key)
 
+    async def checkpoint(self) -> None:
+        """On SQLite, move the write-ahead log into the database file and empty it,
+        so data just erased (overwritten there: ``secure_delete``) leaves no copy
+        in the log. PostgreSQL needs nothing here."""
+        if not self.is_sqlite:
+            return
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -89,6 +98,8 @@ def _create_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # erased personal data is overwritten on disk, not merely unlinked
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     return engine
