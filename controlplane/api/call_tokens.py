@@ -21,11 +21,11 @@ from controlplane.api.callbacks import (
     BASE,
     _authorize,
     _check_fields,
-    _json_object,
     _select_own,
 )
 from controlplane.api.callbacks import _reference as reference_of
 from controlplane.base.errors import Conflict, ValidationFailed
+from controlplane.base.json_body import json_body
 from controlplane.calls import active_call, media_grant, new_link, open_room
 from controlplane.requests import OPEN_STATES
 from controlplane.security import audit
@@ -60,7 +60,7 @@ def _parse(payload: dict[str, Any]) -> tuple[str, str]:
 
 async def issue_token(request: web.Request) -> web.Response:
     key = await _authorize(request, "calls:write")
-    role, kind = _parse(await _json_object(request))
+    role, kind = _parse(await json_body(request))
     reference = reference_of(request)
     app = request.app
     async with app[DB].read() as conn:

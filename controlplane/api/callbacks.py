@@ -23,16 +23,13 @@ from controlplane.api import keys as apikeys
 from controlplane.api.keys import ApiKey
 from controlplane.api.openapi import document
 from controlplane.base.errors import (
-    BadRequest,
     Conflict,
     NotFound,
-    PayloadTooLarge,
-    UnsupportedMediaType,
     ValidationFailed,
 )
 from controlplane.base.i18n import CATALOG
+from controlplane.base.json_body import json_body
 from controlplane.base.metrics import METRICS
-from controlplane.base.settings import CONFIG
 from controlplane.requests import (
     DESK,
     QUEUE_EVENTS,
@@ -89,7 +86,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 async def create_callback(request: web.Request) -> web.Response:
     key = await _authorize(request, "callbacks:write")
     idem = idempotency.parse_key(request.headers.get(idempotency.HEADER))
-    payload = await _json_object(request)
+    payload = await json_body(request)
     db = request.app[DB]
     print_ = idempotency.fingerprint("POST", f"{BASE}/callbacks", payload)
     try:
@@ -161,7 +158,7 @@ async def get_callback(request: web.Request) -> web.Response:
 async def cancel_callback(request: web.Request) -> web.Response:
     key = await _authorize(request, "callbacks:write")
     if request.body_exists:
-        _check_fields(await _json_object(request), {})
+        _check_fields(await json_body(request), {})
     reference = _reference(request)
     now = datetime.now(UTC)
     async with request.app[DB].write() as conn:
@@ -229,29 +226,6 @@ async def _authorize(request: web.Request, scope: str) -> ApiKey:
     request.app[LIMITS].api_per_key.hit(str(key.id))
     key.require(scope)
     return key
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object, or a 413/415/400 that says what is wrong."""
-    ctype = request.content_type
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        raise UnsupportedMediaType("the request body must be application/json")
-    limit = request.app[CONFIG].security.max_body_bytes
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(
-            f"the request body is larger than {limit} bytes"
-        ) from None
-    try:
-        payload = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BadRequest("the request body is not UTF-8") from None
-    except (ValueError, RecursionError):
-        raise BadRequest("the request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return payload
 
 
 def _check_fields(

@@ -30,12 +30,13 @@ from controlplane.base.errors import (
     ValidationFailed,
 )
 from controlplane.base.i18n import CATALOG, request_language
+from controlplane.base.json_body import json_body
 from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
 from controlplane.base.settings import CONFIG
 from controlplane.base.times import iso_utc
 from controlplane.calls.events import CallEvent, resume_after, stream
-from controlplane.calls.json_bodies import json_body, no_store, no_store_json
+from controlplane.calls.json_bodies import no_store, no_store_json
 from controlplane.calls.quality import store_quality
 from controlplane.calls.rooms import (
     CALLS,

@@ -12,11 +12,12 @@ from aiohttp import web
 
 from controlplane.base.errors import LinkExpired, Unauthorized, ValidationFailed
 from controlplane.base.i18n import request_language
+from controlplane.base.json_body import json_body
 from controlplane.base.rendering import render
 from controlplane.calls import join_links
 from controlplane.calls import record as records
 from controlplane.calls.events import CallEvent, stream
-from controlplane.calls.json_bodies import json_body, no_store, no_store_json
+from controlplane.calls.json_bodies import no_store, no_store_json
 from controlplane.calls.quality import store_quality
 from controlplane.calls.rooms import (
     CALLS,

@@ -30,8 +30,8 @@ from controlplane.base.errors import (
     LinkExpired,
     LinkUsed,
     NotFound,
-    UnsupportedMediaType,
 )
+from controlplane.base.json_body import json_body
 from controlplane.base.rendering import render
 from controlplane.base.settings import CONFIG
 from controlplane.security import cookies
@@ -256,13 +256,7 @@ async def show_landing(request: web.Request) -> web.Response:
 
 
 async def _token_from(request: web.Request) -> str:
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("send the token as application/json")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("join_link_malformed") from None
-    token = body.get("token") if isinstance(body, dict) else None
+    token = (await json_body(request)).get("token")
     if not isinstance(token, str) or not 16 <= len(token) <= 128:
         raise BadRequest("join_link_malformed")
     return token

@@ -1,5 +1,5 @@
-"""The JSON the call endpoints read and write: a request body that must be a JSON
-object, and responses that no cache may keep.
+"""The JSON the call endpoints write: responses that no cache may keep. (They read
+bodies with :func:`controlplane.base.json_body.json_body`.)
 """
 
 from __future__ import annotations
@@ -7,21 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-
-from controlplane.base.errors import BadRequest, UnsupportedMediaType
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object; 415 or 400 (``calls_body_not_json``) otherwise."""
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("calls_body_not_json")
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("calls_body_not_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("calls_body_not_json")
-    return body
 
 
 def no_store(response: web.Response) -> web.Response:

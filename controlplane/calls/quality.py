@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from controlplane.base.errors import ValidationFailed
+from controlplane.base.json_body import json_body
 from controlplane.calls import record as records
-from controlplane.calls.json_bodies import json_body
 from controlplane.calls.rooms import Call
 from controlplane.storage.database import DB
 

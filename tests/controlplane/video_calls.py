@@ -3,6 +3,7 @@ plane at an in-process media node, and the staff steps that start a call."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ API_SECRET = "shared-api-secret-for-tests"
 NODE = "media-test"
 ADDRESS = "burger.canary@example.org"
 JSON = {"Accept": "application/json"}
+_DATA_CSRF = re.compile(r'data-csrf="([^"]+)"')
 
 
 def call_config(
@@ -142,3 +144,35 @@ def claims(token: str) -> dict[str, Any]:
     """A media token's claims (unverified)."""
     decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return decoded
+
+
+class Guest:
+    """A citizen's or interpreter's browser: its own cookie jar."""
+
+    def __init__(self, client: Client) -> None:
+        self.session = aiohttp.ClientSession(
+            base_url=client.make_url("/"), cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
+        self.csrf = ""
+
+    async def land(self) -> None:
+        """Load the landing page, as the browser does before it opens a link."""
+        page = await self.session.get("/gesprek")
+        match = _DATA_CSRF.search(await page.text())
+        assert match
+        self.csrf = match.group(1)
+
+    async def open(self, link: str) -> aiohttp.ClientResponse:
+        await self.land()
+        return await self.post("/gesprek/openen", {"token": link.split("#t=")[1]})
+
+    async def post(self, path: str, body: Any) -> aiohttp.ClientResponse:
+        return await self.session.post(
+            path, json=body, headers={"X-CSRF-Token": self.csrf, **JSON}
+        )
+
+    async def get(self, path: str) -> aiohttp.ClientResponse:
+        return await self.session.get(path, headers=JSON, allow_redirects=False)
+
+    async def close(self) -> None:
+        await self.session.close()

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
@@ -33,6 +32,7 @@ from tests.controlplane.video_calls import (
     ADDRESS,
     JSON,
     NODE,
+    Guest,
     call_config,
     claimed,
     claims,
@@ -69,34 +69,6 @@ async def client(aiohttp_client, make_config, db_url, media, smtp):
 async def sqlite_client(aiohttp_client, make_config, sqlite_url, media, smtp):
     config = call_config(make_config, sqlite_url, str(media.make_url("")), smtp[1])
     return await aiohttp_client(create_app(config))
-
-
-class Guest:
-    """A citizen's or interpreter's browser: its own cookie jar."""
-
-    def __init__(self, client) -> None:
-        self.session = aiohttp.ClientSession(
-            base_url=client.make_url("/"), cookie_jar=aiohttp.CookieJar(unsafe=True)
-        )
-        self.csrf = ""
-
-    async def open(self, link: str) -> aiohttp.ClientResponse:
-        page = await self.session.get("/gesprek")
-        match = _DATA_CSRF.search(await page.text())
-        assert match
-        self.csrf = match.group(1)
-        return await self.post("/gesprek/openen", {"token": link.split("#t=")[1]})
-
-    async def post(self, path: str, body: Any) -> aiohttp.ClientResponse:
-        return await self.session.post(
-            path, json=body, headers={"X-CSRF-Token": self.csrf, **JSON}
-        )
-
-    async def get(self, path: str) -> aiohttp.ClientResponse:
-        return await self.session.get(path, headers=JSON, allow_redirects=False)
-
-    async def close(self) -> None:
-        await self.session.close()
 
 
 async def audit_actions(client, request_id: int) -> list[str]:
