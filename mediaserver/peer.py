@@ -24,8 +24,10 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidAccessError, InvalidStateError
 from aiortc.sdp import SessionDescription
 
+from mediaserver.errors import BadMessage
 from mediaserver.forwarder import (
     ForwarderStats,
     InboundStream,
@@ -152,8 +154,11 @@ class Peer:
             self.connected.set()
 
     async def answer(self, offer: str) -> tuple[str, list[StreamInfo]]:
-        """Answer the participant's offer; returns our SDP and what it publishes."""
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        """Answer the participant's offer; returns our SDP and what it publishes.
+        An offer without audio or video is refused before aiortc sees it."""
+        if not any(m.kind in ("audio", "video") for m in _parse_sdp(offer).media):
+            raise BadMessage("the offer has no audio or video")
+        await _set_remote(self.pc, RTCSessionDescription(offer, "offer"))
         self._mux.adopt(ice_connection(dtls_transport(self.pc)))
         for transceiver in self.pc.getTransceivers():
             codecs = negotiated_codecs(transceiver)
@@ -229,12 +234,35 @@ class Peer:
         )
         return self.pc.localDescription.sdp
 
+    def check_answer(self, answer: str) -> None:
+        """Refuse an answer that cannot be the answer to our outstanding offer."""
+        ours = _parse_sdp(self.pc.localDescription.sdp).media
+        if len(_parse_sdp(answer).media) != len(ours):
+            raise BadMessage("the answer does not match the offer")
+
     async def accept_answer(self, answer: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await _set_remote(self.pc, RTCSessionDescription(answer, "answer"))
 
     async def close(self) -> None:
         self.media.close()
         await self.pc.close()
+
+
+def _parse_sdp(sdp: str) -> SessionDescription:
+    try:
+        return SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the text trips
+        raise BadMessage("the SDP does not parse") from exc
+
+
+async def _set_remote(
+    pc: RTCPeerConnection, description: RTCSessionDescription
+) -> None:
+    """``setRemoteDescription``; SDP that aiortc refuses is the client's fault."""
+    try:
+        await pc.setRemoteDescription(description)
+    except (ValueError, InvalidAccessError, InvalidStateError) as exc:
+        raise BadMessage(f"the {description.type} was refused: {exc}") from exc
 
 
 def leg_info(transceiver: RTCRtpTransceiver) -> LegInfo:

@@ -113,6 +113,7 @@ class Participant:
     def on_answer(self, sdp: str) -> None:
         if self._answer is None or self._answer.done():
             raise BadMessage("no offer is waiting for an answer")
+        self.peer.check_answer(sdp)
         self._answer.set_result(sdp)
 
     async def _negotiate_forever(self) -> None:

@@ -119,6 +119,13 @@ class Signalling:
                     return
             except MediaError as exc:
                 await _send_error(ws, exc)
+            except Exception as exc:  # a handler's failure ends no session
+                log.warning(
+                    "signalling_message_failed",
+                    message_type=str(message.get("type"))[:32],
+                    error=type(exc).__name__,
+                )
+                await _send_error(ws, BadMessage("the message could not be handled"))
 
     async def _dispatch(
         self, message: dict[str, Any], room: Room, participant: Participant
