@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from beeldbel.config import MediaServerConfig
 from beeldbel.tokens import TokenError, TokenVerifier
@@ -28,6 +28,8 @@ JOIN_TIMEOUT = 10.0
 #: Tasks started from aiortc event handlers; referenced until done.
 _background: set[asyncio.Task[None]] = set()
 MAX_MESSAGE = 64 * 1024
+#: Deepest nesting of arrays and objects a message may have (the protocol uses 3).
+MAX_DEPTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,19 +161,48 @@ class Signalling:
 
 
 async def _receive(ws: web.WebSocketResponse) -> dict[str, Any] | None:
-    """The next JSON object, or None when the socket closed."""
+    """The next JSON object, or None when the socket closed. Nesting deeper than
+    ``MAX_DEPTH`` gets an error and closes the socket (1009, too big to process);
+    aiohttp closes it with 1009 above ``MAX_MESSAGE``."""
     while True:
         msg = await ws.receive()
         if msg.type != WSMsgType.TEXT:
             return None
         try:
-            message = json.loads(msg.data)
+            message = _parse(msg.data)
         except json.JSONDecodeError:
             await _send_error(ws, BadMessage("message is not JSON"))
             continue
+        except _TooDeep:
+            await _send_error(ws, BadMessage(f"message nested over {MAX_DEPTH} deep"))
+            await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
+            return None
         if isinstance(message, dict):
             return message
         await _send_error(ws, BadMessage("message is not a JSON object"))
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _parse(text: str) -> Any:
+    """JSON with at most ``MAX_DEPTH`` levels of nesting (raises ``_TooDeep``)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _TooDeep from None
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return value
+    raise _TooDeep
 
 
 def _field(message: dict[str, Any], name: str) -> str:

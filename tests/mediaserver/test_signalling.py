@@ -1,5 +1,5 @@
-"""Every signalling message that cannot be handled gets a protocol ``error``,
-never an escaped exception, and the session goes on."""
+"""Every signalling message that cannot be handled gets a protocol ``error`` (or
+a close code), never an escaped exception, and the session goes on."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from aiohttp import WSMsgType
 from aiortc import RTCPeerConnection
 from structlog.testing import capture_logs
 
@@ -63,6 +64,33 @@ async def test_a_bad_message_gets_an_error_and_the_session_goes_on(
             reply = await next_of(ws, "error")
             assert reply["code"] == "bad_message", reply
             assert not ws.closed
+    no_tracebacks(logs, caplog)
+
+
+@pytest.mark.parametrize(
+    ("text", "close_code"),
+    [
+        pytest.param("[" * 30000 + "]" * 30000, 1009, id="deep_nesting_60k"),
+        pytest.param("[" * 2000 + "]" * 2000, 1009, id="deep_nesting_4k"),
+        pytest.param("[" * 17 + "]" * 17, 1009, id="depth_17"),
+        pytest.param('{"type": "join", "x": "' + "a" * 70000 + '"}', 1009, id="big"),
+    ],
+)
+async def test_a_hostile_first_message_is_closed_with_a_code(
+    server, caplog, text, close_code
+):
+    """Deeply nested or oversized JSON as the first message: the socket closes
+    with a WebSocket close code, and nothing escapes as a traceback."""
+    caplog.set_level(logging.INFO)
+    with capture_logs() as logs:
+        async with server.session.ws_connect(server.make_url("/ws")) as ws:
+            await ws.send_str(text)
+            while True:
+                msg = await ws.receive(timeout=10)
+                if msg.type != WSMsgType.TEXT:
+                    break
+            assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED), msg
+            assert ws.close_code == close_code, (msg, ws.close_code)
     no_tracebacks(logs, caplog)
 
 
