@@ -12,6 +12,7 @@ import re
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,31 @@ DEFAULT_OPENING_HOURS: dict[str, str] = {
 _HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
 
 
+def _at_least(config: object, minimum: int, *names: str) -> None:
+    """Each of ``names`` (whole numbers) must be ``minimum`` or more."""
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise ValueError(f"{name} {value} must be at least {minimum}")
+
+
+def _between(config: object, name: str, low: int, high: int) -> None:
+    value = getattr(config, name)
+    if not low <= value <= high:
+        raise ValueError(f"{name} {value} must be {low} to {high}")
+
+
+def _check_secret(name: str, secret: Secret, minimum: int) -> None:
+    """An unset secret ("") is allowed; a set one must be long and not blank.
+    The message never shows the secret."""
+    value = secret.reveal()
+    if value and len(value.strip()) < minimum:
+        raise ValueError(
+            f"{name} must be at least {minimum} characters besides spaces: "
+            "leave it empty or use a random string"
+        )
+
+
 def parse_hours(spec: str) -> tuple[int, int] | None:
     """``"08:00-20:00"`` → minutes since midnight ``(480, 1200)``; ``""`` → closed."""
     if not spec:
@@ -113,6 +139,7 @@ class ServerConfig:
             raise ValueError(f"port {self.port} is not a TCP port")
         if not self.public_url.startswith(("https://", "http://")):
             raise ValueError(f"public_url {self.public_url!r} must be an http(s) URL")
+        _between(self, "trusted_proxies", 0, 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,15 +203,30 @@ class DeskConfig:
             raise ValueError(f"opening_hours has unknown days {sorted(unknown)}")
         for spec in self.opening_hours.values():
             parse_hours(spec)
-        for name in ("slot_minutes", "booking_days", "max_attempts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone {self.timezone!r} is not a known time zone "
+                "(such as Europe/Amsterdam)"
+            ) from None
+        _at_least(
+            self,
+            1,
+            "slot_minutes",
+            "booking_days",
+            "max_attempts",
+            "retry_delay_minutes",
+            "expire_after_hours",
+            "stale_claim_minutes",
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
     #: Signs CSRF tokens, encrypts stored signing keys and staff TOTP secrets;
     #: generated into data_dir when empty. Keep it: another key locks staff out.
+    #: When set: at least 32 characters besides spaces (a random string).
     secret_key: Secret = field(default_factory=lambda: Secret(""))
     session_idle_minutes: int = 30
     session_absolute_hours: int = 10
@@ -192,9 +234,25 @@ class SecurityConfig:
     intake_global_per_minute: int = 120
     login_per_ip_per_minute: int = 20
     api_per_key_per_minute: int = 600
+    #: Largest request body accepted, 1024 to 16777216 bytes.
     max_body_bytes: int = 64 * 1024
     #: Failed logins before the account is locked for a growing period.
     lockout_threshold: int = 5
+
+    def __post_init__(self) -> None:
+        _check_secret("secret_key", self.secret_key, 32)
+        _at_least(
+            self,
+            1,
+            "session_idle_minutes",
+            "session_absolute_hours",
+            "intake_per_ip_per_hour",
+            "intake_global_per_minute",
+            "login_per_ip_per_minute",
+            "api_per_key_per_minute",
+            "lockout_threshold",
+        )
+        _between(self, "max_body_bytes", 1024, 16 * 1024 * 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,12 +262,19 @@ class RetentionConfig:
     audit_days: int = 730
     purge_interval_minutes: int = 60
 
+    def __post_init__(self) -> None:
+        _at_least(self, 0, "personal_data_days")
+        _at_least(self, 1, "audit_days", "purge_interval_minutes")
+
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     #: /metrics is served on its own plain-HTTP listener; port 0 turns it off.
     host: str = "127.0.0.1"
     port: int = 9464
+
+    def __post_init__(self) -> None:
+        _between(self, "port", 0, 65535)
 
 
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -251,7 +316,8 @@ class MediaServerConfig:
     jwks_ca_file: str = ""
     #: The ``iss`` a join token must carry (the control plane's public URL).
     token_issuer: str = "https://127.0.0.1:8443"  # noqa: S105 - a URL
-    #: Bearer secret the control plane presents on the server-to-server API.
+    #: Bearer secret the control plane presents on the server-to-server API: at
+    #: least 16 characters; "" refuses every API call (`beeldbel run` makes one).
     api_secret: Secret = field(default_factory=lambda: Secret(""))
     #: Bearer secret for /metrics; "" serves /metrics only to 127.0.0.1.
     metrics_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -284,8 +350,10 @@ class MediaServerConfig:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file go together")
         _check_node_id(self.node_id)
-        if self.workers < 0 or self.peer_timeout_seconds < 1:
-            raise ValueError("workers must be >= 0 and peer_timeout_seconds >= 1")
+        _check_secret("api_secret", self.api_secret, 16)
+        _at_least(self, 0, "workers", "drain_timeout_seconds")
+        _at_least(self, 1, "peer_timeout_seconds", "turn_ttl_seconds")
+        _at_least(self, 2, "max_participants")
         if not 0 <= self.batch_window_us <= 5000:
             raise ValueError(f"batch_window_us {self.batch_window_us} is not 0-5000")
 

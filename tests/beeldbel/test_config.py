@@ -91,6 +91,58 @@ def test_wrong_keys_and_values_are_named(tmp_path, toml, environ, named):
     assert named in str(caught.value)
 
 
+_KEY = "hunter2-very-secret-and-long-enough-now"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("desk", "timezone", "'Mars/Olympus'"),
+        ("desk", "timezone", "''"),
+        ("desk", "slot_minutes", "0"),
+        ("desk", "booking_days", "0"),
+        ("desk", "retry_delay_minutes", "0"),
+        ("desk", "max_attempts", "0"),
+        ("desk", "expire_after_hours", "0"),
+        ("desk", "stale_claim_minutes", "-1"),
+        ("server", "trusted_proxies", "-1"),
+        ("security", "secret_key", "'short'"),
+        ("security", "secret_key", "'" + " " * 40 + "'"),
+        ("security", "session_idle_minutes", "0"),
+        ("security", "session_absolute_hours", "0"),
+        ("security", "intake_per_ip_per_hour", "0"),
+        ("security", "intake_global_per_minute", "0"),
+        ("security", "login_per_ip_per_minute", "-5"),
+        ("security", "api_per_key_per_minute", "0"),
+        ("security", "max_body_bytes", "0"),
+        ("security", "lockout_threshold", "0"),
+        ("retention", "personal_data_days", "-1"),
+        ("retention", "audit_days", "0"),
+        ("retention", "purge_interval_minutes", "0"),
+        ("metrics", "port", "-1"),
+        ("metrics", "port", "70000"),
+        ("mediaserver", "api_secret", "'x'"),
+        ("mediaserver", "api_secret", "'" + " " * 20 + "'"),
+        ("mediaserver", "turn_ttl_seconds", "0"),
+        ("mediaserver", "drain_timeout_seconds", "-1"),
+        ("mediaserver", "max_participants", "1"),
+        ("mediaserver", "peer_timeout_seconds", "0"),
+        ("mediaserver", "workers", "-1"),
+    ],
+)
+def test_bad_values_stop_the_start_naming_the_key(tmp_path, section, key, value):
+    """Each value that would start a broken or weak server is refused at load,
+    in one line that names the section and the key."""
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    message = str(caught.value)
+    assert f"[{section}]" in message, message
+    assert key in message, message
+    assert "\n" not in message
+
+
 def test_topics_from_toml(tmp_path):
     path = tmp_path / "beeldbel.toml"
     path.write_text(
@@ -104,9 +156,9 @@ def test_topics_from_toml(tmp_path):
 
 def test_secret_never_shows_itself(tmp_path):
     path = tmp_path / "beeldbel.toml"
-    path.write_text("[security]\nsecret_key = 'hunter2-very-secret'\n")
+    path.write_text(f"[security]\nsecret_key = '{_KEY}'\n")
     config = load_config(path, {})
-    assert config.security.secret_key.reveal() == "hunter2-very-secret"
+    assert config.security.secret_key.reveal() == _KEY
     assert "hunter2" not in repr(config)
     assert "hunter2" not in str(Secret("hunter2"))
 
