@@ -28,7 +28,7 @@ from controlplane.staff.first_login import (
     enrol_page,
     password_page,
 )
-from controlplane.staff.lockout import count_failure, locked_minutes
+from controlplane.staff.lockout import Attempt, claim, count_failure, give_back
 from controlplane.staff.login_steps import (
     next_of,
     read_form,
@@ -110,28 +110,47 @@ async def login(request: web.Request) -> web.Response:
                 )
             )
         ).first()
-    if user is not None and (locked := locked_minutes(user.locked_until)):
+    if user is None:
+        await auth.verify_password(None, password)
+        await _unknown_user(request)
+        return _wrong_password(request, next_path, username)
+    return await _check_password(request, user, password, next_path)
+
+
+async def _check_password(
+    request: web.Request, user: Any, password: str, next_path: str
+) -> web.Response:
+    """Claim an attempt on ``user``'s account (so concurrent guesses cannot pass
+    the lock), then check ``password``."""
+    username = user.username
+    attempt = await claim(request, user.id)
+    if attempt.refused:
         request.app[METRICS].logins.labels("locked").inc()
         log.info("staff_login_refused", user_id=user.id, reason="locked")
         return _login_form(
             request,
             next_path,
             username=username,
-            message=("staff_auth_locked", locked),
+            message=("staff_auth_locked", attempt.refused_minutes),
             status=429,
         )
-    stored = user.password_hash if user is not None else None
-    ok, new_hash = await auth.verify_password(stored, password)
-    if not ok or user is None:
-        await _password_failed(request, user)
-        return _login_form(
-            request,
-            next_path,
-            username=username,
-            errors={"password": _WRONG_CREDENTIALS},
-            status=401,
-        )
-    return await _password_accepted(request, user, new_hash, next_path)
+    ok, new_hash = await auth.verify_password(user.password_hash, password)
+    if not ok:
+        await _password_failed(request, user, attempt)
+        return _wrong_password(request, next_path, username)
+    return await _password_accepted(request, user, attempt, new_hash, next_path)
+
+
+def _wrong_password(
+    request: web.Request, next_path: str, username: str
+) -> web.Response:
+    return _login_form(
+        request,
+        next_path,
+        username=username,
+        errors={"password": _WRONG_CREDENTIALS},
+        status=401,
+    )
 
 
 _WRONG_CREDENTIALS = "staff_auth_error_credentials"
@@ -145,29 +164,37 @@ def _missing(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     }
 
 
-async def _password_failed(request: web.Request, user: Any) -> None:
+async def _unknown_user(request: web.Request) -> None:
     async with request.app[DB].write() as conn:
-        if user is None:
-            await audit.record(conn, "staff_login_failed", reason="unknown_user")
-            log.info("staff_login_failed", user_id=None, reason="unknown_user")
-        else:
-            await count_failure(
-                conn, request, user, "staff_login_failed", "wrong_password"
-            )
+        await audit.record(conn, "staff_login_failed", reason="unknown_user")
+    log.info("staff_login_failed", user_id=None, reason="unknown_user")
+    request.app[METRICS].logins.labels("failed").inc()
+
+
+async def _password_failed(request: web.Request, user: Any, attempt: Attempt) -> None:
+    async with request.app[DB].write() as conn:
+        await count_failure(conn, attempt, user, "staff_login_failed", "wrong_password")
     request.app[METRICS].logins.labels("failed").inc()
 
 
 async def _password_accepted(
-    request: web.Request, user: Any, new_hash: str | None, next_path: str
+    request: web.Request,
+    user: Any,
+    attempt: Attempt,
+    new_hash: str | None,
+    next_path: str,
 ) -> web.Response:
+    """The password step passed; its failures only clear with the second factor,
+    so knowing the password does not reset the lock on guessing codes."""
     old = await auth.current_session(request)
     async with request.app[DB].write() as conn:
-        values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
+        await give_back(conn, attempt)
         if new_hash is not None:
-            values["password_hash"] = new_hash
-        await conn.execute(
-            sa.update(users).where(users.c.id == user.id).values(**values)
-        )
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == user.id)
+                .values(password_hash=new_hash)
+            )
         await auth.purge_expired_sessions(conn, request.app[CONFIG])
         token = await rotate(request, conn, old, user.id, mfa_done=False)
     request.app[METRICS].logins.labels("password_ok").inc()

@@ -15,7 +15,7 @@ from controlplane.base.metrics import METRICS
 from controlplane.security import audit
 from controlplane.security.ratelimit import LIMITS
 from controlplane.staff import auth
-from controlplane.staff.lockout import count_failure, locked_minutes
+from controlplane.staff.lockout import claim, count_failure
 from controlplane.staff.login_steps import (
     at_step,
     read_form,
@@ -39,15 +39,20 @@ async def mfa(request: web.Request) -> web.Response:
     request.app[LIMITS].login_per_ip.hit(client_ip(request))
     form = await read_form(request)
     session, user, next_path = await at_step(request, "/staff/mfa", form)
-    locked = locked_minutes(user.locked_until)
-    if locked:
-        request.app[METRICS].logins.labels("locked").inc()
-        return step_form(
-            request, "mfa", next_path, message=("staff_auth_locked", locked), status=429
-        )
     secret = totp_secret(request, user)
     if secret is None:
         return await _mfa_unreadable(request, user, next_path)
+    # claimed before the check, so concurrent guesses cannot pass the lock
+    attempt = await claim(request, user.id)
+    if attempt.refused:
+        request.app[METRICS].logins.labels("locked").inc()
+        return step_form(
+            request,
+            "mfa",
+            next_path,
+            message=("staff_auth_locked", attempt.refused_minutes),
+            status=429,
+        )
     step = auth.match_totp(secret, form.get("totp_code", ""), user.totp_last_step)
     token: str | None = None
     async with request.app[DB].write() as conn:
@@ -65,7 +70,7 @@ async def mfa(request: web.Request) -> web.Response:
         ):
             token = await signed_in(request, conn, session, user)
         else:
-            await count_failure(conn, request, user, "staff_mfa_failed", "wrong_code")
+            await count_failure(conn, attempt, user, "staff_mfa_failed", "wrong_code")
     if token is None:
         return _mfa_failed(request, next_path)
     return redirect(request, next_path, token)

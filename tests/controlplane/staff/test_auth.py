@@ -327,9 +327,12 @@ async def test_lockout_grows_and_clears(aiohttp_client, make_config, db_url):
     await _update_user(client, username, locked_until=past)
     assert (await submit_password(client, username, PASSWORD)).status == 303
     row = await _user(client, username)
-    assert row.failed_logins == 0
+    assert row.failed_logins == 4
     assert row.locked_until is None
     assert (await submit_code(client, totp_code())).status == 303
+    row = await _user(client, username)
+    assert row.failed_logins == 0
+    assert row.locked_until is None
 
 
 async def test_wrong_totp_codes_also_lock(aiohttp_client, make_config, sqlite_url):
