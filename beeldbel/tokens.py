@@ -273,12 +273,18 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "nbf", "iat", "jti", "aud", "iss", "sub"]},
+                options={
+                    "require": ["exp", "nbf", "iat", "jti", "aud", "iss", "sub"],
+                    # aud is this node's id as one string, never a list naming it
+                    "strict_aud": True,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired("token has expired") from None
         except jwt.ImmatureSignatureError:
             raise TokenNotYetValid("token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError("token aud is not this node's id (one string)") from None
         except jwt.PyJWTError as exc:
             raise TokenError(str(exc)) from None
         try:

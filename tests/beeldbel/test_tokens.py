@@ -99,6 +99,17 @@ async def test_claim_refusals(verifier, key, changes, error):
         await verifier.verify(sign_media_token(refused, key, "k1"))
 
 
+@pytest.mark.parametrize(
+    "aud",
+    [[AUDIENCE], [AUDIENCE, "media-2"], ["media-2", AUDIENCE]],
+    ids=["list_of_one", "list_first", "list_second"],
+)
+async def test_audience_must_be_one_string(verifier, key, aud):
+    """The token is for one node: an ``aud`` list naming this node is refused."""
+    with pytest.raises(TokenError, match="aud"):
+        await verifier.verify(sign_media_token(claims(aud=aud), key, "k1"))
+
+
 async def test_bad_signature_is_refused(verifier):
     other = Ed25519PrivateKey.generate()
     with pytest.raises(TokenError, match="Signature"):
