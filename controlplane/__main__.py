@@ -12,6 +12,7 @@ from aiohttp import web
 
 from beeldbel.config import Config, ConfigError, load_config
 from beeldbel.logging import configure_logging
+from beeldbel.tls import server_context
 from controlplane.app import create_app, create_metrics_app
 from controlplane.base.metrics import METRICS
 from controlplane.base.settings import CONFIG as CONFIG_KEY
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, os.environ)
+        tls = ssl_context(config)
     except ConfigError as exc:
         print(f"beeldbel: {exc}", file=sys.stderr)
         return 2
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         build(config),
         host=config.server.host,
         port=config.server.port,
-        ssl_context=ssl_context(config),
+        ssl_context=tls,
         access_log=None,
         print=None,
     )
@@ -66,12 +68,14 @@ async def _metrics_listener(app: web.Application):  # type: ignore[no-untyped-de
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
+    """HTTPS unless turned off; a missing certificate is a :class:`ConfigError`."""
     if not config.tls.enabled:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
-    return context
+    return server_context(
+        config.tls.cert_file,
+        config.tls.key_file,
+        ("[tls] cert_file", "[tls] key_file"),
+    )
 
 
 if __name__ == "__main__":

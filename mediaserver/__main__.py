@@ -24,6 +24,7 @@ from aiohttp import web
 
 from beeldbel.config import ConfigError, MediaServerConfig, load_config
 from beeldbel.logging import configure_logging
+from beeldbel.tls import server_context
 from mediaserver.app import create_app, drain
 
 log = structlog.get_logger()
@@ -42,13 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.logging.level, config.logging.format)
     media = config.mediaserver
     workers = media.workers or os.cpu_count() or 1
+    try:
+        tls = ssl_context(media)
+    except ConfigError as exc:
+        print(f"beeldbel mediaserver: {exc}", file=sys.stderr)
+        return 2
     if args.worker is not None:
         media = worker_config(media, args.worker)
     elif workers > 1:
         return _supervise(args.config, workers)
     # libuv's loop: the per-wake-up work of asyncio's Python loop was about a
     # sixth of the CPU per forwarded packet (bench/README.md)
-    uvloop.run(serve(media))
+    uvloop.run(serve(media, tls))
     return 0
 
 
@@ -80,19 +86,18 @@ def ssl_context(config: MediaServerConfig) -> ssl.SSLContext | None:
     """WSS/HTTPS when a certificate is configured; browsers on https pages need it."""
     if not config.tls_cert_file:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    return context
+    return server_context(
+        config.tls_cert_file,
+        config.tls_key_file,
+        ("[mediaserver] tls_cert_file", "[mediaserver] tls_key_file"),
+    )
 
 
-async def serve(config: MediaServerConfig) -> None:
+async def serve(config: MediaServerConfig, tls: ssl.SSLContext | None) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(
-        runner, config.host, config.port, ssl_context=ssl_context(config)
-    ).start()
+    await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()
     log.info("media_server_listening", host=config.host, port=config.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

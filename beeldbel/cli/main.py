@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result: int = args.func(config, args)
+    except ConfigError as exc:
+        # found when used: a database or file the config names is unusable
+        print(f"beeldbel: {exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         # bad names, roles, scopes: the message says what is wrong
         print(f"beeldbel: {exc}", file=sys.stderr)
@@ -109,15 +113,39 @@ def _with_db(config: Config, work: Callable[[Any], Awaitable[int]]) -> int:
     from controlplane.storage.database import Database
 
     async def go() -> int:
-        db = Database(config.database.url)
+        try:
+            db = Database(config.database.url)
+        except OSError as exc:  # e.g. the SQLite file's folder cannot be made
+            raise _unusable(config, exc) from None
         try:
             # the key lets migrations encrypt stored secrets (0004: TOTP)
-            await db.migrate(load_secret_key(config))
+            key = load_secret_key(config)
+            await _unless_unusable(config, db.migrate(key))
             return await work(db)
         finally:
             await db.close()
 
     return asyncio.run(go())
+
+
+async def _unless_unusable(config: Config, step: Awaitable[None]) -> None:
+    """The first use of the database: if it cannot be reached, opened or created,
+    a one-line :class:`ConfigError` naming ``[database] url``, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        await step
+    except (DBAPIError, OSError) as exc:
+        raise _unusable(config, exc) from None
+
+
+def _unusable(config: Config, exc: Exception) -> ConfigError:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.database.url).render_as_string(hide_password=True)
+    reason = getattr(exc, "orig", None) or exc
+    first = (str(reason) or type(reason).__name__).strip().splitlines()[0]
+    return ConfigError(f"[database] url {url}: cannot use the database: {first}")
 
 
 def _migrate(config: Config, _args: argparse.Namespace) -> int:
