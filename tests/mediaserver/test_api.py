@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from beeldbel.config import Secret
 from tests.mediaserver.conftest import API_SECRET, create_room
 
 AUTH = {"Authorization": f"Bearer {API_SECRET}"}
@@ -39,3 +40,15 @@ async def test_probes_and_metrics(server):
     text = await (await server.get("/metrics")).text()
     assert "beeldbel_media_rooms" in text
     assert "beeldbel_media_event_loop_lag_seconds" in text
+
+
+async def test_metrics_secret_is_required_when_set(make_server):
+    """With ``metrics_secret`` set, even localhost needs the bearer token."""
+    server = await make_server(metrics_secret=Secret("metrics-secret-for-tests"))
+    assert (await server.get("/metrics")).status == 401
+    wrong = {"Authorization": "Bearer not-the-secret"}
+    assert (await server.get("/metrics", headers=wrong)).status == 401
+    right = {"Authorization": "Bearer metrics-secret-for-tests"}
+    response = await server.get("/metrics", headers=right)
+    assert response.status == 200
+    assert "beeldbel_media_rooms" in await response.text()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 
 from mediaserver.api import REGISTRY, ROOMS
 from mediaserver.app import MUX, STATS
+from mediaserver.forwarder import PLI_INTERVAL
 from tests.helpers import wait_for
 from tests.mediaserver.client import decodes, join, without_candidates
 from tests.mediaserver.conftest import create_room
 from tests.mediaserver.packets import send_authenticated
 from tests.mediaserver.relay import LossyRelay
+
+BURST = 20
 
 
 def video_leg_ssrc(server, subscriber_id: str):
@@ -53,6 +57,28 @@ async def test_subscriber_pli_produces_a_keyframe(server, clients, token):
     await wait_for(lambda: plis_seen, 5, "the publisher got a PLI")
     await wait_for(lambda: stats.keyframes > keyframes, 5, "a new keyframe arrived")
     assert stats.pli["from_subscriber"] >= 1
+
+
+async def test_plis_to_a_publisher_are_rate_limited(server, clients, token):
+    """A burst of PLIs from a subscriber reaches the publisher as at most one PLI
+    per ``PLI_INTERVAL``."""
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1")
+    interpreter = await join(clients, server, token, "interpreter", "i1")
+    await wait_for(lambda: decodes(interpreter) and decodes(agent), 20, "media flows")
+    stats = server.app[STATS]
+    pli = struct.pack("!BBHII", 0x81, 206, 2, 0x1234, video_leg_ssrc(server, "i1"))
+    received, sent = stats.pli["from_subscriber"], stats.pli["to_publisher"]
+    start = time.monotonic()
+    for _ in range(BURST):
+        await send_authenticated(interpreter, pli, rtcp=True)
+    await wait_for(
+        lambda: stats.pli["from_subscriber"] - received >= BURST, 5, "the burst read"
+    )
+    elapsed = time.monotonic() - start
+    forwarded = stats.pli["to_publisher"] - sent
+    # aiortc's own receivers may send PLIs too: they share the same limit
+    assert forwarded <= elapsed / PLI_INTERVAL + 1, (forwarded, elapsed)
 
 
 def is_rtp(data: bytes) -> bool:
