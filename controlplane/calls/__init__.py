@@ -20,6 +20,7 @@ from controlplane.calls.record import (
     EmployeeSurvey,
     find_by_room,
     get_call_record,
+    handled_by,
     save_citizen_survey,
     save_employee_survey,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "current_survey_session",
     "find_by_room",
     "get_call_record",
+    "handled_by",
     "media_grant",
     "new_link",
     "open_room",

@@ -23,8 +23,10 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from controlplane.base.errors import Conflict, NotFound
+from controlplane.requests import Actor, get_request
+from controlplane.security import audit
 from controlplane.storage.database import Database
-from controlplane.storage.schema import call_records
+from controlplane.storage.schema import audit_log, call_records
 
 log = structlog.get_logger()
 
@@ -209,14 +211,23 @@ async def find_by_room(db: Database, room_id: str) -> CallRecord | None:
 
 
 async def _update(
-    db: Database, record_id: int, values: Mapping[str, Any], *, once: str = ""
+    db: Database,
+    record_id: int,
+    values: Mapping[str, Any],
+    *,
+    once: str = "",
+    audited: Mapping[str, Any] | None = None,
 ) -> None:
-    """Update a record; with ``once``, only while that column is still empty."""
+    """Update a record; with ``once``, only while that column is still empty; with
+    ``audited`` (:func:`audit.record`'s arguments), audited in the same transaction.
+    """
     statement = call_records.update().where(call_records.c.id == record_id)
     if once:
         statement = statement.where(call_records.c[once].is_(None))
     async with db.write() as conn:
         result = await conn.execute(statement.values(**values))
+        if result.rowcount == 1 and audited is not None:
+            await audit.record(conn, **audited)
     if result.rowcount == 1:
         return
     await get_call_record(db, record_id)  # NotFound when there is no such record
@@ -270,9 +281,11 @@ async def save_citizen_survey(
 
 
 async def save_employee_survey(
-    db: Database, record_id: int, survey: EmployeeSurvey
+    db: Database, record: CallRecord, survey: EmployeeSurvey, *, by: Actor
 ) -> None:
-    """Store the employee's answers once; :class:`Conflict` if already answered."""
+    """Store the answers of ``by``, the employee who handled the call, once and
+    audited; :class:`Conflict` if already answered."""
+    record_id = record.id
     await _update(
         db,
         record_id,
@@ -283,5 +296,33 @@ async def save_employee_survey(
             "employee_answered_at": datetime.now(UTC),
         },
         once="employee_answered_at",
+        audited={
+            "action": "survey_answered",
+            "user_id": by.id,
+            "username": by.username,
+            "request_id": record.request_id,
+            "record_id": record_id,
+        },
     )
     log.info("employee_survey_saved", record_id=record_id)
+
+
+async def handled_by(db: Database, record: CallRecord) -> int | None:
+    """The id of the employee who handled ``record``'s call: who started it (from
+    the audit of the start), else who holds its request; None if neither is known.
+    """
+    if record.request_id is None:
+        return None
+    async with db.read() as conn:
+        starts = await conn.execute(
+            sa.select(audit_log.c.user_id, audit_log.c.details)
+            .where(audit_log.c.action == "video_call_started")
+            .where(audit_log.c.request_id == record.request_id)
+        )
+        for user_id, details in starts:
+            if user_id is not None and details.get("record_id") == record.id:
+                return int(user_id)
+    try:
+        return (await get_request(db, record.request_id)).claimed_by
+    except NotFound:
+        return None

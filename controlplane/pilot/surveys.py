@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane.base.errors import Conflict, NotFound, ValidationFailed
+from controlplane.base.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from controlplane.base.rendering import render
 from controlplane.calls import (
     CASE_HANDLED,
@@ -28,10 +28,11 @@ from controlplane.calls import (
     current_survey_session,
     find_by_room,
     get_call_record,
+    handled_by,
     save_citizen_survey,
     save_employee_survey,
 )
-from controlplane.staff import require_staff
+from controlplane.staff import StaffUser, require_staff
 from controlplane.storage.database import DB
 
 CITIZEN_FIELDS = ("ease", "av_quality", "would_use_again", "comment")
@@ -156,16 +157,25 @@ async def citizen_submit(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/gesprek/enquete")
 
 
-async def _employee_record(request: web.Request) -> CallRecord:
-    await require_staff(request, "agent")
+async def _employee_record(
+    request: web.Request, *, answer: bool
+) -> tuple[CallRecord, StaffUser]:
+    """The call record and the staff member, who must be the employee who handled
+    the call; a supervisor may also read it (``answer=False``)."""
+    user = await require_staff(request, "agent")
     raw = request.match_info["record_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise NotFound("survey_no_call")
-    return await get_call_record(request.app[DB], int(raw))
+    record = await get_call_record(request.app[DB], int(raw))
+    if user.id == await handled_by(request.app[DB], record):
+        return record, user
+    if not answer and user.has_role("supervisor"):
+        return record, user
+    raise Forbidden("survey_not_yours")
 
 
 async def employee_page(request: web.Request) -> web.Response:
-    record = await _employee_record(request)
+    record, _user = await _employee_record(request, answer=False)
     if record.employee is not None:
         return _page(request, "survey/employee_thanks.html", {"record": record})
     context = _form_context(EMPLOYEE_FIELDS, {}, {})
@@ -173,7 +183,7 @@ async def employee_page(request: web.Request) -> web.Response:
 
 
 async def employee_submit(request: web.Request) -> web.Response:
-    record = await _employee_record(request)
+    record, user = await _employee_record(request, answer=True)
     form = await request.post()
     try:
         survey = parse_employee_form(form)
@@ -184,5 +194,5 @@ async def employee_submit(request: web.Request) -> web.Response:
         )
     # answered in another tab already: the saved answers are shown
     with contextlib.suppress(Conflict):
-        await save_employee_survey(request.app[DB], record.id, survey)
+        await save_employee_survey(request.app[DB], record, survey, by=user.actor)
     raise web.HTTPSeeOther(f"/staff/gesprekken/{record.id}/enquete")

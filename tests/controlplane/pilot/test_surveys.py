@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,19 +14,24 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 
 from beeldbel.config import Config, DatabaseConfig
+from controlplane.app.factory import create_app
 from controlplane.base.errors import Conflict, NotFound, ValidationFailed
 from controlplane.calls import join_links
 from controlplane.calls import record as records
 from controlplane.pilot import surveys as survey
+from controlplane.requests import Actor
 from controlplane.requests.callbacks import NewRequest, create_request
 from controlplane.requests.retention import purge
 from controlplane.storage.database import DB
-from controlplane.storage.schema import callback_requests
+from controlplane.storage.schema import audit_log, callback_requests
 from tests.controlplane import staff_accounts as staff
+from tests.controlplane.sample_requests import add_request
+from tests.controlplane.video_calls import JSON, call_config, claim, claimed, start
 from tests.helpers import csrf_from
 
 CITIZEN_ANSWERS = {"ease": "4", "av_quality": "5", "would_use_again": "yes"}
 EMPLOYEE_ANSWERS = {"quality": "3", "case_handled": "partly", "would_use_again": "no"}
+AGENT = Actor(7, "agent.seven", "agent")
 
 
 async def test_record_quality_and_surveys_round_trip(db):
@@ -46,7 +52,10 @@ async def test_record_quality_and_surveys_round_trip(db):
     answers = records.CitizenSurvey(4, 5, "yes", "Prima gesprek")
     await records.save_citizen_survey(db, record_id, answers)
     await records.save_employee_survey(
-        db, record_id, records.EmployeeSurvey(3, "partly", "no")
+        db,
+        await records.get_call_record(db, record_id),
+        records.EmployeeSurvey(3, "partly", "no"),
+        by=AGENT,
     )
 
     record = await records.get_call_record(db, record_id)
@@ -72,9 +81,12 @@ async def test_surveys_are_answered_once_and_unknown_records_not_found(db):
     assert (await records.get_call_record(db, record_id)).citizen == (
         records.CitizenSurvey(1, 1, "no")
     )
+    unknown = dataclasses.replace(
+        await records.get_call_record(db, record_id), id=record_id + 1
+    )
     with pytest.raises(NotFound):
         await records.save_employee_survey(
-            db, record_id + 1, records.EmployeeSurvey(3, "yes", "yes")
+            db, unknown, records.EmployeeSurvey(3, "yes", "yes"), by=AGENT
         )
     with pytest.raises(NotFound):
         await records.update_quality(db, record_id + 1, records.Quality())
@@ -248,14 +260,20 @@ async def test_citizen_survey_needs_the_call_session(client):
 
 
 async def test_employee_survey(client):
+    """The employee who holds the call's request answers (no audit of a start)."""
     db = client.app[DB]
-    record_id = await records.create_call_record(db, room_id="room-e", request_id=2)
+    request_id, _reference = await add_request(db, channel="video")
+    record_id = await records.create_call_record(
+        db, room_id="room-e", request_id=request_id
+    )
     path = f"/staff/gesprekken/{record_id}/enquete"
     anonymous = await client.get(path, allow_redirects=False)
     assert anonymous.status == 303
     assert anonymous.headers["Location"].startswith("/staff/login")
 
     await staff.sign_in(client)
+    page = await client.get(f"/staff/requests/{request_id}")
+    await claim(client, request_id, csrf_from(await page.text()))
     bad = await post_form(client, path, {"quality": "0"})
     assert bad.status == 422
     html = await bad.text()
@@ -273,3 +291,70 @@ async def test_employee_survey(client):
     assert missing.status == 404
     not_a_number = await client.get("/staff/gesprekken/abc/enquete")
     assert not_a_number.status == 404
+
+
+@pytest.fixture
+async def call_client(aiohttp_client, make_config, sqlite_url, media):
+    config = call_config(make_config, sqlite_url, str(media.make_url("")))
+    return await aiohttp_client(create_app(config))
+
+
+async def signed_in_again(client, username: str) -> None:
+    """Sign ``username`` (who exists) in anew, in place of whoever was."""
+    client.session.cookie_jar.clear()
+    response = await staff.submit_password(client, username)
+    assert response.status == 303
+    # the code of the first sign-in is spent; the next step's is accepted
+    assert (
+        await staff.submit_code(client, staff.totp_code(offset_steps=1))
+    ).status == 303
+
+
+async def answer_as_json(client, path: str, page) -> Any:
+    """POST the employee's answers with the CSRF token of ``page`` (a response)."""
+    fields = {"csrf_token": csrf_from(await page.text()), **EMPLOYEE_ANSWERS}
+    return await client.post(path, data=fields, headers=JSON, allow_redirects=False)
+
+
+async def test_only_the_employee_who_handled_the_call_answers_its_survey(
+    call_client, media
+):
+    """Another agent may neither read nor answer it, a supervisor only reads it,
+    and the answer is in the audit log."""
+    client = call_client
+    db = client.app[DB]
+    request_id, token = await claimed(client, name="Canary Handler")
+    room_id = await start(client, request_id, token)
+    record = await records.find_by_room(db, room_id)
+    assert record is not None
+    path = f"/staff/gesprekken/{record.id}/enquete"
+    assert (await client.get(path)).status == 200
+
+    client.session.cookie_jar.clear()
+    await staff.sign_in(client, "agent", "other.agent")
+    assert (await client.get(path, headers=JSON)).status == 403
+    other = await answer_as_json(client, path, await client.get("/staff"))
+    assert other.status == 403
+    assert (await other.json())["error"]["code"] == "forbidden"
+
+    client.session.cookie_jar.clear()
+    await staff.sign_in(client, "supervisor")
+    page = await client.get(path)
+    assert page.status == 200
+    assert (await answer_as_json(client, path, page)).status == 403
+    assert (await records.get_call_record(db, record.id)).employee is None
+
+    await signed_in_again(client, "test.agent")
+    saved = await post_form(client, path, {**EMPLOYEE_ANSWERS, "quality": "5"})
+    assert saved.status == 303
+    answered = await records.get_call_record(db, record.id)
+    assert answered.employee == records.EmployeeSurvey(5, "partly", "no")
+    async with db.read() as conn:
+        entries = (
+            await conn.execute(
+                sa.select(audit_log).where(audit_log.c.action == "survey_answered")
+            )
+        ).all()
+    assert [(e.username, e.request_id, e.details) for e in entries] == [
+        ("test.agent", request_id, {"record_id": record.id})
+    ]
