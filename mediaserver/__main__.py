@@ -23,6 +23,7 @@ import uvloop
 from aiohttp import web
 
 from beeldbel.config import ConfigError, MediaServerConfig, load_config
+from beeldbel.http import hide_server_version
 from beeldbel.logging import configure_logging
 from beeldbel.tls import server_context
 from mediaserver.app import create_app, drain
@@ -95,6 +96,7 @@ def ssl_context(config: MediaServerConfig) -> ssl.SSLContext | None:
 
 async def serve(config: MediaServerConfig, tls: ssl.SSLContext | None) -> None:
     app = create_app(config)
+    app.on_response_prepare.append(hide_server_version)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()

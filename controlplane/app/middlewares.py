@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from beeldbel.config import media_nodes
+from beeldbel.http import hide_server_version
 from controlplane.base.errors import ControlPlaneError, CsrfFailed, RateLimited
 from controlplane.base.i18n import CATALOG, Catalog, request_language
 from controlplane.base.metrics import METRICS
@@ -41,6 +42,7 @@ async def add_security_headers(
     request: web.Request, response: web.StreamResponse
 ) -> None:
     """``on_response_prepare`` hook, so streamed and error responses get them too."""
+    await hide_server_version(request, response)
     # pages may open the WebSocket of any media node a room can be placed on
     origins = dict.fromkeys(
         _origin(node.ws_url) for node in media_nodes(request.app[CONFIG])
