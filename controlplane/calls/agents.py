@@ -75,7 +75,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def setup(app: web.Application) -> None:
     """Register the employee's call routes."""
     r = app.router
-    r.add_post(r"/staff/requests/{id:\d+}/video", start_video)
+    r.add_post("/staff/requests/{id:[0-9]+}/video", start_video)
     staff = "/staff/gesprekken/{room_id}"
     r.add_get(staff, staff_page)
     r.add_get(staff + "/events", staff_events)
@@ -99,7 +99,7 @@ async def start_video(request: web.Request) -> web.Response:
     """From a claimed (or calling) video request: room, citizen link, delivery."""
     user = await require_staff(request)
     raw = request.match_info["id"]
-    if len(raw) > 10 or int(raw) > 2**31 - 1:
+    if not raw.isascii() or len(raw) > 10 or int(raw) > 2**31 - 1:
         raise NotFound("console_error_not_found")
     raw_id = int(raw)
     form = await request.post()

@@ -89,10 +89,9 @@ def setup(app: web.Application) -> None:
     """Register the citizen and employee survey pages."""
     app.router.add_get("/gesprek/enquete", citizen_page, name="citizen_survey")
     app.router.add_post("/gesprek/enquete", citizen_submit)
-    app.router.add_get(
-        "/staff/gesprekken/{record_id}/enquete", employee_page, name="employee_survey"
-    )
-    app.router.add_post("/staff/gesprekken/{record_id}/enquete", employee_submit)
+    employee = "/staff/gesprekken/{record_id:[0-9]+}/enquete"
+    app.router.add_get(employee, employee_page, name="employee_survey")
+    app.router.add_post(employee, employee_submit)
 
 
 def _page(

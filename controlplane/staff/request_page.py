@@ -65,7 +65,7 @@ Action = Callable[[web.Request, Actor, int, Mapping[str, str]], Awaitable[str | 
 def setup(app: web.Application) -> None:
     """Register the request page and its actions."""
     r = app.router
-    r.add_get(r"/staff/requests/{id:\d+}", request_page)
+    r.add_get("/staff/requests/{id:[0-9]+}", request_page)
     for name, action, role in (
         ("claim", _claim, "agent"),
         ("release", _release, "agent"),
@@ -78,7 +78,9 @@ def setup(app: web.Application) -> None:
         ("reassign", _reassign, "supervisor"),
         ("release-stale", _release_stale, "supervisor"),
     ):
-        r.add_post(rf"/staff/requests/{{id:\d+}}/{name}", _action_handler(action, role))
+        r.add_post(
+            f"/staff/requests/{{id:[0-9]+}}/{name}", _action_handler(action, role)
+        )
 
 
 def _request_id(request: web.Request) -> int:
