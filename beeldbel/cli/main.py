@@ -334,32 +334,51 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         modules.append("mediaserver")
     env = {**os.environ, **one_machine_environment(config, ca_file)}
     children = [
-        subprocess.Popen([sys.executable, "-m", module, *extra], env=env)  # noqa: S603
+        # their own process group: Ctrl-C in the terminal reaches only this
+        # supervisor, which stops each child once with SIGTERM (a SIGINT of their
+        # own as well made the control plane's shutdown cancel itself: exit 1)
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", module, *extra], env=env, process_group=0
+        )
         for module in modules
     ]
     return _supervise(children)
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
+    """Wait until a child ends or we are told to stop (SIGINT, SIGTERM, SIGHUP),
+    then stop every child once with SIGTERM. Exit code: 0 when every child
+    stopped cleanly, else the first failing child's."""
+    stopping = False
+
     def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
-        while True:
-            for child in children:
-                code = child.poll()
-                if code is not None:
-                    stop(signal.SIGTERM, None)
-                    for other in children:
-                        other.wait(timeout=30)
-                    return code
+        while all(child.poll() is None for child in children):
             signal.sigtimedwait([signal.SIGCHLD], 1.0)
+        asked = stopping
+        stop(signal.SIGTERM, None)
+        codes = [child.wait(timeout=30) for child in children]
     finally:
         stop(signal.SIGTERM, None)
+    # a child that died of our own SIGTERM before it could handle it stopped
+    # as asked; anything else is a failure
+    failed = [c for c in codes if c != 0 and not (asked and c == -signal.SIGTERM)]
+    return _exit_code(failed[0]) if failed else 0
+
+
+def _exit_code(returncode: int) -> int:
+    """A child's return code as our exit code (killed by signal n: 128 + n)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 if __name__ == "__main__":
