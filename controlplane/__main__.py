@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from beeldbel.config import Config, ConfigError, load_config
+from beeldbel.http import quiet_server_header
 from beeldbel.logging import configure_logging
 from beeldbel.tls import server_context
 from controlplane.app import create_app, create_metrics_app
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"beeldbel: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.level, config.logging.format)
+    quiet_server_header()
     web.run_app(
         build(config),
         host=config.server.host,

@@ -23,7 +23,7 @@ import uvloop
 from aiohttp import web
 
 from beeldbel.config import ConfigError, MediaServerConfig, load_config
-from beeldbel.http import hide_server_version
+from beeldbel.http import hide_server_version, quiet_server_header
 from beeldbel.logging import configure_logging
 from beeldbel.tls import server_context
 from mediaserver.app import create_app, drain
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"beeldbel mediaserver: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.level, config.logging.format)
+    quiet_server_header()
     media = config.mediaserver
     workers = media.workers or os.cpu_count() or 1
     try:
