@@ -113,6 +113,11 @@ async def beeldbel_cli(config: Path, *args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()  # a command that should have stopped must not outlive the test
+        await process.wait()
+        raise
     assert process.returncode is not None
     return process.returncode, out.decode()
