@@ -133,6 +133,10 @@ class ServerConfig:
     data_dir: str = "var"
     #: Number of proxies in front of us whose X-Forwarded-For we trust.
     trusted_proxies: int = 0
+    #: A connection that has not sent a whole request within this many seconds
+    #: (when it opens, or idle between requests) is closed: slow clients cannot
+    #: hold connections open.
+    header_timeout_seconds: int = 15
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -140,6 +144,7 @@ class ServerConfig:
         if not self.public_url.startswith(("https://", "http://")):
             raise ValueError(f"public_url {self.public_url!r} must be an http(s) URL")
         _between(self, "trusted_proxies", 0, 10)
+        _between(self, "header_timeout_seconds", 1, 300)
 
 
 @dataclass(frozen=True, slots=True)

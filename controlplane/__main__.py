@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=tls,
         access_log=None,
         print=None,
+        # aiohttp closes a connection still waiting for a whole request when its
+        # keep-alive time runs out (also before the first one): a header timeout
+        keepalive_timeout=config.server.header_timeout_seconds,
     )
     return 0
 

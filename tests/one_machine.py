@@ -14,9 +14,12 @@ from pathlib import Path
 from tests.helpers import free_port
 
 
-def run_config(tmp_path: Path, workers: int = 1) -> tuple[Path, int, int]:
-    """A config for ``beeldbel run`` in ``tmp_path`` on free ports: its path, the
-    control plane's port and the media server's."""
+def run_config(
+    tmp_path: Path, workers: int = 1, server: str = ""
+) -> tuple[Path, int, int]:
+    """A config for ``beeldbel run`` in ``tmp_path`` on free ports (``server``:
+    more lines for its ``[server]`` section): its path, the control plane's port
+    and the media server's."""
     port = free_port()
     media_port = free_port()
     path = tmp_path / "beeldbel.toml"
@@ -26,6 +29,7 @@ def run_config(tmp_path: Path, workers: int = 1) -> tuple[Path, int, int]:
 port = {port}
 public_url = "https://127.0.0.1:{port}"
 data_dir = "{tmp_path / "var"}"
+{server}
 [tls]
 cert_file = "{tmp_path / "var/certs/server.crt"}"
 key_file = "{tmp_path / "var/certs/server.key"}"
