@@ -44,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.logging.level, config.logging.format)
     quiet_server_header()
     media = config.mediaserver
+    if not media.api_secret:
+        # empty is the config's default because `beeldbel run` makes one; a media
+        # server started on its own without it would refuse every room
+        print(
+            "beeldbel mediaserver: invalid config [mediaserver]: api_secret is empty;"
+            " set the secret the control plane uses to create rooms",
+            file=sys.stderr,
+        )
+        return 2
     workers = media.workers or os.cpu_count() or 1
     try:
         tls = ssl_context(media)

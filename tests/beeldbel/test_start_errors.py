@@ -75,6 +75,22 @@ async def test_a_missing_tls_file_stops_the_start_naming_key_and_path(
     assert str(tmp_path / "nowhere" / file) in line
 
 
+@pytest.mark.parametrize("secret", ["", "x"])
+async def test_the_media_server_does_not_start_without_an_api_secret(tmp_path, secret):
+    """Standing alone (``beeldbel run`` makes one), the media server needs the
+    secret the control plane creates rooms with; empty, every room call fails."""
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        f'[mediaserver]\nport = {free_port()}\nudp_port = 0\napi_secret = "{secret}"\n',
+        encoding="utf-8",
+    )
+    code, output = await beeldbel_cli(path, "mediaserver")
+    assert code != 0
+    line = _one_line(output)
+    assert "[mediaserver]" in line
+    assert "api_secret" in line
+
+
 def _database_config(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "beeldbel.toml"
     path.write_text(

@@ -112,6 +112,7 @@ async def test_workers_are_separate_processes_that_drain_on_sigterm():
         "BEELDBEL_MEDIASERVER_PORT": str(port),
         "BEELDBEL_MEDIASERVER_UDP_PORT": str(free_port()),
         "BEELDBEL_MEDIASERVER_WORKERS": "2",
+        "BEELDBEL_MEDIASERVER_API_SECRET": API_SECRET,
         "BEELDBEL_LOGGING_FORMAT": "json",
     }
     process = await asyncio.create_subprocess_exec(
