@@ -248,12 +248,14 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
 
     # hang up: the room ends, both surveys appear
     await agent.click("#end-call")
-    await agent.wait_for_url(re.compile(r".*/staff/gesprekken/\d+/enquete$"))
-    await assert_accessible(agent, "employee survey")
+    # the citizen's "call ended" shows for a few seconds before the survey: check
+    # it first, the employee's survey page waits
     await expect(citizen.locator("#call-ended")).to_be_visible(timeout=10_000)
     await assert_accessible(citizen, "citizen: call ended")
+    await agent.wait_for_url(re.compile(r".*/staff/gesprekken/\d+/enquete$"))
     await citizen.wait_for_url("**/gesprek/enquete", timeout=15_000)
     await assert_accessible(citizen, "citizen survey")
+    await assert_accessible(agent, "employee survey")
 
     # the link does not open the call again, anywhere
     again = await new_page(browser)
