@@ -330,6 +330,9 @@ class MediaServerConfig:
     drain_timeout_seconds: int = 3600
     #: A peer with no packet for this many seconds is removed.
     peer_timeout_seconds: int = 30
+    #: A connection that has not sent a whole request within this many seconds
+    #: (when it opens, or idle between requests) is closed.
+    header_timeout_seconds: int = 15
     #: Worker processes (one per core); 0 = one per CPU.
     workers: int = 1
     #: Certificate (PEM chain) for HTTPS/WSS signalling; "" serves plain HTTP
@@ -357,6 +360,7 @@ class MediaServerConfig:
         _check_node_id(self.node_id)
         _check_secret("api_secret", self.api_secret, 16)
         _at_least(self, 0, "workers", "drain_timeout_seconds")
+        _between(self, "header_timeout_seconds", 1, 300)
         _at_least(self, 1, "peer_timeout_seconds", "turn_ttl_seconds")
         _at_least(self, 2, "max_participants")
         if not 0 <= self.batch_window_us <= 5000:

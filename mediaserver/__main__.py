@@ -107,7 +107,11 @@ def ssl_context(config: MediaServerConfig) -> ssl.SSLContext | None:
 async def serve(config: MediaServerConfig, tls: ssl.SSLContext | None) -> None:
     app = create_app(config)
     app.on_response_prepare.append(hide_server_version)
-    runner = web.AppRunner(app, handle_signals=False)
+    # aiohttp closes a connection still waiting for a whole request when its
+    # keep-alive time runs out (also before the first one): a header timeout
+    runner = web.AppRunner(
+        app, handle_signals=False, keepalive_timeout=config.header_timeout_seconds
+    )
     await runner.setup()
     await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()
     log.info("media_server_listening", host=config.host, port=config.port)

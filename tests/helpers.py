@@ -121,3 +121,29 @@ async def beeldbel_cli(config: Path, *args: str) -> tuple[int, str]:
         raise
     assert process.returncode is not None
     return process.returncode, out.decode()
+
+
+async def trickle_headers(
+    port: int, tls: ssl.SSLContext | None, patience: int
+) -> float | None:
+    """A slow client: send a request's header lines to 127.0.0.1:``port``, one a
+    second for ``patience`` seconds; how long the connection was open when the
+    server closed it (None if it never did)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+    opened = time.monotonic()
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    try:
+        for line in range(patience):
+            writer.write(f"X-Slow-{line}: a\r\n".encode())
+            await writer.drain()
+            try:
+                # the trickle's pace: one header line a second
+                if await asyncio.wait_for(reader.read(1024), 1.0) == b"":
+                    return time.monotonic() - opened
+            except TimeoutError:
+                continue
+    except (ConnectionError, OSError):
+        return time.monotonic() - opened
+    finally:
+        writer.close()
+    return None

@@ -12,7 +12,7 @@ import aiohttp
 
 from mediaserver.api import ROOMS
 from mediaserver.app import drain
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, trickle_headers, wait_for
 from tests.mediaserver.client import decodes, join
 from tests.mediaserver.conftest import API_SECRET, create_room
 
@@ -144,3 +144,49 @@ async def test_workers_are_separate_processes_that_drain_on_sigterm():
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_connections_that_trickle_headers_are_closed():
+    """The media server's listener closes a connection that has not sent a whole
+    request within ``[mediaserver] header_timeout_seconds``; others are served."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BEELDBEL_MEDIASERVER_PORT": str(port),
+        "BEELDBEL_MEDIASERVER_UDP_PORT": "0",
+        "BEELDBEL_MEDIASERVER_API_SECRET": API_SECRET,
+        "BEELDBEL_MEDIASERVER_HEADER_TIMEOUT_SECONDS": "2",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "mediaserver"),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await wait_for(ready, 30, "the media server to be ready")
+            slow = [
+                asyncio.create_task(trickle_headers(port, None, 12)) for _ in range(10)
+            ]
+            answered = []
+            while not all(t.done() for t in slow):
+                answered.append(await ready())
+                await asyncio.wait(slow, timeout=0.5)
+        open_for = [t.result() for t in slow]
+        assert None not in open_for, f"still open after 12 s: {open_for}"
+        assert max(t for t in open_for if t is not None) < 5, open_for
+        assert answered, "no normal request was made"
+        assert all(answered), answered
+    finally:
+        process.kill()
+        await process.wait()

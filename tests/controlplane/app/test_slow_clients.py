@@ -5,15 +5,13 @@ normal requests keep being answered (the real process, over HTTPS)."""
 from __future__ import annotations
 
 import asyncio
-import ssl
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import trickle_headers, wait_for
 from tests.one_machine import beeldbel_run, run_config
 
 pytestmark = pytest.mark.slow
@@ -21,29 +19,6 @@ pytestmark = pytest.mark.slow
 TIMEOUT = 2
 TRICKLERS = 30
 PATIENCE = 12  # seconds a trickler keeps going before the test gives up on it
-
-
-async def _trickle(port: int, tls: ssl.SSLContext) -> float | None:
-    """Send a request's header lines one a second; when the server closes the
-    connection, how long it was open (None if it never was closed)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
-    opened = time.monotonic()
-    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    try:
-        for line in range(PATIENCE):
-            writer.write(f"X-Slow-{line}: a\r\n".encode())
-            await writer.drain()
-            try:
-                # the trickle's pace: one header line a second
-                if await asyncio.wait_for(reader.read(1024), 1.0) == b"":
-                    return time.monotonic() - opened
-            except TimeoutError:
-                continue
-    except (ConnectionError, OSError):
-        return time.monotonic() - opened
-    finally:
-        writer.close()
-    return None
 
 
 async def test_connections_that_trickle_headers_are_closed(tmp_path: Path):
@@ -69,7 +44,8 @@ async def test_connections_that_trickle_headers_are_closed(tmp_path: Path):
 
         await wait_for(up, 30, "the control plane to answer")
         tricklers = [
-            asyncio.create_task(_trickle(port, started.tls)) for _ in range(TRICKLERS)
+            asyncio.create_task(trickle_headers(port, started.tls, PATIENCE))
+            for _ in range(TRICKLERS)
         ]
         statuses = []
         while not all(t.done() for t in tricklers):
