@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiohttp.test_utils import TestClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -88,6 +89,16 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     url, name = await _fresh_pg_database()
     yield url
     await _drop_pg_database(name)
+
+
+@pytest.fixture
+def aiohttp_client_cls(request: pytest.FixtureRequest) -> type[TestClient[Any, Any]]:
+    """pytest-aiohttp's client class, plus an ordering: a test's ``db_url`` is set
+    up before the clients and so dropped after them. Otherwise a PostgreSQL test
+    database could go while its app still runs (its purge loop then fails)."""
+    if "db_url" in request.fixturenames:
+        request.getfixturevalue("db_url")
+    return TestClient
 
 
 @pytest.fixture

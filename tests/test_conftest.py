@@ -7,7 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+import sqlalchemy as sa
+from aiohttp import web
+
 from beeldbel.config import load_config
+from controlplane.storage.database import Database
 from tests.conftest import PG_URL_VARIABLE, SKIP_POSTGRES_VARIABLE
 from tests.helpers import free_port
 
@@ -62,3 +66,21 @@ def test_the_suites_own_variables_are_not_taken_for_config():
     README says would break those tests."""
     for name in (PG_URL_VARIABLE, SKIP_POSTGRES_VARIABLE):
         load_config(None, {name: "1"})
+
+
+async def test_a_tests_database_outlives_its_apps(aiohttp_client, db_url):
+    """The fixtures named first are set up first, and dropped last: here the
+    client comes first, yet its app must still reach the test's database when
+    it shuts down (background loops, such as the purge, run until then)."""
+    app = web.Application()
+
+    async def database_still_there(_app: web.Application) -> None:
+        db = Database(db_url)
+        try:
+            async with db.read() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        finally:
+            await db.close()
+
+    app.on_cleanup.append(database_still_there)
+    await aiohttp_client(app)
