@@ -131,6 +131,9 @@ async def test_blocked_camera_shows_help_and_reports_what_failed(
     await wait_for(lambda: bool(harness.progress), 5, "device check reported")
     assert harness.progress[0]["step"] == "device_check_failed"
     assert {"camera", "microphone"} <= set(harness.progress[0]["failed"])
+    # the call page has loaded its files before the test's server goes (a static
+    # file cut off mid-send is left open, and its warning fails the test)
+    await page.wait_for_url("**/t/call/citizen", wait_until="networkidle")
 
 
 async def test_two_pages_call_through_the_media_server(
