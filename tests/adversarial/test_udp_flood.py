@@ -22,20 +22,8 @@ from structlog.testing import capture_logs
 
 from mediaserver.app import MUX, STATS
 from tests.helpers import wait_for
-from tests.mediaserver import conftest as media
 from tests.mediaserver.client import MediaClient, decodes, join
 from tests.mediaserver.conftest import create_room
-
-# the media server's fixtures (tests/mediaserver/conftest.py), for this module
-_loopback_only = media._loopback_only
-signing_key = media.signing_key
-jwks_url = media.jwks_url
-media_config = media.media_config
-registry = media.registry
-make_server = media.make_server
-server = media.server
-token = media.token
-clients = media.clients
 
 #: Datagrams of each kind (the issue's 5,000).
 PER_KIND = 5000

@@ -18,18 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from tests.mediaserver import conftest as media
 from tests.mediaserver.conftest import create_room
-
-# the media server's fixtures (tests/mediaserver/conftest.py), for this module
-_loopback_only = media._loopback_only
-signing_key = media.signing_key
-jwks_url = media.jwks_url
-media_config = media.media_config
-registry = media.registry
-make_server = media.make_server
-server = media.server
-token = media.token
 
 pytestmark = pytest.mark.slow
 
