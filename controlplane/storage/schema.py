@@ -250,3 +250,35 @@ call_records = sa.Table(
     sa.Column("employee_would_use_again", sa.String(8), nullable=True),
     sa.Column("employee_answered_at", UtcDateTime, nullable=True),
 )
+
+call_events = sa.Table(
+    "call_events",
+    metadata,
+    # one call's news for its pages, shared by every control-plane process: a
+    # page that reconnects to another process resumes after its last seq
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # a room id, or "guest:<room id>" for what the citizen's page may see
+    sa.Column("channel", sa.String(80), nullable=False),
+    # 1, 2, … per channel, without gaps (a clash on the unique key is retried)
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    # JSON: codes and times only, never a citizen's address, number or link
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, index=True),
+    sa.UniqueConstraint("channel", "seq", name="uq_call_events_channel_seq"),
+)
+
+live_calls = sa.Table(
+    "live_calls",
+    metadata,
+    # what staff pages of a running call show, whichever process serves them
+    sa.Column("room_id", sa.String(64), primary_key=True),
+    # the join links as sent (sealed with the server's secret key): a link is a
+    # credential until it is opened
+    sa.Column("join_link", sa.Text, nullable=True),
+    sa.Column("interpreter_link", sa.Text, nullable=True),
+    # the employee's message for the waiting room (personal data: purged)
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("opened", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False, index=True),
+)
