@@ -11,6 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from beeldbel.assets import STATIC
 from beeldbel.config import Config
 from controlplane import api, calls, pilot, requests, staff
+from controlplane.app import health
 from controlplane.app.middlewares import (
     add_security_headers,
     error_pages,
@@ -56,6 +57,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     jwks.setup(app)
     calls.setup(app)
     pilot.setup(app)
+    health.setup(app)
     return app
 
 

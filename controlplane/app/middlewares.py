@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 
 from beeldbel.config import media_nodes
 from beeldbel.http import hide_server_version
+from controlplane.app.health import PROBE_PATHS
 from controlplane.base.errors import ControlPlaneError, CsrfFailed, RateLimited
 from controlplane.base.i18n import CATALOG, Catalog, request_language
 from controlplane.base.metrics import METRICS
@@ -89,7 +90,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             request.app[METRICS].http_duration.labels(
                 route, request.method, str(status)
             ).observe(elapsed)
-            log.info(
+            # probes come every few seconds: at info they would drown the log
+            (log.debug if request.path in PROBE_PATHS else log.info)(
                 "http_request_handled",
                 method=request.method,
                 route=route,
