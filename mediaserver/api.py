@@ -13,7 +13,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from beeldbel.config import Secret
-from mediaserver.errors import BadMessage, Draining, MediaError, Unauthorized
+from mediaserver.errors import (
+    BadMessage,
+    Draining,
+    MediaError,
+    UdpNotBound,
+    Unauthorized,
+)
 from mediaserver.room import RoomId, Rooms
 
 ROOMS = web.AppKey("rooms", Rooms)
@@ -71,6 +77,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     if request.app[ROOMS].draining:
         raise Draining("this media node is draining")
+    if not request.app[ROOMS].mux.bound:
+        raise UdpNotBound("the UDP media port is not bound")
     return web.json_response({"status": "ready"})
 
 

@@ -55,3 +55,8 @@ class RoomClosed(MediaError):
 class Draining(MediaError):
     code = "draining"
     status = 503
+
+
+class UdpNotBound(MediaError):
+    code = "udp_not_bound"
+    status = 503

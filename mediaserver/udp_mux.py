@@ -199,6 +199,11 @@ class UdpMux:
             self._sock.close()
             self._sock = None
 
+    @property
+    def bound(self) -> bool:
+        """The UDP port is open: peers can reach this node."""
+        return self._sock is not None
+
     def fileno(self) -> int:
         if self._sock is None:
             raise RuntimeError("the shared UDP socket is closed")
