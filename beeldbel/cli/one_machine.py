@@ -6,10 +6,12 @@ several workers becomes one media node per worker (``[calls] media_nodes``)."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from beeldbel.config import CallsConfig, Config, MediaNodeConfig, MediaServerConfig
 
@@ -52,15 +54,16 @@ def _node_environment(config: Config, secure: bool) -> dict[str, str]:
         default_calls.media_api_url,
     )
     workers = media.workers or os.cpu_count() or 1  # as the media server counts
+    host = reachable_host(media.host, config.server.public_url)
     if workers > 1 and untouched:
-        nodes = worker_nodes(media, workers, ws, http)
+        nodes = worker_nodes(media, workers, ws, http, host)
         return {
             "BEELDBEL_CALLS_MEDIA_NODES": json.dumps(
                 [dataclasses.asdict(node) for node in nodes]
             )
         }
     env: dict[str, str] = {}
-    node = f"{media.host}:{media.port}"
+    node = f"{host}:{media.port}"
     if calls.media_ws_url == default_calls.media_ws_url:
         env["BEELDBEL_CALLS_MEDIA_WS_URL"] = f"{ws}://{node}/ws"
     if calls.media_api_url == default_calls.media_api_url:
@@ -69,15 +72,35 @@ def _node_environment(config: Config, secure: bool) -> dict[str, str]:
 
 
 def worker_nodes(
-    media: MediaServerConfig, workers: int, ws: str, http: str
+    media: MediaServerConfig, workers: int, ws: str, http: str, host: str
 ) -> list[MediaNodeConfig]:
-    """The nodes of a media server with several workers: worker i is node
-    ``<node_id>-<i>`` on ``port + i`` (see ``mediaserver.__main__.worker_config``)."""
+    """The nodes of a media server with several workers at ``host``: worker i is
+    node ``<node_id>-<i>`` on ``port + i`` (``mediaserver.__main__.worker_config``)."""
     nodes = []
     for i in range(workers):
-        address = f"{media.host}:{media.port + i}"
+        address = f"{host}:{media.port + i}"
         node_id = f"{media.node_id}-{i}"
         nodes.append(
             MediaNodeConfig(node_id, f"{http}://{address}", f"{ws}://{address}/ws")
         )
     return nodes
+
+
+def reachable_host(bind: str, public_url: str) -> str:
+    """The host (URL form) at which the media server bound to ``bind`` is reached.
+
+    A wildcard bind (0.0.0.0, ::) is no address to connect to, and no certificate
+    covers it: use the host of ``public_url`` instead, the machine's own name that
+    its certificate covers (the loopback address when public_url is loopback, as
+    in the Docker image and ``make run``)."""
+    address = bind
+    if _is_wildcard(bind):
+        address = urlsplit(public_url).hostname or "127.0.0.1"
+    return f"[{address}]" if ":" in address else address
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return host == ""
