@@ -347,10 +347,28 @@ class MediaServerConfig:
     #: forwarded packet at 20 calls for at most this much added latency
     #: (bench/README.md). 0 = wake per datagram; at most 5000.
     batch_window_us: int = 1000
+    #: The control plane's URL this node reports its load to every
+    #: heartbeat_seconds (POST /api/internal/media-nodes/<node_id>/heartbeat,
+    #: Bearer api_secret; https is checked against jwks_ca_file, the same
+    #: control plane). "" = no heartbeats: the node is never marked down.
+    control_plane_url: str = ""
+    #: Seconds between heartbeats; keep it well under [calls]
+    #: node_down_after_seconds (1-60).
+    heartbeat_seconds: int = 3
+    #: Rooms this node accepts at most; the control plane places no more.
+    capacity: int = 200
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is not a TCP port")
+        if self.control_plane_url and not self.control_plane_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ValueError(
+                f"control_plane_url {self.control_plane_url!r} must be http(s)"
+            )
+        _between(self, "heartbeat_seconds", 1, 60)
+        _between(self, "capacity", 1, 100_000)
         if not 0 <= self.udp_port < 65536:  # 0: any free port (tests)
             raise ValueError(f"udp_port {self.udp_port} is not a UDP port")
         if not self.jwks_url.startswith("https://"):
@@ -467,6 +485,11 @@ class CallsConfig:
     link_ttl_minutes: int = 240
     #: Seconds to wait for the media node's API before giving up.
     api_timeout_seconds: int = 10
+    #: A node whose heartbeats stop for this many seconds is marked down and its
+    #: calls end (agents are told to start again): 3 missed heartbeats of 3 s plus
+    #: 1 s, so agents hear within about 12 s. Nodes that never sent one are not
+    #: watched (3-300).
+    node_down_after_seconds: int = 10
 
     def __post_init__(self) -> None:
         if not self.media_api_url.startswith(("https://", "http://")):
@@ -480,6 +503,7 @@ class CallsConfig:
         for name in ("token_ttl_seconds", "link_ttl_minutes", "api_timeout_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        _between(self, "node_down_after_seconds", 3, 300)
 
     def _check_media_nodes(self) -> None:
         if (self.media_api_url, self.media_ws_url) != (_MEDIA_API_URL, _MEDIA_WS_URL):

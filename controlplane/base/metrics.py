@@ -56,6 +56,26 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        # per media node, refreshed by each control plane's node sweep (1 s);
+        # the node id is the only label (a configured, short list)
+        self.media_node_rooms = Gauge(
+            "beeldbel_media_node_rooms",
+            "Open calls plus rooms being placed, by media node.",
+            ["node"],
+            registry=r,
+        )
+        self.media_node_capacity = Gauge(
+            "beeldbel_media_node_capacity",
+            "Rooms the media node accepts at most.",
+            ["node"],
+            registry=r,
+        )
+        self.media_node_up = Gauge(
+            "beeldbel_media_node_up",
+            "1 while the media node is up (heartbeats arrive or never started).",
+            ["node"],
+            registry=r,
+        )
         self.purged = Counter(
             "beeldbel_retention_purged_requests_total",
             "Callback requests whose personal data was erased.",

@@ -1,6 +1,6 @@
 """Video calls: rooms on media nodes and where they are placed, join links,
-the citizen's and interpreter's call pages, live call news, and each call's
-record (quality, outcome, survey answers).
+the citizen's and interpreter's call pages, live call news, each call's
+record (quality, outcome, survey answers), and the media nodes' heartbeats.
 
 Offers the rest opening a room, links and media grants for a request's call,
 the call record and :func:`setup` for the routes.
@@ -8,7 +8,7 @@ the call record and :func:`setup` for the routes.
 
 from aiohttp import web
 
-from controlplane.calls import agents, guests, join_links, rooms
+from controlplane.calls import agents, guests, heartbeats, join_links, rooms
 from controlplane.calls.join_links import current_survey_session
 from controlplane.calls.record import (
     CASE_HANDLED,
@@ -31,6 +31,7 @@ def setup(app: web.Application) -> None:
     """The routes and background work of calls."""
     join_links.setup(app)
     rooms.setup(app)
+    heartbeats.setup(app)
     agents.setup(app)
     guests.setup(app)
 

@@ -35,12 +35,17 @@ class MediaNode:
             if calls.media_api_ca_file:
                 self._ssl.load_verify_locations(calls.media_api_ca_file)
         self._session: aiohttp.ClientSession | None = None
+        #: The node missed its heartbeats: it is not called (its rooms are gone
+        #: with it, and a dead host would only make each call wait for the timeout).
+        self.down = False
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
     async def _call(self, method: str, path: str, body: Any = None) -> int:
+        if self.down:
+            raise MediaUnavailable("calls_media_unavailable")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Authorization": f"Bearer {self._secret.reveal()}"}

@@ -1,27 +1,28 @@
 """Placement: which media node a new room goes on, and which node a call's room is on.
 
-A new room goes to the configured node (:func:`beeldbel.config.media_nodes`) with the
-fewest calls open on it, counted from ``call_records`` (not ended), so the count
-survives a restart and is shared by every control-plane process; ties go to the
-first in config order. A node whose API fails or refuses is skipped for the next.
-Calls recorded before the node was stored (``media_node`` NULL) are on the first
-node. Rooms placed at the same instant may land on the same node: the spread is
-even over time, not exact at every moment.
+A new room goes to the configured node (:func:`beeldbel.config.media_nodes`) that is
+up, not draining and below its capacity, least loaded first (placed rooms as a
+share of capacity; a node near a full core last; ties in config order). The place is
+reserved atomically in the database first (:mod:`~controlplane.calls.node_registry`),
+so concurrent starts in any number of control-plane processes never overfill a
+node; a node whose API fails or refuses gives its place back and the next is
+tried. Calls recorded before the node was stored (``media_node`` NULL) are on the
+first node. When no node can take the room: :class:`MediaUnavailable`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-import sqlalchemy as sa
 import structlog
 from aiohttp import web
 
 from beeldbel.config import Config, media_nodes
 from controlplane.base.errors import MediaUnavailable
+from controlplane.calls import node_registry as registry
 from controlplane.calls.media_node import MediaNode
 from controlplane.storage.database import Database
-from controlplane.storage.schema import call_records
 
 log = structlog.get_logger()
 
@@ -29,16 +30,30 @@ log = structlog.get_logger()
 class MediaNodes:
     """The configured media nodes, in config order."""
 
-    def __init__(self, nodes: Sequence[MediaNode]) -> None:
+    def __init__(
+        self, nodes: Sequence[MediaNode], reservation_seconds: float = 60.0
+    ) -> None:
         if not nodes:
             raise ValueError("at least one media node is needed")
         self._first = nodes[0]
         self._nodes = {node.node_id: node for node in nodes}
+        self.registry = registry.Nodes(tuple(self._nodes), reservation_seconds)
 
     @classmethod
     def from_config(cls, config: Config) -> MediaNodes:
         calls, secret = config.calls, config.mediaserver.api_secret
-        return cls([MediaNode(node, calls, secret) for node in media_nodes(config)])
+        nodes = [MediaNode(node, calls, secret) for node in media_nodes(config)]
+        # a start takes at most the node's API timeout plus a few writes
+        return cls(nodes, reservation_seconds=2 * calls.api_timeout_seconds + 30)
+
+    def __contains__(self, node_id: str) -> bool:
+        return node_id in self._nodes
+
+    def mark(self, states: Sequence[registry.NodeState]) -> None:
+        """Let each node's client know whether the node is down (a down node's
+        rooms are not asked to end: its calls end at once, not after a timeout)."""
+        for state in states:
+            self._nodes[state.node_id].down = not state.up
 
     def node_of(self, node_id: str | None) -> MediaNode:
         """The node a call's room is on (``None``: the first); a node that is no
@@ -54,22 +69,23 @@ class MediaNodes:
     async def create_room(
         self, db: Database, room_id: str, video_codec: str
     ) -> MediaNode:
-        """Make the room on the least-loaded node that accepts it; the node it is on.
-
-        :class:`MediaUnavailable` only when every node failed."""
-        load = await open_calls(db)
-        legacy = load.pop(None, 0)
-
-        def calls_on(node: MediaNode) -> int:
-            return load.get(node.node_id, 0) + (legacy if node is self._first else 0)
-
-        # sorted() is stable: equal loads keep config order
-        for node in sorted(self._nodes.values(), key=calls_on):
+        """Make the room on the least-loaded node that has a place and accepts it;
+        the node it is on. :class:`MediaUnavailable` when none does."""
+        states = await registry.node_states(db, self.registry, _now())
+        self.mark(states)
+        for state in registry.placement_order(states):
+            if not await registry.reserve(
+                db, self.registry, state.node_id, room_id, _now()
+            ):
+                continue  # filled up (or went down) since it was read
+            node = self._nodes[state.node_id]
             try:
                 await node.create_room(room_id, video_codec)
             except MediaUnavailable:
+                await registry.cancel(db, room_id)
                 continue  # media_node logged why
             return node
+        log.warning("media_nodes_full_or_down", nodes=len(states))
         raise MediaUnavailable("calls_media_unavailable")
 
     async def close(self) -> None:
@@ -77,16 +93,8 @@ class MediaNodes:
             await node.close()
 
 
-async def open_calls(db: Database) -> dict[str | None, int]:
-    """The number of calls not yet ended, by media node (``None``: not stored)."""
-    column = call_records.c.media_node
-    async with db.read() as conn:
-        rows = await conn.execute(
-            sa.select(column, sa.func.count())
-            .where(call_records.c.ended_at.is_(None))
-            .group_by(column)
-        )
-        return {row[0]: int(row[1]) for row in rows}
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 MEDIA_NODES = web.AppKey("media_nodes", MediaNodes)

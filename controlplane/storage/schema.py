@@ -282,3 +282,41 @@ live_calls = sa.Table(
     sa.Column("opened", sa.Boolean, nullable=False, default=False),
     sa.Column("updated_at", UtcDateTime, nullable=False, index=True),
 )
+
+media_nodes = sa.Table(
+    "media_nodes",
+    metadata,
+    # one media node (a media server worker), as its heartbeats report it; the
+    # row is also the lock that makes placement on the node atomic
+    sa.Column("node_id", sa.String(64), primary_key=True),
+    # rooms it accepts at most (its [mediaserver] capacity)
+    sa.Column("capacity", sa.Integer, nullable=False, default=200),
+    # load at its last heartbeat
+    sa.Column("rooms", sa.Integer, nullable=False, default=0),
+    sa.Column("participants", sa.Integer, nullable=False, default=0),
+    sa.Column("packets_per_second", sa.Float, nullable=False, default=0.0),
+    # process CPU time per second of wall time (1.0 = one core busy)
+    sa.Column("cpu", sa.Float, nullable=False, default=0.0),
+    sa.Column("draining", sa.Boolean, nullable=False, default=False),
+    # up or down; NULL last_seen: never heard from, placed on but not watched
+    sa.Column("state", sa.String(8), nullable=False, default="up"),
+    sa.Column("last_seen", UtcDateTime, nullable=True),
+    sa.Column("state_changed_at", UtcDateTime, nullable=True),
+)
+
+room_reservations = sa.Table(
+    "room_reservations",
+    metadata,
+    # a room being placed: it counts against its node's capacity until its call
+    # record exists (then the record counts) or it expires
+    sa.Column("room_id", sa.String(64), primary_key=True),
+    sa.Column("node_id", sa.String(64), nullable=False, index=True),
+    sa.Column("reserved_at", UtcDateTime, nullable=False),
+)
+
+# placement counts the open calls of a node
+sa.Index(
+    "ix_call_records_media_node_ended_at",
+    call_records.c.media_node,
+    call_records.c.ended_at,
+)
