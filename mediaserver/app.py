@@ -15,6 +15,7 @@ from beeldbel.config import MediaServerConfig
 from beeldbel.tokens import HttpsJwksFetcher, KeySet, TokenVerifier
 from mediaserver import api
 from mediaserver.forwarder import ForwarderStats
+from mediaserver.heartbeat import beat_forever
 from mediaserver.metrics import Metrics
 from mediaserver.room import Rooms
 from mediaserver.signalling import Signalling
@@ -63,6 +64,8 @@ def create_app(
             asyncio.create_task(_sweep_forever(rooms)),
             asyncio.create_task(metrics.watch_loop_lag()),
         ]
+        if config.control_plane_url:
+            tasks.append(asyncio.create_task(beat_forever(config, rooms, stats)))
         yield
         for task in tasks:
             task.cancel()
