@@ -13,7 +13,7 @@ from aiohttp import web
 from beeldbel.config import Config, ConfigError, load_config
 from beeldbel.http import quiet_server_header
 from beeldbel.logging import configure_logging
-from beeldbel.tls import server_context
+from beeldbel.tls import refuse_dev_certificate, server_context
 from controlplane.app import create_app, create_metrics_app
 from controlplane.base.metrics import METRICS
 from controlplane.base.settings import CONFIG as CONFIG_KEY
@@ -76,11 +76,13 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     """HTTPS unless turned off; a missing certificate is a :class:`ConfigError`."""
     if not config.tls.enabled:
         return None
-    return server_context(
+    context = server_context(
         config.tls.cert_file,
         config.tls.key_file,
         ("[tls] cert_file", "[tls] key_file"),
     )
+    refuse_dev_certificate(config)
+    return context
 
 
 if __name__ == "__main__":

@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     certs = sub.add_parser("certs", help="TLS certificates")
     certs_sub = certs.add_subparsers(metavar="WHAT")
     dev = certs_sub.add_parser("dev", help="make a dev CA and server certificate")
+    dev.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="another DNS name or IP address the certificate covers (repeat)",
+    )
     dev.set_defaults(func=_certs_dev_command)
 
     admin = sub.add_parser("admin", help="staff accounts and API keys")
@@ -74,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("username")
     add.add_argument(
         "--role", choices=("agent", "supervisor", "admin"), default="agent"
+    )
+    add.add_argument(
+        "--password-file",
+        help="write the one-time password to this new file (mode 0600) instead "
+        "of printing it, e.g. from an init container whose output is logged",
     )
     add.set_defaults(func=_user_add)
     reset = admin_sub.add_parser("user-reset", help="new one-time password, new TOTP")
@@ -172,26 +183,54 @@ def _certs_dev_command(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _certs_dev(config: Config, _args: argparse.Namespace) -> Path:
+def _certs_dev(config: Config, args: argparse.Namespace) -> Path:
     """Make (once) and print the dev CA and server certificate; returns the CA."""
     from beeldbel.cli.devca import ensure_dev_certificates
 
-    certs = ensure_dev_certificates(Path(config.tls.cert_file).parent)
+    names = tuple(getattr(args, "name", None) or ())
+    certs = ensure_dev_certificates(Path(config.tls.cert_file).parent, names)
+    if certs.made:
+        print("made a new dev CA: browsers must import it (again)")
     print(f"CA certificate (import it in your browser): {certs.ca_file.resolve()}")
     print(f"server certificate: {certs.cert_file.resolve()}")
     return certs.ca_file.resolve()
 
 
 def _user_add(config: Config, args: argparse.Namespace) -> int:
+    """The password goes to this command's own output (or a new file), never
+    through the structured log."""
     from controlplane.staff.users import create_user
+
+    secret_file = _new_secret_file(args.password_file) if args.password_file else None
 
     async def work(db: Any) -> int:
         password = await create_user(db, args.username, args.role)
-        print(f"created {args.role} {args.username}; one-time password: {password}")
+        if secret_file is None:
+            print(f"created {args.role} {args.username}; one-time password: {password}")
+        else:
+            with secret_file:
+                secret_file.write(password + "\n")
+            print(f"created {args.role} {args.username}; one-time password written")
+            print(f"to {args.password_file}")
         print("At first login they choose a password and set up an authenticator app.")
         return 0
 
-    return _with_db(config, work)
+    try:
+        return _with_db(config, work)
+    finally:
+        if secret_file is not None and not secret_file.closed:
+            # the account was not made: leave no empty password file behind
+            secret_file.close()
+            Path(args.password_file).unlink()
+
+
+def _new_secret_file(path: str) -> Any:
+    """``path`` opened for writing, created now, readable by its owner only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ValueError(f"--password-file {path}: {exc.strerror}") from None
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _user_reset(config: Config, args: argparse.Namespace) -> int:
@@ -307,22 +346,18 @@ def _process(module: str) -> Callable[[Config, argparse.Namespace], int]:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    """Dev certificates, a first admin, then both processes until Ctrl-C."""
+    """Certificates, a first admin, then both processes until Ctrl-C.
+
+    On a loopback ``public_url`` (``make run``) it makes dev certificates and
+    prints the first admin's one-time password: how to log in. Otherwise it needs
+    real certificates and creates no account: nothing it prints can carry a
+    password into a log."""
     from beeldbel.cli.one_machine import one_machine_environment
-    from controlplane.staff.users import bootstrap_admin
+    from beeldbel.tls import is_loopback_url
 
-    ca_file = _certs_dev(config, args) if config.tls.enabled else None
-
-    async def work(db: Any) -> int:
-        password = await bootstrap_admin(db)
-        if password is not None:
-            print("\nFirst start: created staff account 'admin'")
-            print(f"  one-time password: {password}   (shown only now)")
-            print("  At first login you choose a new password and scan a QR code")
-            print("  with an authenticator app (TOTP).\n")
-        return 0
-
-    _with_db(config, work)
+    local = is_loopback_url(config.server.public_url)
+    ca_file = _run_certificates(config, args, local)
+    _with_db(config, _first_admin if local else _no_admin_yet)
     base = config.server.public_url.rstrip("/")
     print(f"Citizens:  {base}/")
     print(f"Staff:     {base}/staff")
@@ -343,6 +378,46 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         for module in modules
     ]
     return _supervise(children)
+
+
+def _run_certificates(
+    config: Config, args: argparse.Namespace, local: bool
+) -> Path | None:
+    """The dev CA the processes must trust, if dev certificates are used."""
+    from beeldbel.tls import is_dev_certificate, refuse_dev_certificate
+
+    if not config.tls.enabled:
+        return None
+    if not local:
+        refuse_dev_certificate(config)
+        return None
+    cert_file = config.tls.cert_file
+    if Path(cert_file).is_file() and not is_dev_certificate(cert_file):
+        return None  # the operator's own certificate, trusted as the system trusts
+    return _certs_dev(config, args)
+
+
+async def _first_admin(db: Any) -> int:
+    from controlplane.staff.users import bootstrap_admin
+
+    password = await bootstrap_admin(db)
+    if password is not None:
+        print("\nFirst start: created staff account 'admin'")
+        print(f"  one-time password: {password}   (shown only now)")
+        print("  At first login you choose a new password and scan a QR code")
+        print("  with an authenticator app (TOTP).\n")
+    return 0
+
+
+async def _no_admin_yet(db: Any) -> int:
+    from controlplane.staff.users import list_users
+
+    if not await list_users(db):
+        print("\nNo staff account yet. Create the first admin with")
+        print("  beeldbel admin user-add NAME --role admin [--password-file PATH]")
+        print("  (its one-time password goes to that command's output or the file,")
+        print("  never to this log).\n")
+    return 0
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
