@@ -78,6 +78,10 @@ async def test_a_killed_node_ends_its_calls_and_the_agent_is_told(
         await wait_for(m0_watched, 20, "m-0's first heartbeat")
         room_id, token = await start_call(client)
         assert (await record_of(client, room_id)).media_node == "m-0"
+        page = await (await client.get(f"/staff/gesprekken/{room_id}")).text()
+        # the texts the page shows when the 'ended' event says media_lost
+        assert "De mediaserver is weggevallen. Start het gesprek opnieuw" in page
+        assert "Mediaserver weggevallen: start het gesprek opnieuw" in page
         events = await client.get(
             f"/staff/gesprekken/{room_id}/events",
             headers={"Accept": "text/event-stream"},

@@ -129,9 +129,10 @@ function showEnded(reason) {
   $('call-live').hidden = true;
   $('call-notice').hidden = true;
   const ended = $('call-ended');
-  if (reason === 'removed') $('call-ended-text').textContent = text('removed');
+  const said = ['removed', 'media_lost'].includes(reason) ? text(reason) : '';
+  if (said) $('call-ended-text').textContent = said;
   ended.hidden = false;
-  announce(reason === 'removed' ? text('removed') : text('ended'));
+  announce(said || text('ended'));
   ended.focus();
   if (role !== 'agent') progress('left');
   const survey = data.surveyUrl;

@@ -12,6 +12,8 @@ import {onJsonEvent} from './server_events.js';
 /** @typedef {import('./call_ui.js').CallPage} CallPage */
 
 const EVENTS = ['progress', 'link_sent', 'link_failed', 'link_opened', 'ended'];
+/** The outcome of a call whose media node stopped sending heartbeats. */
+const MEDIA_LOST = 'media_lost';
 
 export class AgentPanel {
   /**
@@ -37,7 +39,12 @@ export class AgentPanel {
     if (page.data.eventsUrl) {
       const events = new EventSource(page.data.eventsUrl);
       for (const kind of EVENTS) {
-        onJsonEvent(events, kind, (event) => this.addProgress(kind, event));
+        onJsonEvent(events, kind, (event) => {
+          const lost = kind === 'ended' && event.outcome === MEDIA_LOST;
+          this.addProgress(lost ? MEDIA_LOST : kind, event);
+          // the control plane ended the call: stop reconnecting to a dead node
+          if (lost) this.connection.finish(MEDIA_LOST, true);
+        });
       }
     }
     for (const copy of page.doc.querySelectorAll('button[data-copy]')) {
