@@ -1,0 +1,77 @@
+"""config.production.example.toml loads with the real schema, so it cannot drift
+from it, and it describes a production start: a public name, bring-your-own
+certificates, no dev CA."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import trustme
+from sqlalchemy.engine import make_url
+
+from beeldbel.config import Config, load_config
+from beeldbel.tls import is_loopback_url, refuse_dev_certificate, server_context
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.production.example.toml"
+PLACEHOLDERS = {
+    "/etc/beeldbel/tls/fullchain.pem": "desk.crt",
+    "/etc/beeldbel/tls/privkey.pem": "desk.key",
+    "/etc/beeldbel/tls/media1-fullchain.pem": "media1.crt",
+    "/etc/beeldbel/tls/media1-privkey.pem": "media1.key",
+}
+
+
+def _with_real_certificates(tmp_path: Path) -> Path:
+    """The example with its certificate paths pointing at certificates for its
+    host names (from a CA that is not the dev CA)."""
+    ca = trustme.CA()
+    for name in ("desk", "media1"):
+        cert = ca.issue_cert(f"{name}.example.org")
+        chain = b"".join(pem.bytes() for pem in cert.cert_chain_pems)
+        (tmp_path / f"{name}.crt").write_bytes(chain)
+        cert.private_key_pem.write_to_path(str(tmp_path / f"{name}.key"))
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for placeholder, name in PLACEHOLDERS.items():
+        assert placeholder in text
+        text = text.replace(placeholder, str(tmp_path / name))
+    path = tmp_path / "production.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_production_example_loads_and_starts_with_its_certificates(tmp_path):
+    config = load_config(_with_real_certificates(tmp_path), {})
+    assert not is_loopback_url(config.server.public_url)
+    assert config.database.url.startswith("postgresql+asyncpg://")
+    refuse_dev_certificate(config)  # its own certificates are accepted
+    server_context(config.tls.cert_file, config.tls.key_file, ("cert", "key"))
+    media = config.mediaserver
+    server_context(media.tls_cert_file, media.tls_key_file, ("cert", "key"))
+    assert media.udp_bind == "0.0.0.0"  # noqa: S104
+    assert media.advertised_address
+    assert media.turn_urls
+    assert media.jwks_url.startswith(config.server.public_url)
+    assert media.token_issuer == config.server.public_url
+    # trust comes from the system's CA store: no dev CA anywhere
+    assert media.jwks_ca_file == config.calls.media_api_ca_file == ""
+    assert "var/certs" not in EXAMPLE.read_text(encoding="utf-8")
+
+
+def test_the_production_example_keeps_secrets_out_of_the_file():
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    assert data["security"]["secret_key"] == ""
+    for key in ("api_secret", "metrics_secret", "turn_secret"):
+        assert data["mediaserver"][key] == "", key
+    assert make_url(data["database"]["url"]).password is None
+
+
+def test_the_production_example_sets_redis_once_the_schema_has_it():
+    """[redis] is being added to the schema; until then its lines stay commented."""
+    sections = {f.name for f in dataclasses.fields(Config)}
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    if "redis" in sections:
+        assert data["redis"]["url"].startswith("redis://")
+    else:
+        assert '# url = "redis://' in EXAMPLE.read_text(encoding="utf-8")
