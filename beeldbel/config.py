@@ -293,6 +293,16 @@ def _check_node_id(node_id: str) -> None:
         )
 
 
+def _check_advertised(address: str) -> None:
+    """ICE candidates carry this address: a wildcard is none a browser can use."""
+    if address in ("0.0.0.0", "::", "[::]"):  # noqa: S104
+        raise ValueError(
+            f"advertised_address {address!r} (or udp_bind when it is empty) must "
+            "be the address browsers send media to, e.g. the node's public IP; "
+            "set advertised_address when udp_bind is 0.0.0.0 or ::"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class MediaServerConfig:
     #: Address of the signalling/API HTTP listener (WebSocket /ws, /api, /metrics).
@@ -371,6 +381,7 @@ class MediaServerConfig:
         _between(self, "capacity", 1, 100_000)
         if not 0 <= self.udp_port < 65536:  # 0: any free port (tests)
             raise ValueError(f"udp_port {self.udp_port} is not a UDP port")
+        _check_advertised(self.advertised_address or self.udp_bind)
         if not self.jwks_url.startswith("https://"):
             raise ValueError(f"jwks_url {self.jwks_url!r} must be an https:// URL")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

@@ -8,10 +8,11 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
+import pytest
 import trustme
 from sqlalchemy.engine import make_url
 
-from beeldbel.config import Config, load_config
+from beeldbel.config import Config, ConfigError, load_config
 from beeldbel.tls import is_loopback_url, refuse_dev_certificate, server_context
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.production.example.toml"
@@ -75,3 +76,16 @@ def test_the_production_example_sets_redis_once_the_schema_has_it():
         assert data["redis"]["url"].startswith("redis://")
     else:
         assert '# url = "redis://' in EXAMPLE.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])  # noqa: S104
+def test_a_wildcard_udp_bind_needs_an_advertised_address(wildcard):
+    """ICE candidates carry advertised_address, else udp_bind: a wildcard there is
+    an address no browser can send to, so the start stops and says what to set."""
+    bind = {"BEELDBEL_MEDIASERVER_UDP_BIND": wildcard}
+    with pytest.raises(ConfigError, match="advertised_address"):
+        load_config(None, bind)
+    with pytest.raises(ConfigError, match="advertised_address"):
+        load_config(None, {"BEELDBEL_MEDIASERVER_ADVERTISED_ADDRESS": wildcard})
+    address = {"BEELDBEL_MEDIASERVER_ADVERTISED_ADDRESS": "203.0.113.10"}
+    assert load_config(None, {**bind, **address}).mediaserver.udp_bind == wildcard
