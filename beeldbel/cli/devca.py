@@ -79,8 +79,28 @@ def _covers(cert_file: Path, hosts: tuple[str, ...]) -> bool:
 
 
 def _make(certs: DevCertificates, hosts: tuple[str, ...]) -> None:
+    """Write a new CA certificate, and a server certificate and key it signed."""
     certs.ca_file.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
+    ca_key, ca_cert = _ca(now)
+    key, cert = _server(ca_key, ca_cert, hosts, now)
+    certs.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    certs.cert_file.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + ca_cert.public_bytes(serialization.Encoding.PEM)
+    )
+    fd = os.open(certs.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+
+def _ca(now: datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DEV_CA_NAME)])
     ca_cert = (
@@ -108,6 +128,15 @@ def _make(certs: DevCertificates, hosts: tuple[str, ...]) -> None:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca_cert
+
+
+def _server(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    hosts: tuple[str, ...],
+    now: datetime,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     for host in hosts:
@@ -118,7 +147,7 @@ def _make(certs: DevCertificates, hosts: tuple[str, ...]) -> None:
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name)
+        .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
@@ -130,17 +159,4 @@ def _make(certs: DevCertificates, hosts: tuple[str, ...]) -> None:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    certs.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    certs.cert_file.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + ca_cert.public_bytes(serialization.Encoding.PEM)
-    )
-    fd = os.open(certs.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    return key, cert
