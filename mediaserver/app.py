@@ -16,6 +16,7 @@ from beeldbel.tokens import HttpsJwksFetcher, KeySet, TokenVerifier
 from mediaserver import api
 from mediaserver.forwarder import ForwarderStats
 from mediaserver.heartbeat import beat_forever
+from mediaserver.loop_errors import count_connect_aborts
 from mediaserver.metrics import Metrics
 from mediaserver.room import Rooms
 from mediaserver.signalling import Signalling
@@ -60,6 +61,9 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await mux.bind(config.udp_bind, config.udp_port)
         log.info("media_worker_started", udp_port=mux.port)
+        restore = count_connect_aborts(
+            asyncio.get_running_loop(), metrics.connect_aborted.inc
+        )
         tasks = [
             asyncio.create_task(_sweep_forever(rooms)),
             asyncio.create_task(metrics.watch_loop_lag()),
@@ -73,6 +77,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         mux.close()
+        restore()
 
     async def on_shutdown(app: web.Application) -> None:
         await rooms.close()

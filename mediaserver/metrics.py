@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -131,6 +131,11 @@ class Metrics:
         self.loop_lag_seconds = Gauge(
             f"{NS}_event_loop_lag_seconds",
             "how late the event loop ran a timer, last sample",
+            registry=registry,
+        )
+        self.connect_aborted = Counter(
+            f"{NS}_peer_connect_aborted",
+            "peer connections that closed while aiortc was still connecting them",
             registry=registry,
         )
         stats.on_forward_time = self.forward_seconds.observe
