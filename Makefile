@@ -37,12 +37,14 @@ build-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev; }
 
 # Debian's Chromium (never a downloaded browser), iproute2 for the loopback-only
-# network namespace the tests run in, coturn for the relay test.
+# network namespace the tests run in, coturn for the relay test, redis-server for
+# the tests' own Redis (inside the namespace; the machine's Redis is outside it).
 system-deps: node-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

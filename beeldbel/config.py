@@ -282,6 +282,27 @@ class MetricsConfig:
         _between(self, "port", 0, 65535)
 
 
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    #: Redis for what several control-plane processes share: the event bus that
+    #: carries queue and call news between them, and the rate limits. "" = one
+    #: process, everything in memory (the embedded default). e.g.
+    #: "redis://redis.internal:6379/0", "rediss://…" (TLS), "unix:///run/redis.sock".
+    url: str = ""
+    #: Prefix of every key and channel, so several desks can share one Redis.
+    prefix: str = "beeldbel"
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"url {self.url!r} must be redis://, rediss:// or unix:// (or empty)"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", self.prefix):
+            raise ValueError(
+                f"prefix {self.prefix!r} must be 1-40 of A-Z a-z 0-9 _ . -"
+            )
+
+
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -543,6 +564,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
 
 
 def media_nodes(config: Config) -> tuple[MediaNodeConfig, ...]:

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from beeldbel.config import (
     TlsConfig,
 )
 from controlplane.storage.database import Database
+from tests.redis_server import redis_server
 
 # The suite runs in a loopback-only network namespace; the unix socket reaches
 # the machine's PostgreSQL from there (and from outside it).
@@ -163,3 +164,10 @@ async def client(aiohttp_client: Any, config: Config) -> Any:
     from controlplane.app.factory import create_app
 
     return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private real Redis (redis-server inside the test's namespace)."""
+    with redis_server(tmp_path) as url:
+        yield url

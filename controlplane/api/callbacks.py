@@ -223,7 +223,7 @@ async def _authorize(request: web.Request, scope: str) -> ApiKey:
     key = await apikeys.authenticate(
         request.app[DB], request.headers.get("Authorization")
     )
-    request.app[LIMITS].api_per_key.hit(str(key.id))
+    await request.app[LIMITS].api_per_key.hit(str(key.id))
     key.require(scope)
     return key
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -17,13 +19,14 @@ from controlplane.app.middlewares import (
     error_pages,
     request_context,
 )
+from controlplane.base.bus import BUS, make_bus
 from controlplane.base.i18n import CATALOG, Catalog
 from controlplane.base.metrics import METRICS, Metrics
 from controlplane.base.rendering import setup_templates
 from controlplane.base.settings import CONFIG
 from controlplane.requests import DESK, QUEUE_EVENTS, Desk, QueueEvents
 from controlplane.security import csrf, jwks
-from controlplane.security.ratelimit import LIMITS, Limits, RateLimit
+from controlplane.security.ratelimit import LIMITS, Limits, LimitStore
 from controlplane.security.secrets_store import SECRET_KEY, load_secret_key
 from controlplane.storage.database import DB, Database
 
@@ -37,15 +40,13 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     app[METRICS] = metrics or Metrics()
     app[CATALOG] = Catalog.load()
     app[DESK] = Desk(config.desk)
-    app[QUEUE_EVENTS] = QueueEvents()
+    app[BUS] = make_bus(config.redis.url, config.redis.prefix)
+    app[QUEUE_EVENTS] = QueueEvents(app[BUS])
     app[SECRET_KEY] = load_secret_key(config)
-    sec = config.security
-    app[LIMITS] = Limits(
-        intake_per_ip=RateLimit("intake_per_ip", sec.intake_per_ip_per_hour, 3600),
-        intake_global=RateLimit("intake_global", sec.intake_global_per_minute, 60),
-        login_per_ip=RateLimit("login_per_ip", sec.login_per_ip_per_minute, 60),
-        api_per_key=RateLimit("api_per_key", sec.api_per_key_per_minute, 60),
-    )
+    store = LimitStore.from_config(config)
+    store.on_failure = app[METRICS].rate_limit_store_failures.inc
+    app[LIMITS] = Limits.from_config(config, store)
+    app.cleanup_ctx.append(_shared_state(store))
     app.cleanup_ctx.append(_database)
     app.on_response_prepare.append(add_security_headers)
     setup_templates(app, csrf.page_values, requests.desk_page_values)
@@ -59,6 +60,21 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     pilot.setup(app)
     health.setup(app)
     return app
+
+
+def _shared_state(
+    store: LimitStore,
+) -> Callable[[web.Application], AsyncContextManager[None]]:
+    """The event bus and the rate-limit store: connected for the app's life."""
+
+    @contextlib.asynccontextmanager
+    async def connected(app: web.Application) -> AsyncIterator[None]:
+        await app[BUS].start()
+        yield
+        await app[BUS].close()
+        await store.close()
+
+    return connected
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -50,6 +50,11 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        self.rate_limit_store_failures = Counter(
+            "beeldbel_rate_limit_store_failures_total",
+            "Rate-limit checks counted in process memory because Redis failed.",
+            registry=r,
+        )
         self.logins = Counter(
             "beeldbel_staff_logins_total",
             "Staff login steps by result.",

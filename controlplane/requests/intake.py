@@ -104,8 +104,8 @@ async def _store(request: web.Request, new: NewRequest, key: str) -> Created:
     db = request.app[DB]
     if await find_by_submission(db, key) is None:
         limits = request.app[LIMITS]
-        limits.intake_per_ip.hit(client_ip(request))
-        limits.intake_global.hit()
+        await limits.intake_per_ip.hit(client_ip(request))
+        await limits.intake_global.hit()
     created = await create_request(db, new, key)
     announce_new_request(request.app[METRICS], request.app[QUEUE_EVENTS], new, created)
     return created

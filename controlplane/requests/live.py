@@ -1,35 +1,35 @@
-"""Tells open staff consoles that the queue changed (in-process fan-out).
+"""Tells open staff consoles, in every control-plane process, that the queue changed.
 
-One control-plane process serves the console; each subscriber gets a queue of
-change notices and re-reads the queue itself, so a slow console loses nothing.
+Each console re-reads the queue itself on a notice (through the event bus,
+:mod:`controlplane.base.bus`), so a slow console or a lost notice loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
+from controlplane.base.bus import LocalBus
+
+CHANNEL = "queue"
+
 
 class QueueEvents:
-    def __init__(self) -> None:
-        self._subscribers: set[asyncio.Queue[str]] = set()
+    def __init__(self, bus: LocalBus) -> None:
+        self._bus = bus
 
     def publish(self, kind: str = "changed") -> None:
-        for queue in self._subscribers:
-            if queue.qsize() < 100:
-                queue.put_nowait(kind)
+        """Tell every process's consoles."""
+        self._bus.publish(CHANNEL, kind)
 
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[str]]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            yield queue
-        finally:
-            self._subscribers.discard(queue)
+    def publish_here(self, kind: str) -> None:
+        """Tell only this process's consoles (e.g. that this process stops)."""
+        self._bus.deliver(CHANNEL, kind)
+
+    def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[str]]:
+        return self._bus.subscribe(CHANNEL)
 
 
 QUEUE_EVENTS = web.AppKey("queue_events", QueueEvents)

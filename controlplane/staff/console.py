@@ -231,7 +231,7 @@ async def _follow_queue(
 
 
 async def _end_streams(app: web.Application) -> None:
-    app[QUEUE_EVENTS].publish(_SHUTDOWN)
+    app[QUEUE_EVENTS].publish_here(_SHUTDOWN)
 
 
 async def release_all_stale(request: web.Request) -> web.Response:

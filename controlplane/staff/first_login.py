@@ -116,7 +116,7 @@ def _enrol_form(
 
 
 async def enrol(request: web.Request) -> web.Response:
-    request.app[LIMITS].login_per_ip.hit(client_ip(request))
+    await request.app[LIMITS].login_per_ip.hit(client_ip(request))
     form = await read_form(request)
     session, user, next_path = await at_step(request, "/staff/enrol", form)
     secret = totp_secret(request, user)

@@ -89,7 +89,7 @@ def _login_form(
 
 
 async def login(request: web.Request) -> web.Response:
-    request.app[LIMITS].login_per_ip.hit(client_ip(request))
+    await request.app[LIMITS].login_per_ip.hit(client_ip(request))
     form = await read_form(request)
     next_path = next_of(request, form)
     username = form.get("username", "").strip().lower()

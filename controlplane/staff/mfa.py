@@ -36,7 +36,7 @@ async def mfa_page(request: web.Request) -> web.Response:
 
 
 async def mfa(request: web.Request) -> web.Response:
-    request.app[LIMITS].login_per_ip.hit(client_ip(request))
+    await request.app[LIMITS].login_per_ip.hit(client_ip(request))
     form = await read_form(request)
     session, user, next_path = await at_step(request, "/staff/mfa", form)
     secret = totp_secret(request, user)
