@@ -45,6 +45,7 @@ system-deps: node-deps
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
