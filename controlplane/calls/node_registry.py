@@ -159,8 +159,22 @@ def _placed(node_id: str, nodes: Nodes, now: datetime) -> sa.ColumnElement[int]:
 
 async def node_states(db: Database, nodes: Nodes, now: datetime) -> list[NodeState]:
     """The state of each of ``nodes`` in config order (one without a row yet: up,
-    unwatched, default capacity)."""
-    placed = [_placed(n, nodes, now).label(f"p{i}") for i, n in enumerate(nodes.ids)]
+    unwatched, default capacity). The counts are for ordering and gauges; a
+    reservation counts again under the node's lock (:func:`reserve`)."""
+    cutoff = now - timedelta(seconds=nodes.reservation_seconds)
+    recorded = sa.exists().where(call_records.c.room_id == room_reservations.c.room_id)
+    node = call_records.c.media_node
+    calls = (
+        sa.select(node, sa.func.count())
+        .where(call_records.c.ended_at.is_(None))
+        .group_by(node)
+    )
+    pending = (
+        sa.select(room_reservations.c.node_id, sa.func.count())
+        .where(room_reservations.c.reserved_at >= cutoff, ~recorded)
+        .group_by(room_reservations.c.node_id)
+    )
+    placed: dict[str, int] = dict.fromkeys(nodes.ids, 0)
     async with db.read() as conn:
         rows = {
             row.node_id: row
@@ -168,15 +182,19 @@ async def node_states(db: Database, nodes: Nodes, now: datetime) -> list[NodeSta
                 sa.select(media_nodes).where(media_nodes.c.node_id.in_(nodes.ids))
             )
         }
-        counts = (await conn.execute(sa.select(*placed))).one()
+        for statement in (calls, pending):
+            for node_id, count in await conn.execute(statement):
+                key = nodes.first if node_id is None else str(node_id)
+                if key in placed:
+                    placed[key] += int(count)
     states = []
-    for index, node_id in enumerate(nodes.ids):
+    for node_id in nodes.ids:
         row = rows.get(node_id)
         states.append(
             NodeState(
                 node_id,
                 row.capacity if row is not None else 200,
-                int(counts[index]),
+                placed[node_id],
                 row.cpu if row is not None else 0.0,
                 bool(row.draining) if row is not None else False,
                 row is None or row.state == UP,

@@ -12,7 +12,7 @@ first node. When no node can take the room: :class:`MediaUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -38,6 +38,8 @@ class MediaNodes:
         self._first = nodes[0]
         self._nodes = {node.node_id: node for node in nodes}
         self.registry = registry.Nodes(tuple(self._nodes), reservation_seconds)
+        #: The time placement reads (bench/national_sim.py runs a virtual one).
+        self.clock: Callable[[], datetime] = _now
 
     @classmethod
     def from_config(cls, config: Config) -> MediaNodes:
@@ -71,11 +73,11 @@ class MediaNodes:
     ) -> MediaNode:
         """Make the room on the least-loaded node that has a place and accepts it;
         the node it is on. :class:`MediaUnavailable` when none does."""
-        states = await registry.node_states(db, self.registry, _now())
+        states = await registry.node_states(db, self.registry, self.clock())
         self.mark(states)
         for state in registry.placement_order(states):
             if not await registry.reserve(
-                db, self.registry, state.node_id, room_id, _now()
+                db, self.registry, state.node_id, room_id, self.clock()
             ):
                 continue  # filled up (or went down) since it was read
             node = self._nodes[state.node_id]
