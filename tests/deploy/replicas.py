@@ -41,7 +41,13 @@ from beeldbel.config import load_config
 from controlplane.security.secrets_store import load_secret_key
 from controlplane.staff.users import create_user
 from controlplane.storage.database import Database
-from controlplane.storage.schema import call_records, media_nodes
+from controlplane.storage.schema import (
+    audit_log,
+    call_records,
+    callback_requests,
+    media_nodes,
+    users,
+)
 from tests.conftest import _drop_pg_database, _fresh_pg_database
 from tests.helpers import beeldbel_cli, csrf_from, free_port, wait_for
 from tests.mediaserver.client import MediaClient
@@ -233,6 +239,28 @@ class Deployment:
             sa.select(call_records).where(call_records.c.room_id == room_id)
         )
         assert rows, f"no call record for room {room_id}"
+        return rows[0]
+
+    async def request_row(self, reference: str) -> Any:
+        rows = await self._query(
+            sa.select(callback_requests).where(
+                callback_requests.c.reference == reference
+            )
+        )
+        assert rows, f"no request {reference}"
+        return rows[0]
+
+    async def audit_actions(self, request_id: int) -> list[str]:
+        rows = await self._query(
+            sa.select(audit_log.c.action)
+            .where(audit_log.c.request_id == request_id)
+            .order_by(audit_log.c.id)
+        )
+        return [row.action for row in rows]
+
+    async def user_row(self, username: str) -> Any:
+        rows = await self._query(sa.select(users).where(users.c.username == username))
+        assert rows, f"no user {username}"
         return rows[0]
 
     async def add_staff(self, username: str, role: str = "agent") -> str:

@@ -6,13 +6,22 @@ what a replica or a media node loses, the desk survives."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from tests.deploy.replicas import Deployment, deployment, next_event
+from tests.deploy.replicas import (
+    LOCKOUT_THRESHOLD,
+    LOGIN_PER_IP_PER_MINUTE,
+    PASSWORD,
+    REPLICAS,
+    Deployment,
+    deployment,
+    next_event,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
 
@@ -50,3 +59,65 @@ async def test_a_request_made_on_a_shows_live_on_a_console_of_b(desk: Deployment
 
     await asyncio.wait_for(rows_with_reference(), 10)
     stream.close()
+
+
+async def test_a_claim_race_over_both_replicas_has_one_winner(desk: Deployment):
+    """Ten claims of one request at once, by two employees, five through each
+    replica: one wins, nine are told someone else took it."""
+    agents = [desk.browser(), desk.browser()]
+    for i, agent in enumerate(agents):
+        username = f"race.agent{i}"
+        await agent.sign_in(username, await desk.add_staff(username))
+    reference = await desk.browser("a").submit_request()
+    request_id = (await desk.request_row(reference)).id
+
+    async def claim(i: int) -> tuple[int, str, int]:
+        replica = "a" if i % 2 else "b"
+        response = await agents[i // 5].post(
+            f"/staff/requests/{request_id}/claim", {}, replica
+        )
+        return response.status, response.headers["X-Served-By"], i // 5
+
+    results = await asyncio.gather(*(claim(i) for i in range(10)))
+    assert Counter(served for _, served, _ in results) == {"a": 5, "b": 5}
+    statuses = Counter(status for status, _, _ in results)
+    assert statuses == {303: 1, 409: 9}, results
+    winner = next(agent for status, _, agent in results if status == 303)
+    row = await desk.request_row(reference)
+    assert row.state == "claimed"
+    assert row.claimed_by == (await desk.user_row(f"race.agent{winner}")).id
+    assert await desk.audit_actions(request_id) == ["request_claimed"]
+
+
+async def test_a_lockout_holds_on_both_replicas(desk: Deployment):
+    """Wrong passwords spread over A and B, each from another address, lock the
+    account after ``lockout_threshold``: then even the right password is refused
+    on both."""
+    await desk.add_staff("locked.agent")
+    for i in range(LOCKOUT_THRESHOLD):
+        replica = REPLICAS[i % 2]
+        wrong = await desk.browser(replica).login("locked.agent", f"guess {i}")
+        assert (wrong.status, wrong.headers["X-Served-By"]) == (401, replica)
+    for replica in REPLICAS:
+        right = await desk.browser(replica).login("locked.agent", PASSWORD)
+        assert (right.status, right.headers["X-Served-By"]) == (429, replica)
+    row = await desk.user_row("locked.agent")
+    assert row.locked_until is not None
+
+
+async def test_the_per_address_login_limit_counts_over_both_replicas(
+    desk: Deployment,
+):
+    """``login_per_ip_per_minute`` sign-in attempts from one address, alternately
+    through A and B, use up its limit on both (counted in the shared Redis)."""
+    browser = desk.browser()
+    for i in range(LOGIN_PER_IP_PER_MINUTE):
+        replica = REPLICAS[i % 2]
+        attempt = await browser.login(f"nobody{i}", "wrong password", replica)
+        assert (attempt.status, attempt.headers["X-Served-By"]) == (401, replica)
+    for replica in REPLICAS:
+        refused = await browser.login("nobody", "wrong password", replica)
+        assert (refused.status, refused.headers["X-Served-By"]) == (429, replica)
+    # another address is not limited
+    other = await desk.browser("a").login("nobody", "wrong password")
+    assert other.status == 401
