@@ -17,7 +17,7 @@ import contextlib
 import hmac
 import math
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -43,6 +43,8 @@ SWEEP_SECONDS = 1.0
 FORGET_EVERY = 60
 #: Calls of a lost node ended at the same time.
 END_CONCURRENCY = 8
+#: A node down this long should have no open calls left; any are ended.
+LEFTOVER_SECONDS = 60
 _SYSTEM = Actor(id=None, username="system", role="admin")
 _INTS = ("capacity", "rooms", "participants")
 _NUMBERS = ("packets_per_second", "cpu")
@@ -116,7 +118,21 @@ async def sweep(app: web.Application) -> list[str]:
     return lost
 
 
-async def end_lost_calls(app: web.Application, node_id: str) -> int:
+async def end_leftovers(app: web.Application) -> int:
+    """End the calls still open on nodes down for :data:`LEFTOVER_SECONDS`: the
+    process that marked the node died while ending them, or a call was recorded
+    on the node just as it went down. How many."""
+    before = datetime.now(UTC) - timedelta(seconds=LEFTOVER_SECONDS)
+    ended = 0
+    for node_id in await registry.down_since(app[DB], before):
+        if node_id in app[MEDIA_NODES]:
+            ended += await end_lost_calls(app, node_id, quiet=True)
+    return ended
+
+
+async def end_lost_calls(
+    app: web.Application, node_id: str, *, quiet: bool = False
+) -> int:
     """End every open call on ``node_id`` as ``media_lost``; how many."""
     rooms = await registry.open_rooms_on(app[DB], app[MEDIA_NODES].registry, node_id)
     limit = asyncio.Semaphore(END_CONCURRENCY)
@@ -129,7 +145,8 @@ async def end_lost_calls(app: web.Application, node_id: str) -> int:
                 log.exception("media_lost_call_not_ended", room_id=room_id)
 
     await asyncio.gather(*(end(room_id) for room_id in rooms))
-    log.warning("media_node_lost", node=node_id, calls=len(rooms))
+    if rooms or not quiet:
+        log.warning("media_node_lost", node=node_id, calls=len(rooms))
     return len(rooms)
 
 
@@ -143,6 +160,7 @@ async def _sweep_forever(app: web.Application) -> None:
                 await registry.forget_reservations(
                     app[DB], app[MEDIA_NODES].registry, datetime.now(UTC)
                 )
+                await end_leftovers(app)
         except Exception:
             log.exception("media_node_sweep_failed")
         await asyncio.sleep(SWEEP_SECONDS)

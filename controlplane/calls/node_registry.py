@@ -295,6 +295,17 @@ async def mark_lost(db: Database, down_after: float, now: datetime) -> list[str]
     return lost
 
 
+async def down_since(db: Database, before: datetime) -> list[str]:
+    """The nodes marked down before ``before``: their calls should have ended."""
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(media_nodes.c.node_id).where(
+                media_nodes.c.state == DOWN, media_nodes.c.state_changed_at < before
+            )
+        )
+        return [str(node_id) for node_id in rows.scalars()]
+
+
 async def open_rooms_on(db: Database, nodes: Nodes, node_id: str) -> list[str]:
     """The rooms of the calls still open on ``node_id``."""
     on_node = call_records.c.media_node == node_id

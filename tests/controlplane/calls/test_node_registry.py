@@ -22,8 +22,15 @@ from controlplane.calls import heartbeats
 from controlplane.calls import node_registry as registry
 from controlplane.calls.placement import MEDIA_NODES, MediaNodes
 from controlplane.storage.database import DB, Database
+from controlplane.storage.schema import media_nodes
 from mediaserver.api import ROOMS
-from tests.controlplane.video_calls import API_SECRET, MediaServer, call_config
+from tests.controlplane.video_calls import (
+    API_SECRET,
+    MediaServer,
+    call_config,
+    record_of,
+    start_call,
+)
 
 AUTH = {"Authorization": f"Bearer {API_SECRET}"}
 IDLE = {
@@ -186,3 +193,29 @@ async def test_heartbeat_endpoint(aiohttp_client, make_config, db_url, media_ser
     assert 'beeldbel_media_node_capacity{node="m-0"} 7.0' in scrape
     assert 'beeldbel_media_node_up{node="m-1"} 1.0' in scrape
     assert 'beeldbel_media_node_rooms{node="m-0"} 0.0' in scrape
+
+
+async def test_calls_left_on_a_node_long_down_are_ended(
+    aiohttp_client, make_config, sqlite_url, media_server
+):
+    """A call still open on a node that went down over a minute ago (the process
+    that marked it died while ending its calls) is ended by the next round."""
+    servers = {name: await media_server(name) for name in ("m-0", "m-1")}
+    config = configured(make_config, sqlite_url, servers)
+    client = await aiohttp_client(create_app(config))
+    room_id, _token = await start_call(client)
+    assert (await record_of(client, room_id)).media_node == "m-0"
+    db = client.server.app[DB]
+    async with db.write() as conn:
+        await conn.execute(
+            media_nodes.update()
+            .where(media_nodes.c.node_id == "m-0")
+            .values(
+                state="down",
+                state_changed_at=datetime.now(UTC) - timedelta(seconds=61),
+            )
+        )
+    assert await heartbeats.end_leftovers(client.server.app) == 1
+    record = await record_of(client, room_id)
+    assert record.outcome == "media_lost"
+    assert await heartbeats.end_leftovers(client.server.app) == 0
