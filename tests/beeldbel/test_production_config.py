@@ -4,7 +4,6 @@ certificates, no dev CA."""
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import trustme
 from sqlalchemy.engine import make_url
 
-from beeldbel.config import Config, ConfigError, load_config
+from beeldbel.config import ConfigError, load_config
 from beeldbel.tls import is_loopback_url, refuse_dev_certificate, server_context
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.production.example.toml"
@@ -65,17 +64,12 @@ def test_the_production_example_keeps_secrets_out_of_the_file():
     assert data["security"]["secret_key"] == ""
     for key in ("api_secret", "metrics_secret", "turn_secret"):
         assert data["mediaserver"][key] == "", key
-    assert make_url(data["database"]["url"]).password is None
 
 
-def test_the_production_example_sets_redis_once_the_schema_has_it():
-    """[redis] is being added to the schema; until then its lines stay commented."""
-    sections = {f.name for f in dataclasses.fields(Config)}
-    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    if "redis" in sections:
-        assert data["redis"]["url"].startswith("redis://")
-    else:
-        assert '# url = "redis://' in EXAMPLE.read_text(encoding="utf-8")
+def test_the_production_example_shares_state_through_redis():
+    config = load_config(EXAMPLE, {})
+    assert config.redis.url.startswith("redis://")
+    assert make_url(config.database.url).password is None
 
 
 @pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])  # noqa: S104
