@@ -18,6 +18,7 @@ for the per-IP limits). Run inside ``unshare --net`` (loopback only).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from typing import IO, Any
 import aiohttp
 import pyotp
 import sqlalchemy as sa
+from aiortc.exceptions import InvalidStateError
 
 from beeldbel.cli.devca import ensure_dev_certificates
 from beeldbel.config import load_config
@@ -50,7 +52,7 @@ from controlplane.storage.schema import (
 )
 from tests.conftest import _drop_pg_database, _fresh_pg_database
 from tests.helpers import beeldbel_cli, csrf_from, free_port, wait_for
-from tests.mediaserver.client import MediaClient
+from tests.mediaserver.client import MediaClient, decodes
 from tests.redis_server import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +174,12 @@ class Deployment:
         await self.wait_http(
             f"http://127.0.0.1:{self.control_ports[name]}/readyz", process
         )
+
+    async def ensure_media(self, node: str) -> None:
+        """``node`` running and placed on (started again if it was stopped)."""
+        if not self.media[node].running:
+            self.media[node].stop()
+            await self.start_media(node)
 
     async def start_media(self, node: str) -> None:
         process = self.media[node]
@@ -399,6 +407,90 @@ async def join_media(granted: dict[str, Any]) -> MediaClient:
     assert reply["type"] == "joined", reply
     await client.publish()
     return client
+
+
+@dataclass
+class Call:
+    """A video call between an employee and an interpreter, each a real aiortc
+    peer on the call's media node, signed in and linked through HAProxy."""
+
+    room_id: str
+    agent: Browser
+    interpreter: Browser
+    peers: list[MediaClient] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"/staff/gesprekken/{self.room_id}"
+
+    def frames(self) -> list[int]:
+        """Video frames each peer has received so far."""
+        return [sum(peer.frames_from("video")) for peer in self.peers]
+
+    async def media_flows(self, timeout: float = 30) -> None:  # noqa: ASYNC109
+        """Wait until both peers decode each other's video and audio."""
+        await wait_for(
+            lambda: all(decodes(peer) for peer in self.peers),
+            timeout,
+            lambda: f"media between the peers of {self.room_id}: {self.frames()}",
+        )
+
+    async def media_grows(self, by: int = 10, timeout: float = 15) -> None:  # noqa: ASYNC109
+        """Wait until every peer has received ``by`` more video frames."""
+        start = self.frames()
+        await wait_for(
+            lambda: all(n >= s + by for n, s in zip(self.frames(), start, strict=True)),
+            timeout,
+            lambda: f"media to go on in {self.room_id}: {start} -> {self.frames()}",
+        )
+
+    async def hang_up(self) -> None:
+        """End the call for everyone (the employee's button) and close the peers."""
+        response = await self.agent.post_json(self.base + "/einde", {})
+        assert response.status == 200, await response.text()
+        await self.close()
+
+    async def close(self) -> None:
+        for peer in self.peers:
+            await _close_peer(peer)
+        self.peers.clear()
+
+
+async def _close_peer(peer: MediaClient) -> None:
+    """Close a test peer, also when its signalling reader had failed (a
+    renegotiation that met a connection already closed as its room ended): then
+    ``MediaClient.close`` stops at the reader, so the rest is closed here."""
+    with contextlib.suppress(InvalidStateError):
+        await peer.close()
+    for received in peer.received:
+        received.task.cancel()
+    await peer.pc.close()
+    if peer.ws is not None:
+        await peer.ws.close()
+    if peer.session is not None:
+        await peer.session.close()
+
+
+async def start_call(desk: Deployment, agent: Browser) -> Call:
+    """A citizen's video request, claimed by the signed-in ``agent``, whose call
+    is started and joined by the employee and an interpreter with media."""
+    reference = await desk.browser().submit_request()
+    request_id = (await desk.request_row(reference)).id
+    claimed = await agent.post(f"/staff/requests/{request_id}/claim", {})
+    assert claimed.status == 303, await claimed.text()
+    started = await agent.post(f"/staff/requests/{request_id}/video", {})
+    assert started.status == 303, await started.text()
+    room_id = started.headers["Location"].rsplit("/", 1)[1]
+    call = Call(room_id, agent, desk.browser())
+    invited = await agent.post_json(call.base + "/tolk", {})
+    assert invited.status == 200, await invited.text()
+    await call.interpreter.open_link((await invited.json())["link"])
+    for browser, path in (
+        (agent, call.base + "/token"),
+        (call.interpreter, "/gesprek/token"),
+    ):
+        call.peers.append(await join_media(await grant(browser, path)))
+    return call
 
 
 @dataclass(frozen=True, slots=True)

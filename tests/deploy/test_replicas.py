@@ -6,6 +6,8 @@ what a replica or a media node loses, the desk survives."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,15 +21,23 @@ from tests.deploy.replicas import (
     PASSWORD,
     REPLICAS,
     Deployment,
+    Event,
     deployment,
     next_event,
+    start_call,
 )
+from tests.helpers import wait_for
+from tests.mediaserver.client import loopback_only_gathering
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
+
+#: What the issue promises an employee whose media node is lost.
+TOLD_WITHIN = 15.0
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def desk(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
+    loopback_only_gathering()
     tmp: Path = tmp_path_factory.mktemp("replicas")
     async with deployment(tmp) as system:
         yield system
@@ -121,3 +131,82 @@ async def test_the_per_address_login_limit_counts_over_both_replicas(
     # another address is not limited
     other = await desk.browser("a").login("nobody", "wrong password")
     assert other.status == 401
+
+
+async def test_calls_reach_the_media_while_node_1_drains(desk: Deployment):
+    """SIGTERM to node 1 drains it: its call goes on, the node reports itself
+    draining, and a new call goes to node 2 where media flows between two real
+    peers; when its last call ends node 1 exits cleanly."""
+    await desk.ensure_media("media-1")
+    agent = desk.browser()
+    await agent.sign_in("drain.agent", await desk.add_staff("drain.agent"))
+    first = await start_call(desk, agent)
+    calls = [first]
+    try:
+        assert (await desk.call_record(first.room_id)).media_node == "media-1"
+        await first.media_flows()
+
+        desk.media["media-1"].signal(signal.SIGTERM)
+        await wait_for(
+            lambda: desk.node_row_is("media-1", draining=True),
+            10,
+            "media-1's heartbeat to say it drains",
+        )
+        second = await start_call(desk, agent)
+        calls.append(second)
+        assert (await desk.call_record(second.room_id)).media_node == "media-2"
+        await second.media_flows()
+        await first.media_grows()
+        assert desk.media["media-1"].running, "media-1 waits for its call"
+
+        await first.hang_up()
+        assert await desk.media["media-1"].exited(15) == 0
+        await second.hang_up()
+    finally:
+        for call in calls:
+            await call.close()
+
+
+async def test_a_killed_node_s_agents_are_told_and_the_next_call_goes_to_node_2(
+    desk: Deployment,
+):
+    """SIGKILL of node 1: within 15 s the employee's call event stream (through
+    HAProxy) gets ``ended`` with outcome ``media_lost``; the next call is placed
+    on node 2 and carries media."""
+    await desk.ensure_media("media-1")
+    agent = desk.browser()
+    await agent.sign_in("lost.agent", await desk.add_staff("lost.agent"))
+    lost = await start_call(desk, agent)
+    calls = [lost]
+    try:
+        assert (await desk.call_record(lost.room_id)).media_node == "media-1"
+        await lost.media_flows()
+        events = await agent.get(lost.base + "/events", Accept="text/event-stream")
+        assert events.status == 200
+
+        desk.media["media-1"].signal(signal.SIGKILL)
+        killed = time.monotonic()
+
+        async def ended() -> Event:
+            while True:
+                event = await next_event(events)
+                assert event is not None, "the call's event stream ended"
+                if event.name == "ended":
+                    return event
+
+        event = await asyncio.wait_for(ended(), TOLD_WITHIN)
+        assert time.monotonic() - killed < TOLD_WITHIN
+        assert event.data["outcome"] == "media_lost"
+        events.close()
+        record = await desk.call_record(lost.room_id)
+        assert (record.outcome, record.ended_at is not None) == ("media_lost", True)
+        await lost.close()
+
+        following = await start_call(desk, agent)
+        calls.append(following)
+        assert (await desk.call_record(following.room_id)).media_node == "media-2"
+        await following.media_flows()
+        await following.hang_up()
+    finally:
+        for call in calls:
+            await call.close()
