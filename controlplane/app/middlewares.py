@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -84,6 +85,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         except web.HTTPException as exc:
             # redirects raised by guards (e.g. to the login) are not failures
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            # the client went away (or the server stops) mid-request, e.g. an
+            # event stream being closed: not a server error (nginx's 499)
+            status = 499
             raise
         finally:
             elapsed = time.perf_counter() - started
