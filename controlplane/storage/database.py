@@ -17,6 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: PostgreSQL advisory lock held while migrating: replicas that start together
+#: migrate one after the other (the later ones find nothing left to do).
+MIGRATION_LOCK = 0x6265656C  # "beel"
 
 
 class Database:
@@ -57,6 +60,11 @@ class Database:
         ``secret_key`` lets data migrations encrypt secrets; one that needs it
         and has none refuses with a message."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": MIGRATION_LOCK},
+                )
             await conn.run_sync(_run, command.upgrade, revision, secret_key)
 
     async def downgrade(self, revision: str, secret_key: bytes | None = None) -> None:
