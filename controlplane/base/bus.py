@@ -43,9 +43,12 @@ class LocalBus:
             if queue.qsize() < BACKLOG:
                 queue.put_nowait(notice)
 
-    def deliver_everywhere(self, notice: str) -> None:
+    def deliver_everywhere(self, notice: str, prefix: str = "") -> None:
+        """``notice`` to this process's listeners of every channel (that starts
+        with ``prefix``)."""
         for channel in list(self._listeners):
-            self.deliver(channel, notice)
+            if channel.startswith(prefix):
+                self.deliver(channel, notice)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:

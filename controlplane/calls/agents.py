@@ -37,16 +37,15 @@ from controlplane.base.settings import CONFIG
 from controlplane.base.times import iso_utc
 from controlplane.calls.events import CallEvent, resume_after, stream
 from controlplane.calls.json_bodies import no_store, no_store_json
+from controlplane.calls.live_state import CALLS, guest_channel
 from controlplane.calls.quality import store_quality
 from controlplane.calls.rooms import (
-    CALLS,
     Call,
     active_call,
     audit_call,
     check_video,
     end_call,
     find_call,
-    guest_channel,
     media_grant,
     new_link,
     open_room,
@@ -127,7 +126,7 @@ async def start_video(request: web.Request) -> web.Response:
     )
     link, _expires = await new_link(app, call, "citizen")
     calls = app[CALLS]
-    calls.live(call.room_id).join_link = link
+    await calls.update_live(call.room_id, join_link=link)
     await _deliver(app, call, item, link, form)
     app[QUEUE_EVENTS].publish()
     raise web.HTTPSeeOther(f"/staff/gesprekken/{call.room_id}")
@@ -149,16 +148,20 @@ async def _deliver(
             await mailer.send_join_link(
                 config.mail, item.email, link, item.language, desk
             )
-            events.publish(call.room_id, "link_sent", via="email")
+            await events.publish(call.room_id, "link_sent", via="email")
         except DeliveryFailed as exc:
-            events.publish(call.room_id, "link_failed", via="email", reason=exc.message)
+            await events.publish(
+                call.room_id, "link_failed", via="email", reason=exc.message
+            )
     if form.get("send_sms") and item.phone:
         text = sms.join_link_text(link, item.language, desk, catalog=app[CATALOG])
         try:
             await sms.send_sms(config.sms, item.phone, text)
-            events.publish(call.room_id, "link_sent", via="sms")
+            await events.publish(call.room_id, "link_sent", via="sms")
         except DeliveryFailed as exc:
-            events.publish(call.room_id, "link_failed", via="sms", reason=exc.message)
+            await events.publish(
+                call.room_id, "link_failed", via="sms", reason=exc.message
+            )
 
 
 # staff: the call page and its endpoints
@@ -198,8 +201,8 @@ async def staff_page(request: web.Request) -> web.Response:
     if call.ended:
         raise web.HTTPSeeOther(survey_url)
     base = f"/staff/gesprekken/{call.room_id}"
-    live = request.app[CALLS].live(call.room_id)
-    history = request.app[CALLS].events.history(call.room_id)
+    live = await request.app[CALLS].live(call.room_id)
+    history = await request.app[CALLS].events.history(call.room_id)
     seen = history[-1].seq if history else 0
     call_app = {
         "role": "agent",
@@ -230,12 +233,9 @@ async def staff_page(request: web.Request) -> web.Response:
 async def staff_events(request: web.Request) -> web.StreamResponse:
     """The call's events for the employee: the history first, then live."""
     call, _, _ = await _staff_call(request)
+    first = [CallEvent("ended", {})] if call.ended else []
     events = request.app[CALLS].events
-    if call.ended:
-        first = [CallEvent("ended", {})]
-    else:
-        first = events.history(call.room_id, after=resume_after(request))
-    return await stream(request, request.app[CALLS].events, call.room_id, first)
+    return await stream(request, events, call.room_id, first, resume_after(request))
 
 
 async def staff_token(request: web.Request) -> web.Response:
@@ -280,13 +280,13 @@ async def staff_interpreter(request: web.Request) -> web.Response:
     """A single-use interpreter link to copy (a new one each time)."""
     call, _item, actor = await _staff_call(request)
     link, expires = await new_link(request.app, call, "interpreter")
-    request.app[CALLS].live(call.room_id).interpreter_link = link
+    await request.app[CALLS].update_live(call.room_id, interpreter_link=link)
     await audit_call(request.app, "interpreter_invited", actor, call)
     return no_store_json({"link": link, "expires_at": iso_utc(expires)})
 
 
 async def staff_message(request: web.Request) -> web.Response:
-    """A short message shown in the citizen's waiting room (kept in memory only)."""
+    """A short message shown in the citizen's waiting room."""
     call, _item, actor = await _staff_call(request)
     body = await json_body(request)
     text = body.get("text")
@@ -298,7 +298,7 @@ async def staff_message(request: web.Request) -> web.Response:
     if call.ended:
         raise LinkExpired("calls_ended")
     calls = request.app[CALLS]
-    calls.live(call.room_id).message = clean
-    calls.events.publish(guest_channel(call.room_id), "lobby_message", text=clean)
+    await calls.update_live(call.room_id, message=clean)
+    await calls.events.publish(guest_channel(call.room_id), "lobby_message", text=clean)
     await audit_call(request.app, "waiting_message_set", actor, call)
     return web.Response(status=204, headers={"Cache-Control": "no-store"})

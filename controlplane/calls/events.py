@@ -1,9 +1,13 @@
-"""Live news of each video call for the employee's call page (in-process fan-out).
+"""Live news of each video call for its pages, shared by every control-plane process.
 
-Per room, events (``link_sent``, ``link_opened``, ``progress``, ``ended``…) are
-kept in a short history, so a page that (re)connects sees what happened, and
-pushed to every open event stream of that room. Events carry codes and times,
-never a citizen's address, number or link.
+Per channel (a room, or its guests' channel), events (``link_sent``,
+``link_opened``, ``progress``, ``ended``…) are rows of ``call_events`` numbered
+1, 2, … without gaps, so a page that (re)connects to any process resumes after
+the last one it saw (``Last-Event-ID``). A new event is announced on the event
+bus (:mod:`controlplane.base.bus`); a stream then reads what it has not sent yet
+from the database, and reads again at every heartbeat, so a lost notice delays
+an event by one heartbeat at most. Events carry codes and times, never a
+citizen's address, number or link.
 """
 
 from __future__ import annotations
@@ -11,87 +15,113 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
+from controlplane.base.bus import BUS
 from controlplane.base.times import iso_utc
+from controlplane.storage.database import DB
+from controlplane.storage.schema import call_events
 
 log = structlog.get_logger()
 
-#: Events kept per room for pages that connect later.
+#: Events a page that connects later is sent at most (the newest ones).
 HISTORY = 50
-#: Events queued per subscriber before the oldest are dropped.
-BACKLOG = 100
-#: Seconds between keep-alive comments on an idle stream.
+#: Seconds between keep-alive comments (and re-reads) on an idle stream.
 HEARTBEAT_SECONDS = 15.0
-#: The event :meth:`CallEvents.close_all` sends to end every stream.
+#: The notice :meth:`CallEvents.close_all` sends to end this process's streams.
 SHUTDOWN = "shutdown"
+#: Bus channels of call events start so.
+_BUS_PREFIX = "call:"
+#: Attempts at a channel's next number when other processes take it first.
+_SEQ_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:
     kind: str
     data: dict[str, Any]
-    #: Position in the room's stream (1, 2, …); 0 for events that are not kept.
+    #: Position in the channel's stream (1, 2, …).
     seq: int = 0
 
 
-@dataclass(slots=True)
-class _Room:
-    history: list[CallEvent] = field(default_factory=list)
-    last_seq: int = 0
-    subscribers: set[asyncio.Queue[CallEvent]] = field(default_factory=set)
-
-
 class CallEvents:
-    def __init__(self) -> None:
-        self._rooms: dict[str, _Room] = {}
+    """The call events of every process, through the app's database and bus."""
 
-    def publish(self, room_id: str, kind: str, **data: Any) -> CallEvent:
-        """Record an event of ``room_id`` (stamped ``at``) and push it to its pages."""
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def publish(self, channel: str, kind: str, **data: Any) -> CallEvent:
+        """Store an event of ``channel`` (stamped ``at``) and announce it."""
         data.setdefault("at", iso_utc(datetime.now(UTC)))
-        room = self._rooms.setdefault(room_id, _Room())
-        room.last_seq += 1
-        event = CallEvent(kind, data, room.last_seq)
-        room.history = [*room.history[-(HISTORY - 1) :], event]
-        for queue in room.subscribers:
-            if queue.qsize() < BACKLOG:
-                queue.put_nowait(event)
-        return event
+        body = json.dumps(data, separators=(",", ":"))
+        column = call_events.c.seq
+        for _ in range(_SEQ_ATTEMPTS):
+            try:
+                async with self._app[DB].write() as conn:
+                    last = await conn.scalar(
+                        sa.select(sa.func.coalesce(sa.func.max(column), 0)).where(
+                            call_events.c.channel == channel
+                        )
+                    )
+                    seq = int(last or 0) + 1
+                    await conn.execute(
+                        call_events.insert().values(
+                            channel=channel,
+                            seq=seq,
+                            kind=kind,
+                            data=body,
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+                break
+            except IntegrityError:
+                continue  # another process took this number: take the next
+        else:
+            raise RuntimeError(f"no event number free on {channel!r}")
+        self._app[BUS].publish(_BUS_PREFIX + channel, "new")
+        return CallEvent(kind, data, seq)
 
-    def history(self, room_id: str, after: int = 0) -> list[CallEvent]:
-        """The kept events of ``room_id`` that came after ``after`` (a ``seq``)."""
-        room = self._rooms.get(room_id)
-        events = room.history if room is not None else []
-        return [e for e in events if e.seq > after]
+    async def history(self, channel: str, after: int = 0) -> list[CallEvent]:
+        """The newest :data:`HISTORY` events of ``channel`` after ``after``, oldest
+        first."""
+        async with self._app[DB].read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(call_events.c.seq, call_events.c.kind, call_events.c.data)
+                    .where(call_events.c.channel == channel, call_events.c.seq > after)
+                    .order_by(call_events.c.seq.desc())
+                    .limit(HISTORY)
+                )
+            ).all()
+        return [CallEvent(r.kind, json.loads(r.data), r.seq) for r in reversed(rows)]
 
-    @asynccontextmanager
-    async def subscribe(self, room_id: str) -> AsyncIterator[asyncio.Queue[CallEvent]]:
-        queue: asyncio.Queue[CallEvent] = asyncio.Queue()
-        room = self._rooms.setdefault(room_id, _Room())
-        room.subscribers.add(queue)
-        try:
-            yield queue
-        finally:
-            room.subscribers.discard(queue)
+    async def last_seq(self, channel: str) -> int:
+        """The number of ``channel``'s newest event (0: none yet)."""
+        async with self._app[DB].read() as conn:
+            last = await conn.scalar(
+                sa.select(sa.func.max(call_events.c.seq)).where(
+                    call_events.c.channel == channel
+                )
+            )
+        return int(last or 0)
 
-    def close_all(self, kind: str) -> None:
-        """Tell every open stream to end (an event ``kind`` that is not kept)."""
-        for room in self._rooms.values():
-            for queue in room.subscribers:
-                queue.put_nowait(CallEvent(kind, {}))
+    def subscribe(
+        self, channel: str
+    ) -> AbstractAsyncContextManager[asyncio.Queue[str]]:
+        """Notices that ``channel`` has new events (or that streams must end)."""
+        return self._app[BUS].subscribe(_BUS_PREFIX + channel)
 
-    def forget(self, room_id: str) -> None:
-        """Drop a room's history once nobody needs it (its streams end themselves)."""
-        room = self._rooms.get(room_id)
-        if room is not None and not room.subscribers:
-            del self._rooms[room_id]
+    def close_all(self, notice: str) -> None:
+        """Tell this process's streams to end (other processes go on)."""
+        self._app[BUS].deliver_everywhere(notice, prefix=_BUS_PREFIX)
 
 
 # Server-Sent Events
@@ -111,10 +141,15 @@ def resume_after(request: web.Request) -> int:
 
 
 async def stream(
-    request: web.Request, events: CallEvents, channel: str, first: list[CallEvent]
+    request: web.Request,
+    events: CallEvents,
+    channel: str,
+    first: list[CallEvent],
+    after: int,
 ) -> web.StreamResponse:
-    """``text/event-stream`` of ``channel``: ``first``, then live events; a comment
-    every :data:`HEARTBEAT_SECONDS`; ends after ``ended`` or at shutdown."""
+    """``text/event-stream`` of ``channel``: ``first`` (not stored), the events
+    after ``after``, then live events; a comment every :data:`HEARTBEAT_SECONDS`;
+    ends after ``ended`` or at shutdown."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -125,7 +160,7 @@ async def stream(
     await response.prepare(request)
     try:
         with contextlib.suppress(ConnectionResetError):
-            await _follow(events, channel, first, response)
+            await _follow(events, channel, first, after, response)
     except Exception:
         log.exception("call_stream_failed")
     return response
@@ -135,6 +170,7 @@ async def _follow(
     events: CallEvents,
     channel: str,
     first: list[CallEvent],
+    after: int,
     response: web.StreamResponse,
 ) -> None:
     async with events.subscribe(channel) as inbox:
@@ -142,14 +178,21 @@ async def _follow(
             await response.write(sse(event))
             if event.kind == "ended":
                 return
+        last = after
+        # read after subscribing, so nothing published in between is missed
+        pending = await events.history(channel, after=last)
         while True:
+            for event in pending:
+                await response.write(sse(event))
+                last = event.seq
+                if event.kind == "ended":
+                    return
             try:
-                event = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
+                notice = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
                 await response.write(b": heartbeat\n\n")
-                continue
-            if event.kind == SHUTDOWN:
+                notice = ""
+            if notice == SHUTDOWN:
                 return
-            await response.write(sse(event))
-            if event.kind == "ended":
-                return
+            # also after a heartbeat: a notice may have been lost
+            pending = await events.history(channel, after=last)

@@ -16,15 +16,13 @@ from controlplane.base.json_body import json_body
 from controlplane.base.rendering import render
 from controlplane.calls import join_links
 from controlplane.calls import record as records
-from controlplane.calls.events import CallEvent, stream
+from controlplane.calls.events import CallEvent, resume_after, stream
 from controlplane.calls.json_bodies import no_store, no_store_json
+from controlplane.calls.live_state import CALLS, LiveCall, guest_channel
 from controlplane.calls.quality import store_quality
 from controlplane.calls.rooms import (
-    CALLS,
     Call,
-    LiveCall,
     find_call,
-    guest_channel,
     media_grant,
 )
 from controlplane.security.csrf import csrf_token
@@ -65,16 +63,15 @@ async def _guest(
     call = await find_call(request.app, info.room_id)
     if call.ended and not after_end:
         raise LinkExpired("calls_ended")
-    _mark_opened(request.app, info)
+    await _mark_opened(request.app, info)
     return info, call
 
 
-def _mark_opened(app: web.Application, info: join_links.LinkInfo) -> None:
-    """Tell the employee, once, that the citizen's browser came in with the link."""
-    live = app[CALLS].live(info.room_id)
-    if info.role == "citizen" and not live.opened:
-        live.opened = True
-        app[CALLS].events.publish(info.room_id, "link_opened", role="citizen")
+async def _mark_opened(app: web.Application, info: join_links.LinkInfo) -> None:
+    """Tell the employee, once, that the citizen's browser came in with the link
+    (once over every process: only the first to mark it opened tells)."""
+    if info.role == "citizen" and await app[CALLS].mark_opened(info.room_id):
+        await app[CALLS].events.publish(info.room_id, "link_opened", role="citizen")
 
 
 def _guest_app(request: web.Request, info: join_links.LinkInfo) -> dict[str, str]:
@@ -121,8 +118,8 @@ async def guest_status(request: web.Request) -> web.Response:
     ended = info.ended or record is None or record.ended_at is not None
     live = LiveCall()
     if not ended:
-        _mark_opened(request.app, info)
-        live = request.app[CALLS].live(info.room_id)
+        await _mark_opened(request.app, info)
+        live = await request.app[CALLS].live(info.room_id)
     return no_store_json({"ended": ended, "message": live.message})
 
 
@@ -130,11 +127,12 @@ async def guest_events(request: web.Request) -> web.StreamResponse:
     """For the waiting room: ``lobby_message`` ``{"text"}`` (the current one first)
     and ``ended``."""
     _info, call = await _guest(request)
-    message = request.app[CALLS].live(call.room_id).message
+    message = (await request.app[CALLS].live(call.room_id)).message
     first = [CallEvent("lobby_message", {"text": message})] if message else []
-    return await stream(
-        request, request.app[CALLS].events, guest_channel(call.room_id), first
-    )
+    events, channel = request.app[CALLS].events, guest_channel(call.room_id)
+    # a page that connects anew starts with the current message, not the old ones
+    after = resume_after(request) or await events.last_seq(channel)
+    return await stream(request, events, channel, first, after)
 
 
 async def guest_token(request: web.Request) -> web.Response:
@@ -160,7 +158,7 @@ async def guest_progress(request: web.Request) -> web.Response:
         errors["failed"] = "calls_progress_failed"
     if errors:
         raise ValidationFailed("calls_progress_invalid", details=errors)
-    request.app[CALLS].events.publish(
+    await request.app[CALLS].events.publish(
         call.room_id,
         "progress",
         step=step,

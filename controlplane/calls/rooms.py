@@ -1,5 +1,5 @@
 """Video calls from the control plane's side: rooms on the media node, their
-running state in this process, and the links and media tokens that let people in.
+running state, and the links and media tokens that let people in.
 
 A call is one room on a media node plus its ``call_records`` row (which maps
 the room to the callback request and its media node, and says whether the call
@@ -9,8 +9,8 @@ citizen (and an interpreter) come in through single-use join links
 (:mod:`controlplane.calls.join_links`, :mod:`controlplane.calls.guests`). Every
 (re)connect fetches a fresh media token that lives ``calls.token_ttl_seconds``.
 What the citizen does (device check, waiting, in call) reaches the employee's page
-live through :class:`~controlplane.calls.events.CallEvents`. The link to copy and
-the message for the waiting room are kept in memory only.
+live through :class:`~controlplane.calls.events.CallEvents`; the link to copy and
+the message for the waiting room are :mod:`controlplane.calls.live_state`.
 
 A media node's API client is :mod:`controlplane.calls.media_node`.
 """
@@ -34,7 +34,8 @@ from controlplane.base.errors import Conflict, LinkExpired, MediaUnavailable, No
 from controlplane.base.settings import CONFIG
 from controlplane.calls import join_links
 from controlplane.calls import record as records
-from controlplane.calls.events import SHUTDOWN, CallEvents
+from controlplane.calls.events import SHUTDOWN
+from controlplane.calls.live_state import CALLS, Calls, guest_channel
 from controlplane.calls.placement import MEDIA_NODES, MediaNodes
 from controlplane.requests import Actor, Request
 from controlplane.security import audit, signing_keys
@@ -45,38 +46,6 @@ from controlplane.storage.schema import call_records
 log = structlog.get_logger()
 
 _ROOM_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-@dataclass(slots=True)
-class LiveCall:
-    """What only this process knows about a running call."""
-
-    join_link: str | None = None
-    interpreter_link: str | None = None
-    message: str | None = None
-    opened: bool = False
-
-
-def guest_channel(room_id: str) -> str:
-    """The events of a room that its citizen and interpreter pages may see."""
-    return f"guest:{room_id}"
-
-
-class Calls:
-    """The running calls of this process: their live state and event streams."""
-
-    def __init__(self) -> None:
-        self.events = CallEvents()
-        self._live: dict[str, LiveCall] = {}
-
-    def live(self, room_id: str) -> LiveCall:
-        return self._live.setdefault(room_id, LiveCall())
-
-    def forget(self, room_id: str) -> None:
-        self._live.pop(room_id, None)
-
-
-CALLS = web.AppKey("calls", Calls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,16 +220,15 @@ async def end_call(
     await records.finish_call(db, call.record_id, outcome=outcome)
     await audit_call(app, "video_call_ended", actor, call, outcome=outcome)
     calls = app[CALLS]
-    calls.events.publish(call.room_id, "ended", outcome=outcome)
-    calls.events.publish(guest_channel(call.room_id), "ended")
-    calls.events.forget(guest_channel(call.room_id))
-    calls.forget(call.room_id)
+    await calls.events.publish(call.room_id, "ended", outcome=outcome)
+    await calls.events.publish(guest_channel(call.room_id), "ended")
+    await calls.forget(call.room_id)
     log.info("video_call_ended", room_id=call.room_id, outcome=outcome)
 
 
 def setup(app: web.Application) -> None:
     """The running calls, the media nodes' clients and their shutdown."""
-    app[CALLS] = Calls()
+    app[CALLS] = Calls(app)
     app[MEDIA_NODES] = MediaNodes.from_config(app[CONFIG])
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close_media_nodes)

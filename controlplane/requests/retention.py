@@ -28,9 +28,11 @@ from controlplane.security import audit
 from controlplane.storage.database import DB, Database
 from controlplane.storage.schema import (
     audit_log,
+    call_events,
     call_records,
     callback_requests,
     idempotency_keys,
+    live_calls,
     request_notes,
     sessions,
 )
@@ -38,6 +40,10 @@ from controlplane.storage.schema import (
 log = structlog.get_logger()
 
 IDEMPOTENCY_TTL = timedelta(days=1)
+#: A running call's news and live state (its links to copy, the waiting-room
+#: message) outlive any call; a call that ends deletes its live state itself,
+#: this catches what a process that stopped mid-call left behind.
+CALL_STATE_TTL = timedelta(days=2)
 PERSONAL_COLUMNS = ("name", "phone", "email", "accessibility_note")
 
 
@@ -88,7 +94,8 @@ async def _erase_personal_data(
 async def _delete_expired(
     conn: AsyncConnection, retention: RetentionConfig, now: datetime
 ) -> None:
-    """Delete old idempotency keys and audit entries, and expired sessions."""
+    """Delete old idempotency keys and audit entries, expired sessions, and the
+    state of calls long over."""
     await conn.execute(
         sa.delete(idempotency_keys).where(
             idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL
@@ -100,6 +107,12 @@ async def _delete_expired(
         )
     )
     await conn.execute(sa.delete(sessions).where(sessions.c.expires_at < now))
+    await conn.execute(
+        sa.delete(call_events).where(call_events.c.created_at < now - CALL_STATE_TTL)
+    )
+    await conn.execute(
+        sa.delete(live_calls).where(live_calls.c.updated_at < now - CALL_STATE_TTL)
+    )
 
 
 def setup(app: web.Application) -> None:

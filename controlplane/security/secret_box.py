@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 SIGNING_KEYS = b"beeldbel signing keys v1"
 #: Staff TOTP shared secrets (``users.totp_secret``).
 TOTP_SECRETS = b"beeldbel totp secrets v1"
+#: Join links of running calls, kept for the employee to copy (``live_calls``).
+LIVE_LINKS = b"beeldbel live call links v1"
 
 
 class SecretUnreadable(Exception):

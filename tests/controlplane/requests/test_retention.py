@@ -17,9 +17,11 @@ from controlplane.security import audit
 from controlplane.storage.database import Database
 from controlplane.storage.schema import (
     audit_log,
+    call_events,
     call_records,
     callback_requests,
     idempotency_keys,
+    live_calls,
     request_notes,
     sessions,
     users,
@@ -132,7 +134,7 @@ async def test_personal_data_of_long_closed_requests_is_erased(db, db_url):
     assert await purge(db, config, now=NOW) == 0
 
 
-async def test_old_audit_idempotency_keys_and_expired_sessions_go(db, db_url):
+async def test_old_audit_keys_sessions_and_call_state_go(db, db_url):
     config = Config(database=DatabaseConfig(url=db_url))
     async with db.write() as conn:
         # audit_days (730) apart from personal_data_days (30): an entry of 31 days
@@ -171,14 +173,32 @@ async def test_old_audit_idempotency_keys_and_expired_sessions_go(db, db_url):
                     csrf_token="t",
                 )
             )
+        for hours, room in ((49, "left-behind"), (47, "running")):
+            at = NOW - timedelta(hours=hours)
+            await conn.execute(
+                sa.insert(live_calls).values(
+                    room_id=room, message="Even geduld", opened=False, updated_at=at
+                )
+            )
+            await conn.execute(
+                sa.insert(call_events).values(
+                    channel=room, seq=1, kind="progress", data="{}", created_at=at
+                )
+            )
     await purge(db, config, now=NOW)
     async with db.read() as conn:
+        rooms = (await conn.execute(sa.select(live_calls.c.room_id))).scalars().all()
+        channels = (
+            (await conn.execute(sa.select(call_events.c.channel))).scalars().all()
+        )
         actions = (await conn.execute(sa.select(audit_log.c.action))).scalars().all()
         keys = (await conn.execute(sa.select(idempotency_keys.c.key))).scalars().all()
         live = (await conn.execute(sa.select(sessions.c.id_hash))).scalars().all()
     assert sorted(actions) == ["month", "new", "old"]
     assert list(keys) == ["fresh"]
     assert list(live) == ["live"]
+    assert list(rooms) == ["running"]
+    assert list(channels) == ["running"]
 
 
 async def test_app_purges_at_start_and_counts_it(
