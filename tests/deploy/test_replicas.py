@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.deploy.desk_clients import PASSWORD, Event, next_event, start_call
+from tests.deploy.desk_clients import PASSWORD, Call, Event, next_event, start_call
 from tests.deploy.replicas import (
     LOCKOUT_THRESHOLD,
     LOGIN_PER_IP_PER_MINUTE,
@@ -161,7 +162,7 @@ async def test_calls_reach_the_media_while_node_1_drains(desk: Deployment):
         await second.hang_up()
     finally:
         for call in calls:
-            await call.close()
+            await call.discard()
 
 
 async def test_a_killed_node_s_agents_are_told_and_the_next_call_goes_to_node_2(
@@ -208,4 +209,94 @@ async def test_a_killed_node_s_agents_are_told_and_the_next_call_goes_to_node_2(
         await following.hang_up()
     finally:
         for call in calls:
-            await call.close()
+            await call.discard()
+
+
+async def test_a_call_survives_its_replica_and_its_page_resumes_on_the_other(
+    desk: Deployment,
+):
+    """SIGKILL of the replica the employee's call page streams from: the media
+    goes on (it never passes a control plane), and the page's event stream,
+    reconnected through HAProxy with ``Last-Event-ID``, is served by the other
+    replica and gets exactly the events after that id, none twice."""
+    await desk.ensure_media("media-1")
+    agent = desk.browser()
+    await agent.sign_in("survivor.agent", await desk.add_staff("survivor.agent"))
+    call = await start_call(desk, agent)
+    try:
+        await call.media_flows()
+        stream = await agent.get(call.base + "/events", Accept="text/event-stream")
+        assert stream.status == 200
+        victim = stream.headers["X-Served-By"]
+        survivor = next(name for name in REPLICAS if name != victim)
+        await progress(call, "waiting")
+        seen = await events_until(stream, "waiting")
+        last_id = seen[-1].id
+        assert last_id.isdigit()
+
+        desk.controls[victim].signal(signal.SIGKILL)
+        assert await desk.controls[victim].exited(10) == -signal.SIGKILL
+        assert await events_until(stream, None) == [], "the stream ends"
+        stream.close()
+        for step in ("in_call", "device_check_passed"):
+            served = await progress(call, step)
+            assert served == survivor
+        await call.media_grows()
+        reloaded = await agent.get(call.base)
+        assert (reloaded.status, reloaded.headers["X-Served-By"]) == (200, survivor)
+
+        resumed = await agent.get(
+            call.base + "/events",
+            Accept="text/event-stream",
+            **{"Last-Event-ID": last_id},
+        )
+        assert resumed.status == 200
+        assert resumed.headers["X-Served-By"] == survivor
+        after = await events_until(resumed, "device_check_passed")
+        resumed.close()
+        assert [e.data.get("step") for e in after] == ["in_call", "device_check_passed"]
+        assert [int(e.id) for e in after] == [int(last_id) + 1, int(last_id) + 2]
+        await call.media_grows()
+        await call.hang_up()
+    finally:
+        await call.discard()
+        if not desk.controls[victim].running:
+            desk.controls[victim].stop()
+            await desk.start_control(victim)
+            await desk.proxy_sees(victim, up=True)
+
+
+async def progress(call: Call, step: str) -> str:
+    """The interpreter's page reports a step of its progress; which replica
+    served it."""
+    response = await call.interpreter.post_json(
+        "/gesprek/voortgang", {"step": step, "failed": []}
+    )
+    assert response.status == 204, await response.text()
+    return response.headers["X-Served-By"]
+
+
+async def events_until(
+    stream: aiohttp.ClientResponse,
+    step: str | None,
+    timeout: float = 10,  # noqa: ASYNC109
+) -> list[Event]:
+    """The stream's events up to the ``progress`` event of ``step`` (None: up to
+    the stream's end, which a dead replica may leave cut off)."""
+    events: list[Event] = []
+
+    async def read() -> None:
+        while True:
+            try:
+                event = await next_event(stream)
+            except aiohttp.ClientPayloadError:
+                event = None
+            if event is None:
+                assert step is None, f"the stream ended before {step}: {events}"
+                return
+            events.append(event)
+            if step is not None and event.data.get("step") == step:
+                return
+
+    await asyncio.wait_for(read(), timeout)
+    return events
