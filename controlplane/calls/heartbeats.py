@@ -8,6 +8,11 @@ is marked down by one conditional update, and the process whose update it was
 ends the node's open calls with outcome ``media_lost``; the employee's call page
 gets the ``ended`` event and says to start the call again. The sweep also sets
 the per-node gauges.
+
+A process judges silence only after it has itself watched, with the database
+answering, for ``node_down_after_seconds``: after a restart of every control
+plane, or a database outage, no heartbeat could be stored, and the old
+``last_seen`` would otherwise end every call of every healthy node.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import math
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,12 +106,12 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 
-async def sweep(app: web.Application) -> list[str]:
-    """One round: mark silent nodes down, end their calls, refresh the gauges;
-    the nodes this process marked down."""
+async def sweep(app: web.Application, *, judge: bool = True) -> list[str]:
+    """One round: mark silent nodes down (when ``judge``), end their calls,
+    refresh the gauges; the nodes this process marked down."""
     db, nodes, now = app[DB], app[MEDIA_NODES], datetime.now(UTC)
     down_after = app[CONFIG].calls.node_down_after_seconds
-    lost = await registry.mark_lost(db, down_after, now)
+    lost = await registry.mark_lost(db, down_after, now) if judge else []
     states = await registry.node_states(db, nodes.registry, now)
     nodes.mark(states)  # first: ending the calls then skips the dead node's API
     metrics = app[METRICS]
@@ -152,9 +158,18 @@ async def end_lost_calls(
 
 async def _sweep_forever(app: web.Application) -> None:
     rounds = 0
+    down_after = app[CONFIG].calls.node_down_after_seconds
+    #: since when this process has watched with the database answering
+    watching_since: float | None = None
     while True:
         try:
-            await sweep(app)
+            started = time.monotonic()
+            judge = (
+                watching_since is not None and started - watching_since >= down_after
+            )
+            await sweep(app, judge=judge)
+            if watching_since is None:
+                watching_since = started
             rounds += 1
             if rounds % FORGET_EVERY == 0:
                 await registry.forget_reservations(
@@ -162,6 +177,7 @@ async def _sweep_forever(app: web.Application) -> None:
                 )
                 await end_leftovers(app)
         except Exception:
+            watching_since = None
             log.exception("media_node_sweep_failed")
         await asyncio.sleep(SWEEP_SECONDS)
 

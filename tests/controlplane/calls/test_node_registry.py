@@ -31,6 +31,7 @@ from tests.controlplane.video_calls import (
     record_of,
     start_call,
 )
+from tests.helpers import wait_for
 
 AUTH = {"Authorization": f"Bearer {API_SECRET}"}
 IDLE = {
@@ -219,3 +220,56 @@ async def test_calls_left_on_a_node_long_down_are_ended(
     record = await record_of(client, room_id)
     assert record.outcome == "media_lost"
     assert await heartbeats.end_leftovers(client.server.app) == 0
+
+
+async def test_a_restarted_control_plane_does_not_end_the_calls_of_live_nodes(
+    aiohttp_client, make_config, sqlite_url, media_server
+):
+    """No control plane stored heartbeats for a minute (all restarted, or the
+    database was away), so every node's last heartbeat is old. A fresh process
+    first watches for node_down_after_seconds: a node that beats again keeps its
+    call; one that stays silent is marked down after that."""
+    servers = {name: await media_server(name) for name in ("m-0", "m-1")}
+    config = configured(make_config, sqlite_url, servers)
+    config = dataclasses.replace(
+        config, calls=dataclasses.replace(config.calls, node_down_after_seconds=3)
+    )
+    first = await aiohttp_client(create_app(config))
+    room_id, _token = await start_call(first)
+    assert (await record_of(first, room_id)).media_node == "m-0"
+    for node in ("m-0", "m-1"):
+        beat = await first.post(beat_path(node), json=IDLE, headers=AUTH)
+        assert beat.status == 204
+    await first.close()
+    db = Database(sqlite_url)
+    async with db.write() as conn:
+        await conn.execute(
+            media_nodes.update().values(
+                last_seen=datetime.now(UTC) - timedelta(seconds=60)
+            )
+        )
+    await db.close()
+
+    restarted = await aiohttp_client(create_app(config))
+    gauges = restarted.server.app[METRICS].registry
+
+    def swept() -> bool:
+        return (
+            gauges.get_sample_value("beeldbel_media_node_up", {"node": "m-0"})
+            is not None
+        )
+
+    # its first round runs before any heartbeat reaches it, as after a restart
+    await wait_for(swept, 10, "the restarted process never swept")
+
+    async def silent_node_marked_down() -> bool:
+        # m-0 is alive and beats, as a real node does every few seconds
+        beat = await restarted.post(beat_path("m-0"), json=IDLE, headers=AUTH)
+        assert beat.status == 204
+        up = gauges.get_sample_value("beeldbel_media_node_up", {"node": "m-1"})
+        return up == 0
+
+    await wait_for(silent_node_marked_down, 30, "m-1 never marked down", 0.5)
+    assert gauges.get_sample_value("beeldbel_media_node_up", {"node": "m-0"}) == 1
+    record = await record_of(restarted, room_id)
+    assert record.ended_at is None, record.outcome
