@@ -267,7 +267,7 @@ async def test_a_restarted_control_plane_does_not_end_the_calls_of_live_nodes(
         beat = await restarted.post(beat_path("m-0"), json=IDLE, headers=AUTH)
         assert beat.status == 204
         up = gauges.get_sample_value("beeldbel_media_node_up", {"node": "m-1"})
-        return up == 0
+        return bool(up == 0)
 
     await wait_for(silent_node_marked_down, 30, "m-1 never marked down", 0.5)
     assert gauges.get_sample_value("beeldbel_media_node_up", {"node": "m-0"}) == 1
