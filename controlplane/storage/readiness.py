@@ -1,5 +1,13 @@
 """Whether the database can serve this process: it answers, and its schema is the
-one the shipped migrations make. Read by the control plane's ``/readyz``."""
+one the shipped migrations make, or a newer one. Read by the control plane's
+``/readyz``.
+
+Newer counts as ready because of rolling upgrades: the first replica of a new
+release migrates at start, and the replicas of the release before keep serving
+until they are replaced. That holds because a release's migrations only add
+(expand); what the release before still uses is removed a release later
+(docs/deployment.md). An older schema is never ready: this process would use
+tables the database does not have yet."""
 
 from __future__ import annotations
 
@@ -25,11 +33,22 @@ MIGRATIONS_PENDING = "migrations_pending"
 
 
 @functools.cache
-def shipped_heads() -> frozenset[str]:
-    """The head revisions of the migrations in this package (read once)."""
+def _scripts() -> ScriptDirectory:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
+    return ScriptDirectory.from_config(config)
+
+
+@functools.cache
+def shipped_heads() -> frozenset[str]:
+    """The head revisions of the migrations in this package (read once)."""
+    return frozenset(_scripts().get_heads())
+
+
+@functools.cache
+def shipped_revisions() -> frozenset[str]:
+    """Every revision this package ships."""
+    return frozenset(s.revision for s in _scripts().walk_revisions())
 
 
 async def not_ready_reason(db: Database) -> str | None:
@@ -42,7 +61,10 @@ async def not_ready_reason(db: Database) -> str | None:
             current = await _read_heads(db)
     except (SQLAlchemyError, OSError, TimeoutError):
         return DATABASE_UNREACHABLE
-    return None if current == shipped_heads() else MIGRATIONS_PENDING
+    if current == shipped_heads():
+        return None
+    newer = bool(current) and not current & shipped_revisions()
+    return None if newer else MIGRATIONS_PENDING
 
 
 async def _read_heads(db: Database) -> frozenset[str]:
