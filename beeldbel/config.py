@@ -324,6 +324,11 @@ def _check_advertised(address: str) -> None:
         )
 
 
+#: Rooms a media node takes when it says nothing else (one worker's CPU
+#: ceiling was about 105-122 1:1 calls, bench/README.md).
+DEFAULT_MEDIA_CAPACITY = 100
+
+
 @dataclass(frozen=True, slots=True)
 class MediaServerConfig:
     #: Address of the signalling/API HTTP listener (WebSocket /ws, /api, /metrics).
@@ -386,8 +391,9 @@ class MediaServerConfig:
     #: Seconds between heartbeats; keep it well under [calls]
     #: node_down_after_seconds (1-60).
     heartbeat_seconds: int = 3
-    #: Rooms this node accepts at most; the control plane places no more.
-    capacity: int = 200
+    #: Rooms this node accepts at most; the control plane places no more. One
+    #: worker's CPU ceiling was about 105-122 1:1 calls (bench/README.md).
+    capacity: int = DEFAULT_MEDIA_CAPACITY
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from beeldbel.config import DEFAULT_MEDIA_CAPACITY
 from controlplane.storage.database import Database
 from controlplane.storage.schema import call_records, media_nodes, room_reservations
 
@@ -193,7 +194,7 @@ async def node_states(db: Database, nodes: Nodes, now: datetime) -> list[NodeSta
         states.append(
             NodeState(
                 node_id,
-                row.capacity if row is not None else 200,
+                row.capacity if row is not None else DEFAULT_MEDIA_CAPACITY,
                 placed[node_id],
                 row.cpu if row is not None else 0.0,
                 bool(row.draining) if row is not None else False,

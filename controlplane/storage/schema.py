@@ -290,7 +290,7 @@ media_nodes = sa.Table(
     # row is also the lock that makes placement on the node atomic
     sa.Column("node_id", sa.String(64), primary_key=True),
     # rooms it accepts at most (its [mediaserver] capacity)
-    sa.Column("capacity", sa.Integer, nullable=False, default=200),
+    sa.Column("capacity", sa.Integer, nullable=False, default=100),
     # load at its last heartbeat
     sa.Column("rooms", sa.Integer, nullable=False, default=0),
     sa.Column("participants", sa.Integer, nullable=False, default=0),

@@ -24,6 +24,7 @@ mkdir -p secrets
 sed -e "s/CHANGE_ME_POSTGRES_PASSWORD/$postgres_password/" \
     -e "s/CHANGE_ME_SECRET_KEY/$secret_key/" \
     -e "s/CHANGE_ME_API/$media_api_secret/" \
+    -e "s/CHANGE_ME_TURN_SECRET/$turn_secret/" \
     controlplane.env.example >secrets/controlplane.env
 sed -e "s/CHANGE_ME_API/$media_api_secret/" \
     -e "s/CHANGE_ME_TURN_SECRET/$turn_secret/" \

@@ -416,6 +416,12 @@ def test_every_beeldbel_process_config_loads(
         assert URL(config.redis.url).host == "redis"
         assert config.security.secret_key
         assert len(config.calls.media_nodes) == 2
+        # each media token's reply carries the TURN servers, with credentials
+        # the control plane makes from coturn's secret: same as the nodes'
+        assert config.mediaserver.turn_urls
+        assert config.mediaserver.turn_secret.reveal() == (
+            (secrets_made / "secrets" / "turn_secret").read_text()
+        )
     node_ids = set()
     for name in _named(services, "mediaserver"):
         media = configs[name].mediaserver

@@ -434,6 +434,9 @@ def test_every_beeldbel_container_config_loads(
         assert not config.tls.enabled
         if container["args"] == ["controlplane"]:
             assert config.redis.url.startswith("redis://")
+            # TURN servers and credentials go out with each media token
+            assert config.mediaserver.turn_urls
+            assert config.mediaserver.turn_secret
         assert config.mediaserver.control_plane_url.startswith(
             "http://beeldbel-controlplane:"
         )

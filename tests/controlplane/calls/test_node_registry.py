@@ -188,7 +188,7 @@ async def test_heartbeat_endpoint(aiohttp_client, make_config, db_url, media_ser
     )
     assert [(s.node_id, s.capacity, s.watched) for s in states] == [
         ("m-0", 7, True),
-        ("m-1", 200, False),
+        ("m-1", 100, False),
     ]
     scrape = generate_latest(app[METRICS].registry).decode()
     assert 'beeldbel_media_node_capacity{node="m-0"} 7.0' in scrape

@@ -20,7 +20,7 @@ def upgrade() -> None:
     op.create_table(
         "media_nodes",
         sa.Column("node_id", sa.String(64), primary_key=True),
-        sa.Column("capacity", sa.Integer, nullable=False, server_default="200"),
+        sa.Column("capacity", sa.Integer, nullable=False, server_default="100"),
         sa.Column("rooms", sa.Integer, nullable=False, server_default="0"),
         sa.Column("participants", sa.Integer, nullable=False, server_default="0"),
         sa.Column("packets_per_second", sa.Float, nullable=False, server_default="0"),
