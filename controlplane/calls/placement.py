@@ -90,6 +90,10 @@ class MediaNodes:
         log.warning("media_nodes_full_or_down", nodes=len(states))
         raise MediaUnavailable("calls_media_unavailable")
 
+    async def release(self, db: Database, room_id: str) -> None:
+        """Give back the place of a room that was made but is not kept."""
+        await registry.cancel(db, room_id)
+
     async def close(self) -> None:
         for node in self._nodes.values():
             await node.close()

@@ -124,6 +124,8 @@ async def open_room(
         except BaseException:
             with contextlib.suppress(MediaUnavailable):
                 await node.end_room(room_id)
+            # its place on the node goes back now, not when it would expire
+            await app[MEDIA_NODES].release(db, room_id)
             raise
     record_id = await records.create_call_record(
         db, room_id=room_id, request_id=request_id, media_node=node.node_id

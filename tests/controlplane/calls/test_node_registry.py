@@ -273,3 +273,29 @@ async def test_a_restarted_control_plane_does_not_end_the_calls_of_live_nodes(
     assert gauges.get_sample_value("beeldbel_media_node_up", {"node": "m-0"}) == 1
     record = await record_of(restarted, room_id)
     assert record.ended_at is None, record.outcome
+
+
+async def test_a_start_that_fails_before_its_record_gives_its_place_back(
+    aiohttp_client, make_config, sqlite_url, media_server
+):
+    """The room was made, then the queue step failed (e.g. the request was
+    cancelled meanwhile): the room goes and so does its place on the node, at
+    once rather than when the reservation expires."""
+    from controlplane.calls.rooms import open_room
+    from controlplane.storage.schema import room_reservations
+
+    servers = {name: await media_server(name) for name in ("m-0",)}
+    client = await aiohttp_client(
+        create_app(configured(make_config, sqlite_url, servers))
+    )
+    app = client.server.app
+
+    async def refused() -> None:
+        raise MediaUnavailable("calls_media_unavailable")
+
+    with pytest.raises(MediaUnavailable):
+        await open_room(app, 1, user_id=None, username="agent", before_record=refused)
+    async with app[DB].read() as conn:
+        left = (await conn.execute(room_reservations.select())).all()
+    assert left == []
+    assert servers["m-0"].app[ROOMS].rooms == {}
