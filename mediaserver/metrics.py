@@ -12,7 +12,13 @@ import asyncio
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -82,6 +88,8 @@ class Metrics:
     ) -> None:
         self.registry = registry
         registry.register(_StatsCollector(stats, rooms))
+        # CPU, memory, open files of this worker (process_*)
+        ProcessCollector(registry=registry)
         self.forward_seconds = Histogram(
             f"{NS}_forward_seconds",
             "CPU time to handle one inbound RTP packet (sampled)",

@@ -42,6 +42,8 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     app[DESK] = Desk(config.desk)
     app[BUS] = make_bus(config.redis.url, config.redis.prefix)
     app[QUEUE_EVENTS] = QueueEvents(app[BUS])
+    bus = app[BUS]
+    app[METRICS].event_bus_connected.set_function(lambda: float(bus.is_connected()))
     app[SECRET_KEY] = load_secret_key(config)
     store = LimitStore.from_config(config)
     store.on_failure = app[METRICS].rate_limit_store_failures.inc

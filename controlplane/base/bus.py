@@ -62,6 +62,10 @@ class LocalBus:
             if not listeners:
                 self._listeners.pop(channel, None)
 
+    def is_connected(self) -> bool:
+        """Whether notices reach every process (in memory: always)."""
+        return True
+
     async def start(self) -> None:
         """Nothing to connect to."""
 
@@ -90,6 +94,9 @@ class RedisBus(LocalBus):
         self._tasks: list[asyncio.Task[None]] = []
         #: Set while the subscription to Redis is live (tests wait on it).
         self.connected = asyncio.Event()
+
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
 
     def publish(self, channel: str, notice: str = "changed") -> None:
         self.deliver(channel, notice)

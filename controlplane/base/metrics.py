@@ -6,13 +6,28 @@ Labels are low-cardinality codes only: never a reference, a person or an address
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # CPU, memory, open files of this process (process_*)
+        ProcessCollector(registry=r)
+        self.event_bus_connected = Gauge(
+            "beeldbel_event_bus_connected",
+            "1 while this process's event bus reaches Redis (always 1 without it):"
+            " at 0, consoles and call pages on other processes hear of changes"
+            " only at their next heartbeat.",
+            registry=r,
+        )
         self.requests_received = Counter(
             "beeldbel_callback_requests_received_total",
             "Callback requests received, by channel, topic and source.",

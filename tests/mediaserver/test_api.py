@@ -40,6 +40,9 @@ async def test_probes_and_metrics(server):
     text = await (await server.get("/metrics")).text()
     assert "beeldbel_media_rooms" in text
     assert "beeldbel_media_event_loop_lag_seconds" in text
+    # the worker's own CPU and memory, for sizing and alerts
+    assert "process_cpu_seconds_total" in text
+    assert "process_resident_memory_bytes" in text
 
 
 async def test_metrics_secret_is_required_when_set(make_server):

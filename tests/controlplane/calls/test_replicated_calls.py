@@ -16,6 +16,7 @@ import pytest
 from beeldbel.config import RedisConfig
 from controlplane.app.factory import create_app
 from controlplane.base.bus import BUS, RedisBus
+from controlplane.base.metrics import METRICS
 from tests.controlplane.video_calls import Guest, call_config, start_call
 from tests.helpers import wait_for
 
@@ -157,6 +158,24 @@ async def test_the_bus_wakes_every_listener_when_its_redis_connection_comes_back
         notice = await asyncio.wait_for(inbox.get(), 20)
         assert notice == "resync"
     await wait_for(bus.connected.is_set, 10, "the bus did not reconnect")
+    gauge = a.app[METRICS].registry.get_sample_value("beeldbel_event_bus_connected")
+    assert gauge == 1.0
+
+
+async def test_the_bus_gauge_drops_while_redis_is_away(
+    aiohttp_client, make_config, sqlite_url
+):
+    from tests.helpers import free_port
+
+    # nothing listens there: the bus keeps trying and says so
+    config = dataclasses.replace(
+        make_config(sqlite_url),
+        redis=RedisConfig(url=f"redis://127.0.0.1:{free_port()}/0"),
+    )
+    client = await aiohttp_client(create_app(config))
+    registry = client.app[METRICS].registry
+    assert registry.get_sample_value("beeldbel_event_bus_connected") == 0.0
+    assert registry.get_sample_value("process_cpu_seconds_total") is not None
 
 
 def calls_key() -> Any:
