@@ -1,14 +1,20 @@
-"""Fixtures for the control plane's tests: real media nodes in-process."""
+"""Fixtures for the control plane's tests: real media nodes in-process, and the
+logs as production writes them."""
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from beeldbel.config import MediaServerConfig, Secret
+from beeldbel.logging import configure_logging
 from mediaserver.app import create_app as create_media_app
 from tests.controlplane.video_calls import API_SECRET, NODE, MediaServer
 
@@ -37,3 +43,19 @@ def media_server(aiohttp_server: Any) -> MediaServer:
 async def media(media_server: MediaServer) -> TestServer:
     """The media node ``NODE`` that ``call_config`` points the control plane at."""
     return await media_server(NODE)
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """JSON logs as in production, copied into a buffer; logging restored after."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    configure_logging("info", "json")
+    stream = io.StringIO()
+    copy = logging.StreamHandler(stream)
+    copy.setFormatter(root.handlers[0].formatter)
+    root.addHandler(copy)
+    yield stream
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+    structlog.reset_defaults()

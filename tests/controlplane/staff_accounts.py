@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -71,3 +72,24 @@ async def sign_in(
         if u["username"] == username
     ]
     return auth.StaffUser(id=found[0]["id"], username=username, role=role)
+
+
+async def add_staff_to(
+    db_url: str, config_path: Path, username: str, role: str, password: str
+) -> str:
+    """A staff account in the database of a running desk (its config file gives
+    the secret key the TOTP secret is sealed with); returns the TOTP secret."""
+    from beeldbel.config import load_config
+    from controlplane.security.secrets_store import load_secret_key
+    from controlplane.storage.database import Database
+
+    secret = pyotp.random_base32()
+    key = load_secret_key(load_config(config_path))
+    db = Database(db_url)
+    try:
+        await users.create_user(
+            db, username, role, password=password, totp_secret=secret, secret_key=key
+        )
+    finally:
+        await db.close()
+    return secret

@@ -8,17 +8,11 @@ client's address.
 
 from __future__ import annotations
 
-import io
-import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-import structlog
 from prometheus_client import generate_latest
 
-from beeldbel.logging import configure_logging
 from controlplane.api.keys import create_api_key
 from controlplane.app.factory import create_app
 from controlplane.base.metrics import Metrics
@@ -32,22 +26,6 @@ PHONE_DIGITS = ("13579246", "613579246")
 EMAIL = "zyxwvu.canary@example.nl"
 NOTE = "Canarynotitie qwxz"
 CLIENT_IP = "127.0.0.1"
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """JSON logs as in production, copied into a buffer; logging restored after."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging("info", "json")
-    stream = io.StringIO()
-    copy = logging.StreamHandler(stream)
-    copy.setFormatter(root.handlers[0].formatter)
-    root.addHandler(copy)
-    yield stream
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
-    structlog.reset_defaults()
 
 
 async def _through_the_api(client: Any, key: str) -> None:

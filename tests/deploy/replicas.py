@@ -34,12 +34,8 @@ from typing import IO, Any
 
 import aiohttp
 import sqlalchemy as sa
-from pyotp import random_base32
 
 from beeldbel.cli.devca import ensure_dev_certificates
-from beeldbel.config import load_config
-from controlplane.security.secrets_store import load_secret_key
-from controlplane.staff.users import create_user
 from controlplane.storage.database import Database
 from controlplane.storage.schema import (
     audit_log,
@@ -49,6 +45,7 @@ from controlplane.storage.schema import (
     users,
 )
 from tests.conftest import _drop_pg_database, _fresh_pg_database
+from tests.controlplane.staff_accounts import add_staff_to
 from tests.deploy.desk_clients import PASSWORD, Browser
 from tests.helpers import beeldbel_cli, free_port, wait_for
 from tests.redis_server import redis_server
@@ -256,21 +253,8 @@ class Deployment:
 
     async def add_staff(self, username: str, role: str = "agent") -> str:
         """A staff account with :data:`PASSWORD`; returns its TOTP secret."""
-        secret = random_base32()
-        key = load_secret_key(load_config(self.tmp / "control-a.toml"))
-        db = Database(self.db_url)
-        try:
-            await create_user(
-                db,
-                username,
-                role,
-                password=PASSWORD,
-                totp_secret=secret,
-                secret_key=key,
-            )
-        finally:
-            await db.close()
-        return secret
+        config = self.tmp / "control-a.toml"
+        return await add_staff_to(self.db_url, config, username, role, PASSWORD)
 
 
 def _control_config(system: Deployment, name: str, redis_url: str) -> str:

@@ -31,10 +31,7 @@ from aiosmtpd.controller import Controller
 from playwright.async_api import Page, expect
 
 from beeldbel.cli.devca import ensure_dev_certificates
-from beeldbel.config import load_config
-from controlplane.security.secrets_store import load_secret_key
-from controlplane.staff.users import create_user
-from controlplane.storage.database import Database
+from tests.controlplane.staff_accounts import add_staff_to
 from tests.e2e.conftest import ROOT, assert_accessible, wait_until_up
 from tests.helpers import beeldbel_cli, free_port, wait_for
 
@@ -84,21 +81,8 @@ class CallSystem:
 
     async def add_staff(self, username: str, role: str = "agent") -> str:
         """A staff account with :data:`PASSWORD`; returns its TOTP secret."""
-        secret = pyotp.random_base32()
-        key = load_secret_key(load_config(self.tmp_path / "beeldbel.toml"))
-        db = Database(self.db_url)
-        try:
-            await create_user(
-                db,
-                username,
-                role,
-                password=PASSWORD,
-                totp_secret=secret,
-                secret_key=key,
-            )
-        finally:
-            await db.close()
-        return secret
+        config = self.tmp_path / "beeldbel.toml"
+        return await add_staff_to(self.db_url, config, username, role, PASSWORD)
 
 
 def _free_udp_port() -> int:

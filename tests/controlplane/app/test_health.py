@@ -4,20 +4,15 @@ the schema of the shipped migrations, else 503 with the reason, never a 500."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
-import structlog
 from sqlalchemy.engine import make_url
 
-from beeldbel.logging import configure_logging
 from controlplane.storage.database import DB
 from controlplane.storage.readiness import shipped_heads
 from tests.conftest import _on_pg_server
@@ -141,19 +136,3 @@ async def _end_connections(name: str) -> None:
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608
         f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
     )
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """JSON logs as in production, copied into a buffer; logging restored after."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging("info", "json")
-    stream = io.StringIO()
-    copy = logging.StreamHandler(stream)
-    copy.setFormatter(root.handlers[0].formatter)
-    root.addHandler(copy)
-    yield stream
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
-    structlog.reset_defaults()
