@@ -29,6 +29,10 @@ def one_machine_environment(config: Config, ca_file: Path | None) -> dict[str, s
         env["BEELDBEL_MEDIASERVER_JWKS_URL"] = f"{public}/.well-known/jwks.json"
     if media.token_issuer == default_media.token_issuer:
         env["BEELDBEL_MEDIASERVER_TOKEN_ISSUER"] = public
+    if not media.control_plane_url:
+        # heartbeats (trusting the CA of jwks_ca_file): a media server that dies
+        # is noticed, and the agents on its calls are told
+        env["BEELDBEL_MEDIASERVER_CONTROL_PLANE_URL"] = public
     secure = config.tls.enabled or bool(media.tls_cert_file)
     if config.tls.enabled and not media.tls_cert_file:
         # signalling over WSS with the same certificate as the control plane
