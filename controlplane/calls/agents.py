@@ -215,6 +215,7 @@ async def staff_page(request: web.Request) -> web.Response:
         "interpreter-url": base + "/tolk",
         "message-url": base + "/bericht",
         "survey-url": survey_url,
+        "request-url": f"/staff/requests/{item.id}",
         "lang": request_language(request),
     }
     context = {

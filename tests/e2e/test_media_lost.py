@@ -6,6 +6,7 @@ the ended box and the progress list, and stops connecting. Real processes."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -52,4 +53,13 @@ async def test_agent_is_told_when_the_media_node_is_lost(
         agent.locator('#progress-list li[data-step="media_lost"]')
     ).to_contain_text("Mediaserver weggevallen: start het gesprek opnieuw")
     await expect(agent.locator("#call-live")).to_be_hidden()
+    # the link to copy and the tools of the call are gone with it
+    for panel in ("#link-panel", "#interpreter-panel", "#end-panel"):
+        await expect(agent.locator(panel)).to_be_hidden()
     await assert_accessible(agent, "staff call page, media server lost")
+    # the way on is the request, to start the call again (not the survey)
+    back = agent.locator("#survey-link")
+    await expect(back).to_have_text("Terug naar het verzoek")
+    await expect(back).to_have_attribute("href", re.compile(r"^/staff/requests/\d+$"))
+    await back.click()
+    await expect(agent).to_have_url(re.compile(r"/staff/requests/\d+$"))

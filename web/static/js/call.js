@@ -131,11 +131,25 @@ function showEnded(reason) {
   const ended = $('call-ended');
   const said = ['removed', 'media_lost'].includes(reason) ? text(reason) : '';
   if (said) $('call-ended-text').textContent = said;
+  // links, invitations, messages and hang-up act on a call that is over
+  for (const id of ['link-panel', 'interpreter-panel', 'message-panel', 'end-panel']) {
+    const panel = document.getElementById(id);
+    if (panel) panel.hidden = true;
+  }
+  const restart = reason === 'media_lost' && data.requestUrl;
+  if (restart) {
+    // the employee starts the call again from the request, not a survey of a cut call
+    const link = document.getElementById('survey-link');
+    if (link instanceof HTMLAnchorElement) {
+      link.href = data.requestUrl || '';
+      link.textContent = text('back_to_request');
+    }
+  }
   ended.hidden = false;
   announce(said || text('ended'));
   ended.focus();
   if (role !== 'agent') progress('left');
-  const survey = data.surveyUrl;
+  const survey = restart ? '' : data.surveyUrl;
   reportQuality(true).finally(() => {
     if (!survey || agent?.leaving) return; // the employee goes where the control plane says
     if (ui.hungUp) window.location.assign(survey);
