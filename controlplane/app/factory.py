@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
@@ -39,8 +40,8 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     app[CONFIG] = config
     app[METRICS] = metrics or Metrics()
     app[CATALOG] = Catalog.load()
-    app[DESK] = Desk(config.desk)
     app[BUS] = make_bus(config.redis.url, config.redis.prefix)
+    app[DESK] = Desk(config.desk, app[BUS])
     app[QUEUE_EVENTS] = QueueEvents(app[BUS])
     bus = app[BUS]
     app[METRICS].event_bus_connected.set_function(lambda: float(bus.is_connected()))
@@ -84,7 +85,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.migrate(app[SECRET_KEY])
     app[DB] = db
     await app[DESK].reload(db)
+    follower = asyncio.create_task(app[DESK].follow(db))
     yield
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
     await db.close()
 
 

@@ -1,29 +1,45 @@
-"""The desk's topics and opening hours: the config file's, with admin changes on top."""
+"""The desk's topics and opening hours: the config file's, with admin changes on top.
+
+Every control-plane process keeps the effective settings; a change made on one
+is announced on the event bus and the others read it again (and every
+:data:`RELOAD_SECONDS` anyway, should a notice be lost).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beeldbel.config import DeskConfig, Topic
+from controlplane.base.bus import LocalBus
 from controlplane.storage.database import Database
 from controlplane.storage.schema import desk_settings
 
+log = structlog.get_logger()
+
 EDITABLE = ("topics", "opening_hours")
+#: The event bus channel of desk changes.
+CHANNEL = "desk"
+#: Seconds between reads of the settings without a notice.
+RELOAD_SECONDS = 60.0
 
 
 class Desk:
     """The effective :class:`DeskConfig`; admins change it through :meth:`update`."""
 
-    def __init__(self, base: DeskConfig) -> None:
+    def __init__(self, base: DeskConfig, bus: LocalBus | None = None) -> None:
         self.base = base
         self.current = base
+        self._bus = bus if bus is not None else LocalBus()
 
     async def reload(self, db: Database) -> None:
         async with db.read() as conn:
@@ -61,7 +77,20 @@ class Desk:
             if also is not None:
                 await also(conn)
         self.current = candidate
+        self._bus.publish(CHANNEL)  # the other processes read it again
         return candidate
+
+    async def follow(self, db: Database) -> None:
+        """Read the settings again at every change on another process (and every
+        :data:`RELOAD_SECONDS`), until cancelled."""
+        async with self._bus.subscribe(CHANNEL) as inbox:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(inbox.get(), RELOAD_SECONDS)
+                try:
+                    await self.reload(db)
+                except Exception:
+                    log.exception("desk_reload_failed")
 
     def topic(self, code: str) -> Topic | None:
         return next((t for t in self.current.topics if t.code == code), None)
