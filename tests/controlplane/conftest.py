@@ -51,6 +51,9 @@ def log_stream() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     configure_logging("info", "json")
+    # production caches each module's logger on first use; here that would keep
+    # later tests' loggers writing this test's way, past capture_logs()
+    structlog.configure(cache_logger_on_first_use=False)
     stream = io.StringIO()
     copy = logging.StreamHandler(stream)
     copy.setFormatter(root.handlers[0].formatter)
