@@ -17,8 +17,7 @@ def heartbeats_stored(database: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
         try:
             rows = conn.execute(
-                "SELECT node_id, last_seen FROM media_nodes"
-                " WHERE last_seen IS NOT NULL"
+                "SELECT node_id, last_seen FROM media_nodes WHERE last_seen IS NOT NULL"
             ).fetchall()
         except sqlite3.OperationalError:  # not migrated yet
             return []
