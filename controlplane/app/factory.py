@@ -54,6 +54,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     app.on_response_prepare.append(add_security_headers)
     setup_templates(app, csrf.page_values, requests.desk_page_values)
     app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    app.router.add_get("/favicon.ico", _favicon)
     # route order is kept from the flat layout: requests and staff first
     requests.setup(app)
     staff.setup(app)
@@ -63,6 +64,12 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     pilot.setup(app)
     health.setup(app)
     return app
+
+
+async def _favicon(request: web.Request) -> web.Response:
+    """Browsers and tools ask /favicon.ico whatever the page links: not a 404."""
+    icon = request.app.router["static"].url_for(filename="favicon.svg")
+    raise web.HTTPMovedPermanently(str(icon))
 
 
 def _shared_state(

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp_jinja2
 import jinja2
+import markupsafe
 from aiohttp import web
 
 from beeldbel.assets import TEMPLATES
@@ -41,6 +42,11 @@ def page_context(request: web.Request) -> dict[str, Any]:
     def t(key: str, **params: Any) -> str:
         return catalog.get(key, lang, **params)
 
+    def t_markup(key: str, **parts: Any) -> markupsafe.Markup:
+        """A text with markup (e.g. links) in its ``{placeholders}``: the text is
+        escaped, and so is every part that is not already ``Markup``."""
+        return markupsafe.Markup.escape(catalog.get(key, lang)).format(**parts)
+
     def static_url(path: str) -> str:
         return str(request.app.router["static"].url_for(filename=path))
 
@@ -49,6 +55,7 @@ def page_context(request: web.Request) -> dict[str, Any]:
         "lang": lang,
         "other_lang": "en" if lang == "nl" else "nl",
         "t": t,
+        "t_markup": t_markup,
         "request": request,
         "staff": request.get(STAFF),
         "config": request.app[CONFIG],

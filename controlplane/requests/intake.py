@@ -71,10 +71,8 @@ def setup(app: web.Application) -> None:
 
 
 async def show_form(request: web.Request) -> web.Response:
-    values: dict[str, FieldValue] = {
-        "preferred": "asap",
-        "language": request_language(request),
-    }
+    # no choice made for the citizen: each radio group starts empty
+    values: dict[str, FieldValue] = {"language": request_language(request)}
     return _form_page(request, values, {}, secrets.token_urlsafe(18))
 
 

@@ -61,6 +61,16 @@ async def test_citizen_request_reaches_a_live_queue_and_is_closed(live_system, b
     citizen = await new_page(browser)
     await citizen.goto(base + "/")
     await assert_accessible(citizen, "callback form")
+    # radios and checkboxes are targets a finger can hit (40 px), none preset
+    sizes = await citizen.eval_on_selector_all(
+        "input[type=radio], input[type=checkbox]",
+        "els => els.map(e => [e.id, e.getBoundingClientRect().width,"
+        " e.getBoundingClientRect().height, e.checked])",
+    )
+    assert sizes
+    for control, width, height, checked in sizes:
+        assert width >= 40 and height >= 40, (control, width, height)
+        assert not checked, control
     await citizen.fill("#name", "Fatima de Vries")
     await citizen.fill("#phone", "12")
     await citizen.check("#channel-phone")

@@ -87,12 +87,17 @@ async def test_form_has_the_fields_the_browser_test_uses(sqlite_client):
         'id="consent"',
         'id="submit-request"',
         'href="/privacy"',
+        # the emergency numbers can be called with one tap
+        '<a href="tel:112">112</a>',
+        '<a href="tel:+319008844">0900-8844</a>',
         "<legend>",
         'lang="nl"',
     ]:
         assert control in html, control
     assert 'label for="slot"' in html
     assert "<optgroup" in html
+    # nothing is chosen for the citizen
+    assert not re.search(r'type="radio"[^>]*\bchecked\b', html)
     assert "error-summary" not in html
 
 
