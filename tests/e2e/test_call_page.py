@@ -59,9 +59,18 @@ async def grows(page: Page, kind: str) -> bool:
 
 
 async def open_call(
-    harness: CallHarness, browser: Browser, role: str, query: str = ""
+    harness: CallHarness,
+    browser: Browser,
+    role: str,
+    query: str = "",
+    *,
+    clock: bool = False,
 ) -> Page:
+    """The call page of ``role``; with ``clock`` its timers run on Playwright's
+    clock (time flows, and a test can jump it ahead)."""
     page = await new_page(browser, viewport={"width": 390, "height": 844})
+    if clock:
+        await page.clock.install()
     await page.goto(harness.url(f"/t/call/{role}{query}"))
     return page
 
@@ -395,12 +404,24 @@ async def test_ended_by_the_employee_shows_the_ended_state(
     browser,
 ) -> None:
     harness = await make_call_harness()
-    citizen = await open_call(harness, browser, "citizen")
+    citizen = await open_call(harness, browser, "citizen", clock=True)
     await expect(citizen.locator("#lobby")).to_be_visible(timeout=10000)
     await harness.end_room()
     await expect(citizen.locator("#call-ended")).to_be_visible()
     await expect(citizen.locator("#call-ended")).to_be_focused()
     await assert_accessible(citizen, "citizen, call ended")
+    # the end screen stays (WCAG 2.2.1: no time limit; a screen reader keeps its
+    # place): a minute of the page's time passes and it is still there
+    await wait_for(lambda: any(q["role"] == "citizen" for q in harness.quality), 10)
+    call_page = citizen.url
+    await citizen.clock.fast_forward(60_000)
+    await expect(citizen.locator("#call-ended")).to_be_visible()
+    await expect(citizen.locator("#call-ended-text")).to_have_text(
+        "Dank u wel. Wilt u ons in een korte vragenlijst vertellen hoe het ging?"
+    )
+    assert citizen.url == call_page
+    # the survey is one clear button away
+    await citizen.click("#survey-link")
     await citizen.wait_for_url("**/t/survey/citizen", timeout=10000)
 
 

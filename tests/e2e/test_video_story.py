@@ -248,11 +248,11 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
 
     # hang up: the room ends, both surveys appear
     await agent.click("#end-call")
-    # the citizen's "call ended" shows for a few seconds before the survey: check
-    # it first, the employee's survey page waits
+    # the citizen's "call ended" stays until they go on to the survey
     await expect(citizen.locator("#call-ended")).to_be_visible(timeout=10_000)
     await assert_accessible(citizen, "citizen: call ended")
     await agent.wait_for_url(re.compile(r".*/staff/gesprekken/\d+/enquete$"))
+    await citizen.click("#survey-link")
     await citizen.wait_for_url("**/gesprek/enquete", timeout=15_000)
     await assert_accessible(citizen, "citizen survey")
     await assert_accessible(agent, "employee survey")

@@ -19,8 +19,6 @@ const REPORT_MS = 30000;
 /** Poor samples in a row before video stops, good ones before it resumes. */
 const POOR_TO_AUDIO_ONLY = 3;
 const GOOD_TO_VIDEO = 5;
-/** Time the ended state is shown before the survey opens (ms). */
-const SURVEY_DELAY_MS = 4000;
 
 const page = new CallPage(document);
 const {data, root} = page;
@@ -152,8 +150,10 @@ function showEnded(reason) {
   const survey = restart ? '' : data.surveyUrl;
   reportQuality(true).finally(() => {
     if (!survey || agent?.leaving) return; // the employee goes where the control plane says
+    // after one's own hang-up the survey is the next step one asked for; when the
+    // other side ends, the end screen stays, with the survey one button away
+    // (WCAG 2.2.1: no time limit, and a screen reader keeps its place)
     if (ui.hungUp) window.location.assign(survey);
-    else window.setTimeout(() => window.location.assign(survey), SURVEY_DELAY_MS);
   });
 }
 
