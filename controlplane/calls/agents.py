@@ -17,7 +17,9 @@ request says ``Accept: application/json``; every POST carries ``X-CSRF-Token``):
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -180,13 +182,21 @@ async def _staff_call(request: web.Request) -> tuple[Call, Request, Actor]:
     return call, item, actor
 
 
-def _progress(events: list[CallEvent]) -> list[dict[str, Any]]:
+def _progress(events: list[CallEvent], time_zone: str) -> list[dict[str, Any]]:
+    """The citizen's steps so far, each with its time on the desk's clock."""
     shown = ("progress", "link_sent", "link_failed", "link_opened")
+    zone = ZoneInfo(time_zone)
+
+    def local(at: str) -> str:
+        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        return moment.astimezone(zone).strftime("%H:%M")
+
     return [
         {
             "step": event.data.get("step", event.kind),
             "failed": list(event.data.get("failed", [])),
             "at": event.data["at"],
+            "local": local(event.data["at"]),
             "via": event.data.get("via"),
             "role": event.data.get("role"),
         }
@@ -217,12 +227,14 @@ async def staff_page(request: web.Request) -> web.Response:
         "survey-url": survey_url,
         "request-url": f"/staff/requests/{item.id}",
         "lang": request_language(request),
+        # the page shows times on the desk's clock, as the queue does
+        "time-zone": request.app[DESK].current.timezone,
     }
     context = {
         "call_app": call_app,
         "join_link": None if live.opened else live.join_link,
         "interpreter_link": live.interpreter_link,
-        "progress": _progress(history),
+        "progress": _progress(history, request.app[DESK].current.timezone),
         "call_request": item,
         "record_id": call.record_id,
         "room_id": call.room_id,

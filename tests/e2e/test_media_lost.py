@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -53,6 +54,13 @@ async def test_agent_is_told_when_the_media_node_is_lost(
         agent.locator('#progress-list li[data-step="media_lost"]')
     ).to_contain_text("Mediaserver weggevallen: start het gesprek opnieuw")
     await expect(agent.locator("#call-live")).to_be_hidden()
+    # the step's time, added live by the page, is on the desk's clock
+    shown = await agent.locator(
+        '#progress-list li[data-step="media_lost"] time'
+    ).text_content()
+    now = datetime.now(ZoneInfo("Europe/Amsterdam"))
+    minutes = {(now - timedelta(minutes=m)).strftime("%H:%M") for m in (0, 1)}
+    assert shown in minutes, (shown, minutes)
     # the link to copy and the tools of the call are gone with it
     for panel in ("#link-panel", "#interpreter-panel", "#end-panel"):
         await expect(agent.locator(panel)).to_be_hidden()

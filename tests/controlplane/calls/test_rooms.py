@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -424,6 +425,14 @@ async def test_call_pages_render_with_their_data(sqlite_client, media):
         html = await (await client.get(f"/staff/gesprekken/{room_id}")).text()
         assert _LINK.search(html) is None
         assert 'data-step="link_opened"' in html
+        # its time is on the desk's clock (Europe/Amsterdam), not UTC
+        assert 'data-time-zone="Europe/Amsterdam"' in html
+        stamp = re.search(r'<time datetime="([^"]+)">([0-9:]+)</time>', html)
+        assert stamp
+        utc = datetime.fromisoformat(stamp.group(1).replace("Z", "+00:00"))
+        amsterdam = utc.astimezone(ZoneInfo("Europe/Amsterdam"))
+        assert stamp.group(2) == amsterdam.strftime("%H:%M")
+        assert amsterdam.utcoffset() != timedelta(0)  # the test can tell the two
         # the page's stream starts after what the page shows (no duplicates)
         url = f"/staff/gesprekken/{room_id}/events?after=1"
         assert f'data-events-url="{url}"' in html

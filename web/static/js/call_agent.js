@@ -132,7 +132,9 @@ export class AgentPanel {
   localTime(time) {
     const at = new Date(time.dateTime);
     if (!Number.isNaN(at.getTime())) {
-      time.textContent = at.toLocaleTimeString(this.page.data.lang || 'nl', {hour: '2-digit', minute: '2-digit'});
+      // the desk's clock (as the queue and the server-rendered times), not the browser's
+      const timeZone = this.page.data.timeZone || undefined;
+      time.textContent = at.toLocaleTimeString(this.page.data.lang || 'nl', {hour: '2-digit', minute: '2-digit', timeZone});
     }
   }
 
