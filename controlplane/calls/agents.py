@@ -66,7 +66,7 @@ from controlplane.requests import (
     switch_channel,
 )
 from controlplane.security.csrf import csrf_token
-from controlplane.staff import require_staff
+from controlplane.staff import Labels, require_staff
 from controlplane.storage.database import DB
 
 MESSAGE_MAX = 500
@@ -235,6 +235,7 @@ async def staff_page(request: web.Request) -> web.Response:
         "join_link": None if live.opened else live.join_link,
         "interpreter_link": live.interpreter_link,
         "progress": _progress(history, request.app[DESK].current.timezone),
+        "labels": Labels(request),
         "call_request": item,
         "record_id": call.record_id,
         "room_id": call.room_id,

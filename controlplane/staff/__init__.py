@@ -1,8 +1,9 @@
 """Staff: sign-in with a second factor, sessions, accounts, the console that
 works the queue and the admin pages.
 
-Offers the rest the staff guard (:func:`require_staff`, :class:`StaffUser`) and
-:func:`setup` for the routes.
+Offers the rest the staff guard (:func:`require_staff`, :class:`StaffUser`), the
+readable labels of codes and times (:class:`Labels`) and :func:`setup` for the
+routes.
 """
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from controlplane.staff import (
     request_page,
 )
 from controlplane.staff.auth import StaffUser, require_staff
+from controlplane.staff.labels import Labels
 
 
 def setup(app: web.Application) -> None:
@@ -30,4 +32,4 @@ def setup(app: web.Application) -> None:
     audit_page.setup(app)
 
 
-__all__ = ["StaffUser", "require_staff", "setup"]
+__all__ = ["Labels", "StaffUser", "require_staff", "setup"]

@@ -408,6 +408,9 @@ async def test_call_pages_render_with_their_data(sqlite_client, media):
     assert page.headers["Cache-Control"] == "no-store"
     html = await page.text()
     assert 'data-role="agent"' in html
+    # the citizen's language and needs are on the call page, not only the request's
+    assert '<dd id="citizen-language">Nederlands</dd>' in html
+    assert 'id="citizen-needs"' in html
     assert f'data-token-url="/staff/gesprekken/{room_id}/token"' in html
     link = found(_LINK, html)
 
