@@ -55,6 +55,7 @@ async def test_citizen_request_reaches_a_live_queue_and_is_closed(live_system, b
     await agent.fill("#totp-code", pyotp.TOTP(SECRET).now())
     await agent.click("#totp-submit")
     await expect(agent.locator("#queue")).to_be_visible()
+    await expect(agent).to_have_title(re.compile(r"^Wachtrij"))
     await assert_accessible(agent, "empty queue")
 
     # The citizen fills the form; first with a mistake, so the error state is checked.
@@ -93,6 +94,9 @@ async def test_citizen_request_reaches_a_live_queue_and_is_closed(live_system, b
     row = agent.locator(f'#queue tr[data-reference="{reference}"]')
     await expect(row).to_be_visible(timeout=10_000)
     await expect(agent.locator("#queue-status")).not_to_be_empty()
+    # the tab title counts the requests nobody has picked up, for an employee
+    # working in another window
+    await expect(agent).to_have_title(re.compile(r"^\(1\) Wachtrij"), timeout=2_000)
     await assert_accessible(agent, "queue with a request")
 
     # Keyboard only: claim it, start the call, close it with an outcome.

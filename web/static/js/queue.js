@@ -104,6 +104,17 @@ function replaceRows(body, html) {
   );
 }
 
+/**
+ * The tab title starts with the number of requests nobody has picked up, so an
+ * employee working in another window sees that a citizen is waiting.
+ * @param {HTMLTableSectionElement} body
+ * @param {string} title the page's own title
+ */
+function countInTitle(body, title) {
+  const waiting = body.querySelectorAll('tr[data-state="new"]').length;
+  document.title = waiting ? `(${waiting}) ${title}` : title;
+}
+
 /** @param {HTMLTableElement} table */
 function followQueue(table) {
   const body = table.tBodies[0];
@@ -117,6 +128,8 @@ function followQueue(table) {
     new Set(Array.from(b.rows, (r) => r.dataset.reference || '').filter(Boolean));
   let known = referencesIn(body);
   let offline = false;
+  const title = document.title;
+  countInTitle(body, title);
   const say = (/** @type {string} */ text) => {
     status.textContent = text;
   };
@@ -131,6 +144,7 @@ function followQueue(table) {
     replaceRows(body, String(data.html));
     if (spot) restoreFocus(body, spot, region);
     refreshWaiting(table);
+    countInTitle(body, title);
     const now = referencesIn(body);
     const added = Array.from(now).filter((ref) => !known.has(ref)).length;
     known = now;
