@@ -172,6 +172,34 @@ async def new_page(browser: Browser, **options: Any) -> Page:
     return page
 
 
+#: Records each browser notification the page raises in ``window.beeldbelNotes``
+#: (the permission itself is granted by the context: ``permissions=[...]``).
+RECORD_NOTIFICATIONS = """
+window.beeldbelNotes = [];
+const Real = window.Notification;
+window.Notification = class extends Real {
+  constructor(title, options) {
+    super(title, options);
+    window.beeldbelNotes.push(title);
+  }
+};
+"""
+
+
+async def notifying_page(browser: Browser) -> Page:
+    """A page (as :func:`new_page`) allowed to show notifications, recording them."""
+    # listing permissions replaces the defaults: camera and microphone stay
+    allowed = ["notifications", "camera", "microphone"]
+    page = await new_page(browser, permissions=allowed)
+    await page.add_init_script(RECORD_NOTIFICATIONS)
+    return page
+
+
+async def notes(page: Page) -> list[str]:
+    shown: list[str] = await page.evaluate("window.beeldbelNotes || []")
+    return shown
+
+
 async def assert_accessible(page: Page, what: str) -> None:
     """axe-core finds no WCAG 2.1 A/AA violation on the page as it is now, and
     at phone width the page does not scroll sideways (WCAG 1.4.10). With

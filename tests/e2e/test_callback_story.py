@@ -14,7 +14,8 @@ from beeldbel.config import load_config
 from controlplane.security.secrets_store import load_secret_key
 from controlplane.staff.users import create_user
 from controlplane.storage.database import Database
-from tests.e2e.conftest import assert_accessible, new_page
+from tests.e2e.conftest import assert_accessible, new_page, notes, notifying_page
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -43,7 +44,7 @@ async def test_citizen_request_reaches_a_live_queue_and_is_closed(live_system, b
     base = live_system.base_url
 
     # The agent signs in first and keeps the queue open.
-    agent = await new_page(browser)
+    agent = await notifying_page(browser)
     await agent.goto(base + "/staff")
     await expect(agent.locator("#username")).to_be_visible()
     await assert_accessible(agent, "staff login")
@@ -97,6 +98,10 @@ async def test_citizen_request_reaches_a_live_queue_and_is_closed(live_system, b
     # the tab title counts the requests nobody has picked up, for an employee
     # working in another window
     await expect(agent).to_have_title(re.compile(r"^\(1\) Wachtrij"), timeout=2_000)
+    # and a notification, the permission being given (no button then)
+    await wait_for(lambda: notes(agent), 2, "no notification of the new request")
+    assert await notes(agent) == ["1 nieuw verzoek in de wachtrij"]
+    await expect(agent.locator("#enable-notifications")).to_be_hidden()
     await assert_accessible(agent, "queue with a request")
 
     # Keyboard only: claim it, start the call, close it with an outcome.

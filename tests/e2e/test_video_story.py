@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.e2e.call_system import CallSystem, live_call_system, staff_login  # noqa: F401
-from tests.e2e.conftest import assert_accessible, new_page
+from tests.e2e.conftest import assert_accessible, new_page, notes, notifying_page
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -119,11 +119,15 @@ async def request_video_callback(system: CallSystem, browser: Browser) -> str:
     return reference
 
 
+async def _has(page: Page, note: str) -> bool:
+    return note in await notes(page)
+
+
 async def agent_starts_call(
     system: CallSystem, browser: Browser, reference: str
 ) -> Page:
     secret = await system.add_staff("agent.smit")
-    agent = await new_page(browser)
+    agent = await notifying_page(browser)
     await staff_login(agent, system.base_url, "agent.smit", secret, check=True)
     row = agent.locator(f'#queue tr[data-reference="{reference}"]')
     await row.locator("form.claim button").click()
@@ -177,6 +181,12 @@ async def citizen_joins(system: CallSystem, browser: Browser) -> InCall:
     await citizen.wait_for_url("**/gesprek/bellen")
     admit = agent.locator("#participants button.admit")
     await expect(admit).to_be_visible(timeout=15_000)
+    # the waiting citizen shows in the employee's tab title and as a notification
+    await expect(agent).to_have_title(re.compile(r"^\(1\) Videogesprek"), timeout=2_000)
+    lobby_note = "Een burger wacht in de wachtruimte van uw videogesprek."
+    await wait_for(
+        lambda: _has(agent, lobby_note), 2, "no notification of the waiting citizen"
+    )
     checking = time.monotonic()
     await assert_accessible(citizen, "waiting room")
     await assert_accessible(agent, "staff call page, citizen waiting")
@@ -191,6 +201,8 @@ async def citizen_joins(system: CallSystem, browser: Browser) -> InCall:
     # the test's own axe checks of the waiting room are not the system's time
     first_frame_ms = (time.monotonic() - clicked - checked) * 1000
     await wait_for(lambda: decoding(agent), timeout=15, message="agent decodes")
+    # nobody waits any more: the count leaves the title
+    await expect(agent).to_have_title(re.compile(r"^Videogesprek"))
     return InCall(agent, citizen, link, first_frame_ms)
 
 

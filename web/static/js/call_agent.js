@@ -5,6 +5,7 @@
  * the waiting-room message, end the call and switch to phone.
  */
 
+import {countInTitle, notify} from './alerts.js';
 import {onJsonEvent} from './server_events.js';
 
 /** @typedef {import('./protocol.js').Connection} Connection */
@@ -29,6 +30,8 @@ export class AgentPanel {
     this.admitted = new Set();
     /** Set while the page goes to the control plane's next page. */
     this.leaving = false;
+    /** The page's own title, before a count goes in front. */
+    this.title = page.doc.title;
   }
 
   setUp() {
@@ -150,6 +153,13 @@ export class AgentPanel {
     this.localTime(time);
     item.append(time, page.doc.createTextNode(` ${page.text(`progress_${step}`, {failed})}`));
     page.$('progress-list').append(item);
+    // a citizen in the waiting room needs the employee, who may be in another window
+    if (step === 'waiting') {
+      countInTitle(1, this.title);
+      notify(page.text('lobby_alert'), 'lobby');
+    } else if (['in_call', 'left', 'ended', MEDIA_LOST].includes(step)) {
+      countInTitle(0, this.title);
+    }
   }
 
   /** @param {string} id */

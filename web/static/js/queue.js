@@ -6,6 +6,7 @@
 // - keeps the waiting times current.
 // On the request page: moves focus to the error summary after a failed form.
 
+import { countInTitle, notify, offerNotifications } from './alerts.js';
 import { onJsonEvent } from './server_events.js';
 
 const WAITING_REFRESH_MS = 30000;
@@ -110,9 +111,8 @@ function replaceRows(body, html) {
  * @param {HTMLTableSectionElement} body
  * @param {string} title the page's own title
  */
-function countInTitle(body, title) {
-  const waiting = body.querySelectorAll('tr[data-state="new"]').length;
-  document.title = waiting ? `(${waiting}) ${title}` : title;
+function countNewInTitle(body, title) {
+  countInTitle(body.querySelectorAll('tr[data-state="new"]').length, title);
 }
 
 /** @param {HTMLTableElement} table */
@@ -129,7 +129,7 @@ function followQueue(table) {
   let known = referencesIn(body);
   let offline = false;
   const title = document.title;
-  countInTitle(body, title);
+  countNewInTitle(body, title);
   const say = (/** @type {string} */ text) => {
     status.textContent = text;
   };
@@ -144,12 +144,15 @@ function followQueue(table) {
     replaceRows(body, String(data.html));
     if (spot) restoreFocus(body, spot, region);
     refreshWaiting(table);
-    countInTitle(body, title);
+    countNewInTitle(body, title);
     const now = referencesIn(body);
     const added = Array.from(now).filter((ref) => !known.has(ref)).length;
     known = now;
-    if (added === 1) say(t.tNewOne || '');
-    else if (added > 1) say(format(t.tNew || '', { n: added }));
+    const news = added === 1 ? t.tNewOne || '' : format(t.tNew || '', { n: added });
+    if (added > 0) {
+      say(news);
+      notify(news, 'queue');
+    }
   });
   source.addEventListener('signed_out', () => {
     source.close();
@@ -169,6 +172,12 @@ function followQueue(table) {
 function main() {
   const table = document.getElementById('queue');
   if (table instanceof HTMLTableElement) followQueue(table);
+  const button = document.getElementById('enable-notifications');
+  offerNotifications(
+    button instanceof HTMLButtonElement ? button : null,
+    document.getElementById('queue-status'),
+    { on: table?.dataset.tNotificationsOn || '', blocked: table?.dataset.tNotificationsBlocked || '' },
+  );
   const summary = document.querySelector('[data-error-summary]');
   if (summary instanceof HTMLElement) summary.focus();
 }
