@@ -68,6 +68,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/", submit_form)
     app.router.add_get("/bevestiging/{token}", show_confirmation, name="confirmation")
     app.router.add_get("/privacy", show_privacy, name="privacy")
+    app.router.add_get("/toegankelijkheid", show_accessibility, name="accessibility")
 
 
 async def show_form(request: web.Request) -> web.Response:
@@ -142,6 +143,11 @@ async def show_confirmation(request: web.Request) -> web.Response:
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+async def show_accessibility(request: web.Request) -> web.Response:
+    """The accessibility statement the Dutch government asks of public sites."""
+    return render(request, "citizen/accessibility.html", {})
 
 
 async def show_privacy(request: web.Request) -> web.Response:

@@ -471,3 +471,24 @@ async def test_unreadable_bodies_are_a_clear_400(sqlite_client, content_type, bo
     )
     assert response.status == 400
     assert "Uw verzoek kon niet worden verwerkt" in await response.text()
+
+
+async def test_the_accessibility_statement_is_linked_from_every_page(sqlite_client):
+    """The government's model: status, how it was checked, known gaps, contact."""
+    form = await (await sqlite_client.get("/")).text()
+    assert '<a href="/toegankelijkheid">Toegankelijkheid</a>' in form
+    response = await sqlite_client.get("/toegankelijkheid")
+    assert response.status == 200
+    html = await response.text()
+    for heading in (
+        "<h1>Toegankelijkheids\u00adverklaring</h1>",
+        "Nalevingsstatus",
+        "Hoe wij dit controleren",
+        "Wat nog niet goed genoeg is",
+        "Loopt u ergens tegenaan?",
+    ):
+        assert heading in html, heading
+    assert "Voldoet gedeeltelijk aan WCAG 2.1 niveau AA" in html
+    assert '<a href="tel:+319008844">0900-8844</a>' in html
+    english = await (await sqlite_client.get("/toegankelijkheid?lang=en")).text()
+    assert "<h1>Accessibility statement</h1>" in english
