@@ -283,7 +283,13 @@ async def test_employee_survey(client):
     saved = await post_form(client, path, EMPLOYEE_ANSWERS)
     assert saved.status == 303
     page = await client.get(path)
-    assert 'id="survey-thanks"' in await page.text()
+    thanks = await page.text()
+    assert 'id="survey-thanks"' in thanks
+    # the way on is the request, to record how it ended (then the queue)
+    assert (
+        f'<a class="button" id="to-request" href="/staff/requests/{request_id}">'
+        in thanks
+    )
     record = await records.get_call_record(db, record_id)
     assert record.employee == records.EmployeeSurvey(3, "partly", "no")
 
