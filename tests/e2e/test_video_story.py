@@ -268,6 +268,14 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
     await citizen.wait_for_url("**/gesprek/enquete", timeout=15_000)
     await assert_accessible(citizen, "citizen survey")
     await assert_accessible(agent, "employee survey")
+    # the employee answers; the thanks page leads on to the request, to close it
+    for answer in ("#quality-4", "#case_handled-yes", "#would_use_again-yes"):
+        await agent.check(answer)
+    await agent.click("#survey-submit")
+    await expect(agent.locator("#survey-thanks")).to_be_visible()
+    await assert_accessible(agent, "employee survey thanks")
+    await agent.click("#to-request")
+    await agent.wait_for_url(re.compile(r".*/staff/requests/\d+$"))
 
     # the link does not open the call again, anywhere
     again = await new_page(browser)
