@@ -137,9 +137,21 @@ def _page_routes(
             "join_link": harness().url("/gesprek#t=example-link-token"),
             "interpreter_link": None,
             "progress": [
-                {"step": "link_sent", "failed": [], "at": "2026-11-27T22:00:00Z"}
+                {
+                    "step": "link_sent",
+                    "failed": [],
+                    "at": "2026-11-27T22:00:00Z",
+                    "local": "23:00",
+                }
             ],
-            "call_request": SimpleNamespace(reference="BB-TEST-01", channel="video"),
+            "call_request": SimpleNamespace(
+                reference="BB-TEST-01",
+                channel="video",
+                language="nl",
+                accessibility=("text_chat",),
+                accessibility_note=None,
+            ),
+            "labels": SimpleNamespace(needs=lambda codes: list(codes)),
             "record_id": 1,
             "switch_reasons": SWITCH_REASONS,
         }
