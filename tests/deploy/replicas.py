@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from controlplane.storage.schema import (
 from tests.conftest import _drop_pg_database, _fresh_pg_database
 from tests.controlplane.staff_accounts import add_staff_to
 from tests.deploy.desk_clients import PASSWORD, Browser
-from tests.helpers import beeldbel_cli, free_port, wait_for
+from tests.helpers import beeldbel_cli, free_port, free_udp_port, wait_for
 from tests.redis_server import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,13 +56,6 @@ API_SECRET = "replicas-media-api-secret-0123456789"
 SECRET_KEY = "replicas-secret-key-0123456789-abcdefghijklmnop"
 LOCKOUT_THRESHOLD = 3
 LOGIN_PER_IP_PER_MINUTE = 6
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -301,7 +293,7 @@ format = "json"
 host = "127.0.0.1"
 port = {port}
 node_id = "{node}"
-udp_port = {_free_udp_port()}
+udp_port = {free_udp_port()}
 udp_bind = "127.0.0.1"
 advertised_address = "127.0.0.1"
 jwks_url = "{proxy_url}/.well-known/jwks.json"

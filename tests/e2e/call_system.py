@@ -15,7 +15,6 @@ import email
 import email.policy
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -33,7 +32,7 @@ from playwright.async_api import Page, expect
 from beeldbel.cli.devca import ensure_dev_certificates
 from tests.controlplane.staff_accounts import add_staff_to
 from tests.e2e.conftest import ROOT, assert_accessible, wait_until_up
-from tests.helpers import beeldbel_cli, free_port, wait_for
+from tests.helpers import beeldbel_cli, free_port, free_udp_port, wait_for
 
 API_SECRET = "e2e-media-api-secret-0123456789"
 NODE = "media-e2e"
@@ -85,13 +84,6 @@ class CallSystem:
         return await add_staff_to(self.db_url, config, username, role, PASSWORD)
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _config_text(
     tmp_path: Path, certs: Any, port: int, media_port: int, smtp_port: int
 ) -> str:
@@ -121,7 +113,7 @@ timeout_seconds = 5
 host = "127.0.0.1"
 port = {media_port}
 node_id = "{NODE}"
-udp_port = {_free_udp_port()}
+udp_port = {free_udp_port()}
 udp_bind = "127.0.0.1"
 advertised_address = "127.0.0.1"
 jwks_url = "{base}/.well-known/jwks.json"
