@@ -52,11 +52,12 @@ system-deps: node-deps
 	fi
 
 # From npm (package-lock.json): axe-core for the accessibility checks, TypeScript's
-# checker for the front end's JSDoc types.
+# checker for the front end's JSDoc types, and lucide-static, whose icons
+# scripts/vendor_icons.py copies into web/static/icons (the test compares them).
 node-deps:
 	@command -v npm >/dev/null || { echo "installing npm from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
-	@[ -f node_modules/axe-core/axe.min.js ] && [ -x node_modules/.bin/tsc ] || npm ci --no-audit --no-fund --silent
+	@[ -f node_modules/axe-core/axe.min.js ] && [ -x node_modules/.bin/tsc ] && [ -d node_modules/lucide-static/icons ] || npm ci --no-audit --no-fund --silent
 
 # The whole suite runs in a network namespace that has only loopback, so no test
 # traffic (ICE gathers every interface address) can leave this machine.

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from beeldbel.assets import TEMPLATES
 from controlplane.base.i18n import CATALOG, LANG_COOKIE, request_language
+from controlplane.base.icons import icon
 from controlplane.base.settings import CONFIG
 
 STAFF = web.RequestKey("staff", object)
@@ -31,6 +32,7 @@ def setup_templates(app: web.Application, *page_values: PageValues) -> None:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["app_name"] = "Beeldbel"
+    env.globals["icon"] = icon
 
 
 def page_context(request: web.Request) -> dict[str, Any]:
