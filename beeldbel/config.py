@@ -239,6 +239,8 @@ class SecurityConfig:
     intake_global_per_minute: int = 120
     login_per_ip_per_minute: int = 20
     api_per_key_per_minute: int = 600
+    #: Error reports from one address's browsers (``POST /gesprek/fout``).
+    client_errors_per_ip_per_minute: int = 30
     #: Largest request body accepted, 1024 to 16777216 bytes.
     max_body_bytes: int = 64 * 1024
     #: Failed logins before the account is locked for a growing period.
@@ -255,6 +257,7 @@ class SecurityConfig:
             "intake_global_per_minute",
             "login_per_ip_per_minute",
             "api_per_key_per_minute",
+            "client_errors_per_ip_per_minute",
             "lockout_threshold",
         )
         _between(self, "max_body_bytes", 1024, 16 * 1024 * 1024)

@@ -96,6 +96,14 @@ class Metrics:
             ["node"],
             registry=r,
         )
+        # page and kind come from fixed lists (controlplane.calls.client_errors)
+        self.client_errors = Counter(
+            "beeldbel_client_errors_total",
+            "Errors the pages' scripts reported (POST /gesprek/fout), by page and"
+            " kind: failures a browser would otherwise swallow.",
+            ["page", "kind"],
+            registry=r,
+        )
         self.purged = Counter(
             "beeldbel_retention_purged_requests_total",
             "Callback requests whose personal data was erased.",

@@ -8,7 +8,14 @@ the call record and :func:`setup` for the routes.
 
 from aiohttp import web
 
-from controlplane.calls import agents, guests, heartbeats, join_links, rooms
+from controlplane.calls import (
+    agents,
+    client_errors,
+    guests,
+    heartbeats,
+    join_links,
+    rooms,
+)
 from controlplane.calls.join_links import current_survey_session
 from controlplane.calls.record import (
     CASE_HANDLED,
@@ -34,6 +41,7 @@ def setup(app: web.Application) -> None:
     heartbeats.setup(app)
     agents.setup(app)
     guests.setup(app)
+    client_errors.setup(app)
 
 
 __all__ = [

@@ -136,6 +136,7 @@ class Limits:
     intake_global: RateLimit
     login_per_ip: RateLimit
     api_per_key: RateLimit
+    client_errors_per_ip: RateLimit
 
     @classmethod
     def from_config(cls, config: Config, store: LimitStore) -> Limits:
@@ -151,6 +152,9 @@ class Limits:
                 "login_per_ip", sec.login_per_ip_per_minute, 60, store
             ),
             api_per_key=RateLimit("api_per_key", sec.api_per_key_per_minute, 60, store),
+            client_errors_per_ip=RateLimit(
+                "client_errors_per_ip", sec.client_errors_per_ip_per_minute, 60, store
+            ),
         )
 
 
