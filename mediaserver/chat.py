@@ -1,5 +1,10 @@
 """Text chat over each participant's ``chat`` data channel, relayed by the room.
 
+Besides chat lines the channel carries two signals: ``typing`` (real-time text,
+the line as it is being typed, EN 301 549 §6.2) and ``state`` (microphone and
+camera on or off), so the other side sees both without a server round trip of
+its own. Signals have their own rate limit and metric.
+
 A client opens one data channel labelled ``chat`` before its first offer (SCTP over
 the same DTLS transport as its media). Every valid message from an admitted
 participant goes to the other admitted participants, with ``from_role`` and
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiortc import RTCDataChannel
@@ -30,6 +35,10 @@ MAX_RAW = 6 * MAX_TEXT + 256
 #: Per sender: a burst of this many messages, refilled at RATE per second.
 BURST = 20
 RATE = 5.0
+#: Per sender, for typing and state signals: one per keystroke at most, refilled
+#: at a fast typist's pace (the client sends at most one per 100 ms).
+SIGNAL_BURST = 30
+SIGNAL_RATE = 15.0
 #: A receiver with this much unsent chat queued gets no more (it is not reading).
 MAX_BUFFERED = 1 << 20
 
@@ -47,25 +56,36 @@ class Speaker(Protocol):
 
 @dataclass(slots=True)
 class ChatStats:
-    """Counts of chat messages by result; the metrics collector reads them."""
+    """Counts of chat messages and of signals by result, for the metrics."""
 
     messages: dict[str, int] = field(
+        default_factory=lambda: {"relayed": 0, "dropped": 0}
+    )
+    signals: dict[str, int] = field(
         default_factory=lambda: {"relayed": 0, "dropped": 0}
     )
 
     def count(self, result: str) -> None:
         self.messages[result] = self.messages.get(result, 0) + 1
 
+    def count_signal(self, result: str) -> None:
+        self.signals[result] = self.signals.get(result, 0) + 1
 
-def parse_text(data: str | bytes) -> str | None:
-    """The ``text`` of a chat message, or None when it is not a valid one."""
+
+def _parse(data: str | bytes) -> dict[str, Any] | None:
     if not isinstance(data, str) or len(data) > MAX_RAW:
         return None
     try:
         message = json.loads(data)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(message, dict):
+    return message if isinstance(message, dict) else None
+
+
+def parse_text(data: str | bytes) -> str | None:
+    """The ``text`` of a chat message, or None when it is not a valid one."""
+    message = _parse(data)
+    if message is None or "type" in message:
         return None
     text = message.get("text")
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
@@ -73,21 +93,48 @@ def parse_text(data: str | bytes) -> str | None:
     return text
 
 
+def parse_signal(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The fields of a ``typing`` or ``state`` signal to relay, or None."""
+    kind = message.get("type")
+    if kind == "typing":
+        text = message.get("text")
+        if isinstance(text, str) and len(text) <= MAX_TEXT:
+            return {"type": kind, "text": text}
+    if kind == "state":
+        muted, camera = message.get("muted"), message.get("camera")
+        if isinstance(muted, bool) and isinstance(camera, bool):
+            return {"type": kind, "muted": muted, "camera": camera}
+    return None
+
+
 @dataclass(slots=True)
-class _Member:
-    speaker: Speaker
-    channel: RTCDataChannel
-    tokens: float = BURST
+class _Bucket:
+    """A token bucket: a burst of ``size``, refilled at ``rate`` per second."""
+
+    size: float
+    rate: float
+    tokens: float = 0.0
     refilled_at: float = field(default_factory=time.monotonic)
 
-    def take_token(self) -> bool:
+    def __post_init__(self) -> None:
+        self.tokens = self.size
+
+    def take(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(BURST, self.tokens + (now - self.refilled_at) * RATE)
+        self.tokens = min(self.size, self.tokens + (now - self.refilled_at) * self.rate)
         self.refilled_at = now
         if self.tokens < 1:
             return False
         self.tokens -= 1
         return True
+
+
+@dataclass(slots=True)
+class _Member:
+    speaker: Speaker
+    channel: RTCDataChannel
+    lines: _Bucket = field(default_factory=lambda: _Bucket(BURST, RATE))
+    signals: _Bucket = field(default_factory=lambda: _Bucket(SIGNAL_BURST, SIGNAL_RATE))
 
 
 class Chat:
@@ -126,18 +173,34 @@ class Chat:
             log.exception("chat_relay_failed", participant_id=member.speaker.id)
 
     def _relay(self, member: _Member, data: str | bytes) -> None:
-        speaker = member.speaker
+        message = _parse(data)
+        if message is not None and "type" in message:
+            self._relay_signal(member, message)
+            return
         text = parse_text(data)
-        if (
-            self._members.get(speaker.id) is not member
-            or not speaker.admitted
-            or text is None
-            or not member.take_token()
-        ):
+        if not self._current(member) or text is None or not member.lines.take():
             self.stats.count("dropped")
             return
+        self._send_others(member, {"text": text})
+        self.stats.count("relayed")
+
+    def _relay_signal(self, member: _Member, message: dict[str, Any]) -> None:
+        signal = parse_signal(message)
+        if signal is None or not self._current(member) or not member.signals.take():
+            self.stats.count_signal("dropped")
+            return
+        self._send_others(member, signal)
+        self.stats.count_signal("relayed")
+
+    def _current(self, member: _Member) -> bool:
+        """The sender's live channel, and the sender admitted (not in the lobby)."""
+        speaker = member.speaker
+        return self._members.get(speaker.id) is member and speaker.admitted
+
+    def _send_others(self, member: _Member, fields: dict[str, Any]) -> None:
+        speaker = member.speaker
         relayed = json.dumps(
-            {"text": text, "from_role": speaker.role, "participant_id": speaker.id}
+            {**fields, "from_role": speaker.role, "participant_id": speaker.id}
         )
         for other in list(self._members.values()):
             channel = other.channel
@@ -149,4 +212,3 @@ class Chat:
             ):
                 continue
             channel.send(relayed)
-        self.stats.count("relayed")

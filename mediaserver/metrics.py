@@ -60,6 +60,12 @@ class _StatsCollector(Collector):
             "result",
             self._rooms.chat_stats.messages,
         )
+        yield _counter(
+            "chat_signals",
+            "typing (real-time text) and mute/camera signals relayed or dropped",
+            "result",
+            self._rooms.chat_stats.signals,
+        )
         rooms = GaugeMetricFamily(f"{NS}_rooms", "rooms on this worker")
         rooms.add_metric([], len(self._rooms.rooms))
         yield rooms

@@ -10,7 +10,7 @@ from aiortc.rtcsctptransport import WEBRTC_STRING
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mediaserver.chat import BURST, MAX_TEXT, parse_text
+from mediaserver.chat import BURST, MAX_TEXT, SIGNAL_BURST, parse_text
 from tests.helpers import wait_for
 from tests.mediaserver.client import MediaClient, PatternTrack, decodes
 from tests.mediaserver.conftest import create_room, metric
@@ -28,7 +28,9 @@ class ChatPeer:
         self.channel.on("message", self.received.append)
 
     def texts(self) -> list[str]:
-        return [json.loads(m)["text"] for m in self.received]
+        """The chat lines received (not typing or state signals)."""
+        messages = [json.loads(m) for m in self.received]
+        return [m["text"] for m in messages if "type" not in m]
 
     def send(self, message: Any) -> None:
         self.channel.send(
@@ -227,3 +229,70 @@ async def total_counted(server, value: int) -> bool:
     relayed = await metric(server, CHAT_METRIC, result="relayed")
     dropped = await metric(server, CHAT_METRIC, result="dropped")
     return relayed + dropped >= value
+
+
+SIGNAL_METRIC = "beeldbel_media_chat_signals_total"
+
+
+async def test_typing_and_media_state_are_relayed_with_server_set_roles(
+    server, clients, token
+):
+    """Real-time text (the line being typed) and mute/camera state ride the same
+    channel; the server sets who sent them, as for chat."""
+    await create_room(server)
+    agent = await chat_join(clients, token, "agent", "a1")
+    interpreter = await chat_join(clients, token, "interpreter", "i1")
+    agent.send({"type": "typing", "text": "Goedem", "from_role": "citizen"})
+    agent.send({"type": "typing", "text": ""})  # the line was cleared
+    agent.send({"type": "state", "muted": True, "camera": False})
+    await wait_for(lambda: len(interpreter.received) == 3, 5, "three signals")
+    assert [json.loads(m) for m in interpreter.received] == [
+        {
+            "type": "typing",
+            "text": "Goedem",
+            "from_role": "agent",
+            "participant_id": "a1",
+        },
+        {"type": "typing", "text": "", "from_role": "agent", "participant_id": "a1"},
+        {
+            "type": "state",
+            "muted": True,
+            "camera": False,
+            "from_role": "agent",
+            "participant_id": "a1",
+        },
+    ]
+    assert await metric(server, SIGNAL_METRIC, result="relayed") == 3
+    # signals are not chat messages: the pilot counts chat use from that metric
+    assert await metric(server, CHAT_METRIC, result="relayed") == 0
+
+
+async def test_bad_signals_are_dropped_and_do_not_use_the_chat_burst(
+    server, clients, token
+):
+    await create_room(server)
+    agent = await chat_join(clients, token, "agent", "a1")
+    interpreter = await chat_join(clients, token, "interpreter", "i1")
+    for bad in (
+        {"type": "state", "muted": "yes", "camera": True},
+        {"type": "state", "muted": True},
+        {"type": "typing", "text": "x" * (MAX_TEXT + 1)},
+        {"type": "typing", "text": 5},
+        {"type": "shout", "text": "hallo"},
+    ):
+        agent.send(bad)
+    await wait_for(
+        lambda: signals_counted(server, "dropped", 5), 5, "five bad signals dropped"
+    )
+    # a typing flood (a keystroke each) is cut, but leaves the chat its burst
+    for n in range(SIGNAL_BURST + 20):
+        agent.send({"type": "typing", "text": "x" * n})
+    for n in range(BURST):
+        agent.send({"text": f"bericht {n}"})
+    lines = [f"bericht {n}" for n in range(BURST)]
+    await wait_for(lambda: interpreter.texts() == lines, 5, "every chat line arrives")
+    assert await metric(server, CHAT_METRIC, result="dropped") == 0
+
+
+async def signals_counted(server, result: str, value: int) -> bool:
+    return await metric(server, SIGNAL_METRIC, result=result) >= value
