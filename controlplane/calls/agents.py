@@ -10,7 +10,8 @@ request says ``Accept: application/json``; every POST carries ``X-CSRF-Token``):
 - ``GET /staff/gesprekken/{room_id}`` (page), ``GET …/events`` (SSE: ``progress``,
   ``link_sent``, ``link_failed``, ``link_opened``, ``ended``), ``POST …/token``,
   ``…/kwaliteit``, ``…/einde``, ``…/naar-telefoon`` ``{"reason"}``, ``…/tolk``,
-  ``…/bericht`` ``{"text"}``
+  ``…/bericht`` ``{"text"}``; once the call is over ``…/afsluiten``
+  ``{"result"}`` closes its request in one step (:mod:`controlplane.requests`)
 - citizen and interpreter: :mod:`controlplane.calls.guests` (``/gesprek/…``)
 """
 
@@ -38,9 +39,11 @@ from controlplane.base.rendering import render
 from controlplane.base.settings import CONFIG
 from controlplane.base.times import iso_utc
 from controlplane.calls.events import CallEvent, resume_after, stream
+from controlplane.calls.heartbeats import MEDIA_LOST
 from controlplane.calls.json_bodies import no_store, no_store_json
 from controlplane.calls.live_state import CALLS, guest_channel
 from controlplane.calls.quality import store_quality
+from controlplane.calls.record import get_call_record
 from controlplane.calls.rooms import (
     Call,
     active_call,
@@ -60,6 +63,7 @@ from controlplane.requests import (
     Actor,
     Request,
     State,
+    close_after_call,
     get_request,
     may_work,
     start_attempt,
@@ -83,6 +87,7 @@ def setup(app: web.Application) -> None:
     r.add_post(staff + "/token", staff_token)
     r.add_post(staff + "/kwaliteit", staff_quality)
     r.add_post(staff + "/einde", staff_end)
+    r.add_post(staff + "/afsluiten", staff_close)
     r.add_post(staff + "/naar-telefoon", staff_switch)
     r.add_post(staff + "/tolk", staff_interpreter)
     r.add_post(staff + "/bericht", staff_message)
@@ -270,6 +275,32 @@ async def staff_end(request: web.Request) -> web.Response:
     return no_store_json({"next": f"/staff/gesprekken/{call.record_id}/enquete"})
 
 
+async def staff_close(request: web.Request) -> web.Response:
+    """Once the call is over, close its request in one step ``{"result":
+    "handled" | "follow_up" | "not_reached"}``; ``{"next"}`` is the survey, or
+    the queue when nobody was reached or the media server was lost."""
+    call, item, actor = await _staff_call(request)
+    if not call.ended:
+        raise Conflict("calls_close_running")
+    result = (await json_body(request)).get("result")
+    app = request.app
+    closed = await close_after_call(
+        app[DB],
+        app[METRICS],
+        app[DESK].current,
+        item.id,
+        actor,
+        result if isinstance(result, str) else "",
+    )
+    app[QUEUE_EVENTS].publish()
+    record = await get_call_record(app[DB], call.record_id)
+    if closed.is_open:
+        return no_store_json({"next": f"/staff?retry={closed.reference}"})
+    if result == "not_reached" or record.outcome == MEDIA_LOST:
+        return no_store_json({"next": f"/staff?closed={closed.reference}"})
+    return no_store_json({"next": f"/staff/gesprekken/{call.record_id}/enquete"})
+
+
 async def staff_switch(request: web.Request) -> web.Response:
     """End the video call and turn the request into a phone callback."""
     call, item, actor = await _staff_call(request)
@@ -284,8 +315,10 @@ async def staff_switch(request: web.Request) -> web.Response:
         raise Conflict("calls_not_video")
     if item.state not in (State.CLAIMED, State.CALLING):
         raise Conflict("console_conflict_state")
-    await end_call(request.app, call, actor, "switched_to_phone")
+    # first the channel: the request stays calling, by phone now (end_call
+    # gives only a request called by video back to its holder)
     await switch_channel(request.app[DB], item.id, actor, "phone", str(reason))
+    await end_call(request.app, call, actor, "switched_to_phone")
     request.app[QUEUE_EVENTS].publish()
     return no_store_json({"next": f"/staff/requests/{item.id}"})
 

@@ -37,7 +37,7 @@ from controlplane.calls import record as records
 from controlplane.calls.events import SHUTDOWN
 from controlplane.calls.live_state import CALLS, Calls, guest_channel
 from controlplane.calls.placement import MEDIA_NODES, MediaNodes
-from controlplane.requests import Actor, Request
+from controlplane.requests import QUEUE_EVENTS, Actor, Request, call_ended
 from controlplane.security import audit, signing_keys
 from controlplane.security.secrets_store import SECRET_KEY
 from controlplane.storage.database import DB
@@ -208,7 +208,8 @@ async def end_call(
     app: web.Application, call: Call, actor: Actor, outcome: str
 ) -> None:
     """End the room, void its links and sessions, close the call record (also
-    when the media node cannot be reached)."""
+    when the media node cannot be reached), and give a request that was being
+    called by video back to its holder (never left "being called")."""
     if call.ended:
         return
     try:
@@ -221,6 +222,8 @@ async def end_call(
     await join_links.void_room(db, call.room_id)
     await records.finish_call(db, call.record_id, outcome=outcome)
     await audit_call(app, "video_call_ended", actor, call, outcome=outcome)
+    if call.request_id is not None and await call_ended(db, call.request_id, actor):
+        app[QUEUE_EVENTS].publish()
     calls = app[CALLS]
     await calls.events.publish(call.room_id, "ended", outcome=outcome)
     await calls.events.publish(guest_channel(call.room_id), "ended")

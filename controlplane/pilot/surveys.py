@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from controlplane.base.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
 from controlplane.calls import (
     CASE_HANDLED,
@@ -25,6 +26,7 @@ from controlplane.calls import (
     CallRecord,
     CitizenSurvey,
     EmployeeSurvey,
+    active_call,
     current_survey_session,
     find_by_room,
     get_call_record,
@@ -32,6 +34,7 @@ from controlplane.calls import (
     save_citizen_survey,
     save_employee_survey,
 )
+from controlplane.requests import QUEUE_EVENTS, complete
 from controlplane.staff import StaffUser, require_staff
 from controlplane.storage.database import DB
 
@@ -194,4 +197,20 @@ async def employee_submit(request: web.Request) -> web.Response:
     # answered in another tab already: the saved answers are shown
     with contextlib.suppress(Conflict):
         await save_employee_survey(request.app[DB], record, survey, by=user.actor)
+    if survey.case_handled == "yes":
+        await _complete_handled(request, record, user)
     raise web.HTTPSeeOther(f"/staff/gesprekken/{record.id}/enquete")
+
+
+async def _complete_handled(
+    request: web.Request, record: CallRecord, user: StaffUser
+) -> None:
+    """ "Case handled: yes" completes the request of a call that is over, if its
+    end step did not close it yet (and no new call of it runs)."""
+    app = request.app
+    if record.request_id is None or await active_call(app, record.request_id):
+        return
+    # closed already, or no longer this employee's: the answer stays as it is
+    with contextlib.suppress(Conflict, Forbidden):
+        await complete(app[DB], app[METRICS], record.request_id, user.actor, "resolved")
+        app[QUEUE_EVENTS].publish()

@@ -9,6 +9,7 @@ the desk, queue news for open consoles and :func:`setup` for the routes.
 from aiohttp import web
 
 from controlplane.requests import intake, retention
+from controlplane.requests.after_call import AFTER_CALL, call_ended, close_after_call
 from controlplane.requests.callbacks import (
     ACCESSIBILITY_NEEDS,
     CHANNELS,
@@ -60,6 +61,8 @@ from controlplane.requests.validation import (
     PREFERRED,
     FieldValue,
     has_controls,
+    normalize_email,
+    normalize_phone,
     parse_request,
 )
 
@@ -72,6 +75,7 @@ def setup(app: web.Application) -> None:
 
 __all__ = [
     "ACCESSIBILITY_NEEDS",
+    "AFTER_CALL",
     "CANCEL_REASONS",
     "CHANNELS",
     "DESK",
@@ -97,8 +101,10 @@ __all__ = [
     "add_note",
     "announce_new_request",
     "available_slots",
+    "call_ended",
     "cancel",
     "claim",
+    "close_after_call",
     "complete",
     "create_request",
     "desk_page_values",
@@ -109,6 +115,8 @@ __all__ = [
     "list_open",
     "may_work",
     "no_answer",
+    "normalize_email",
+    "normalize_phone",
     "parse_reference",
     "parse_request",
     "reassign",

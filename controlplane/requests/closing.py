@@ -26,12 +26,14 @@ from controlplane.storage.database import Database
 @dataclass(frozen=True, slots=True)
 class Closing:
     """How staff close a request: the state it ends in, the form field that says
-    why (with its allowed codes) and the states it may be closed from."""
+    why (with its allowed codes), the states it may be closed from, and whether
+    it must have been called first."""
 
     state: State
     field: str
     allowed: tuple[str, ...]
     from_states: Sequence[State]
+    attempted: bool = False
 
 
 async def close(
@@ -55,6 +57,7 @@ async def close(
             why,
             closing.from_states,
             now_or_utc(now),
+            attempted=closing.attempted,
         )
     return counted(metrics, request, actor)
 
@@ -67,6 +70,8 @@ async def close_in(
     outcome: str,
     from_states: Sequence[State],
     now: datetime,
+    *,
+    attempted: bool = False,
 ) -> Request:
     """Close the request in the caller's transaction (see :func:`counted`)."""
     request = await transition(
@@ -75,6 +80,7 @@ async def close_in(
         actor,
         from_states,
         {"state": state.value, "outcome": outcome, "closed_at": now, "updated_at": now},
+        attempted=attempted,
     )
     await audit_change(
         conn,

@@ -49,13 +49,25 @@ from controlplane.storage.schema import callback_requests, users
 log = structlog.get_logger()
 
 #: How a completed call ended.
-OUTCOMES = ("resolved", "report_taken", "referred", "information_given", "other")
+OUTCOMES = (
+    "resolved",
+    "report_taken",
+    "referred",
+    "information_given",
+    "follow_up",
+    "other",
+)
 #: Why a request was cancelled.
 CANCEL_REASONS = ("citizen_withdrew", "duplicate", "wrong_desk", "unreachable", "other")
 #: Why a request moved between video and phone.
 SWITCH_REASONS = ("citizen_asked", "technical_problem", "accessibility", "other")
 
-_COMPLETING = Closing(State.COMPLETED, "outcome", OUTCOMES, (State.CALLING,))
+#: A request is closed with an outcome while it is called, or once its call is
+#: over and it is back with its holder (claimed, called at least once).
+AFTER_A_CALL = (State.CALLING, State.CLAIMED)
+_COMPLETING = Closing(
+    State.COMPLETED, "outcome", OUTCOMES, AFTER_A_CALL, attempted=True
+)
 _CANCELLING = Closing(State.CANCELLED, "reason", CANCEL_REASONS, CLAIMED_OR_CALLING)
 _req = callback_requests
 
@@ -156,7 +168,8 @@ async def complete(
     *,
     now: datetime | None = None,
 ) -> Request:
-    """The call took place: calling → completed, with one of :data:`OUTCOMES`."""
+    """The call took place: calling (or claimed after a call) → completed, with
+    one of :data:`OUTCOMES`."""
     return await close(db, metrics, request_id, actor, _COMPLETING, outcome, now)
 
 
@@ -194,8 +207,9 @@ async def no_answer(
                 actor,
                 State.NO_ANSWER,
                 State.NO_ANSWER.value,
-                (State.CALLING,),
+                AFTER_A_CALL,
                 now,
+                attempted=True,
             )
         else:
             request = await _schedule_retry(conn, desk, request_id, actor, now)
@@ -212,18 +226,20 @@ async def _schedule_retry(
     actor: Actor,
     now: datetime,
 ) -> Request:
-    """calling → new, due again after ``retry_delay_minutes``."""
+    """calling (or claimed after a call) → new, due again after
+    ``retry_delay_minutes``."""
     delay = desk.retry_delay_minutes
     request = await transition(
         conn,
         request_id,
         actor,
-        (State.CALLING,),
+        AFTER_A_CALL,
         {
             **BACK_IN_QUEUE,
             "due_at": now + timedelta(minutes=delay),
             "updated_at": now,
         },
+        attempted=True,
     )
     await audit_change(
         conn,

@@ -46,10 +46,15 @@ async def transition(
     actor: Actor,
     from_states: Sequence[State],
     values: dict[str, Any],
+    *,
+    attempted: bool = False,
 ) -> Request:
     """Apply ``values`` if the request is in ``from_states`` (and, unless a
-    supervisor acts, held by ``actor``); otherwise say why not."""
+    supervisor acts, held by ``actor``; with ``attempted``, called at least
+    once); otherwise say why not."""
     conditions = [_req.c.id == request_id, _req.c.state.in_(from_states)]
+    if attempted:
+        conditions.append(_req.c.attempts > 0)
     if not actor.is_supervisor:
         conditions.append(_req.c.claimed_by == actor.id)
     result = await conn.execute(

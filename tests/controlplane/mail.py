@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.helpers import free_port
 
 
 class Collector:
@@ -19,3 +25,15 @@ class Collector:
         assert isinstance(parsed, EmailMessage)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
         return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Collector, int]]:
+    """A real SMTP server on loopback: (what it received, its port)."""
+    mailbox, port = Collector(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()
