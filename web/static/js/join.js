@@ -1,6 +1,8 @@
+// @ts-check
 // Opens a call link: takes the single-use token from the address's fragment,
 // removes it from the address bar and history at once, and exchanges it for
 // this browser's call session. The token never goes into a URL the server sees.
+import {reportClientError} from './client_errors.js';
 
 /**
  * The text shown for an error code (from the page, in the page's language).
@@ -73,6 +75,7 @@ async function openLink(doc, token) {
       body: JSON.stringify({ token }),
     });
   } catch {
+    reportClientError('join', 'report', 'link_open_failed');
     showError(doc, 'network');
     return;
   }
@@ -80,6 +83,7 @@ async function openLink(doc, token) {
   try {
     body = await response.json();
   } catch {
+    reportClientError('join', 'message', 'bad_reply');
     body = null;
   }
   if (response.ok && body && typeof body.next === 'string' && body.next.startsWith('/')) {
