@@ -241,6 +241,10 @@ class SecurityConfig:
     api_per_key_per_minute: int = 600
     #: Error reports from one address's browsers (``POST /gesprek/fout``).
     client_errors_per_ip_per_minute: int = 30
+    #: Citizens' status pages (``/verzoek/…``) opened or used from one address.
+    status_per_ip_per_hour: int = 60
+    #: Changes (cancel, another slot, a new link) to one request from its status page.
+    status_changes_per_request_per_hour: int = 10
     #: Largest request body accepted, 1024 to 16777216 bytes.
     max_body_bytes: int = 64 * 1024
     #: Failed logins before the account is locked for a growing period.
@@ -258,6 +262,8 @@ class SecurityConfig:
             "login_per_ip_per_minute",
             "api_per_key_per_minute",
             "client_errors_per_ip_per_minute",
+            "status_per_ip_per_hour",
+            "status_changes_per_request_per_hour",
             "lockout_threshold",
         )
         _between(self, "max_body_bytes", 1024, 16 * 1024 * 1024)

@@ -138,7 +138,7 @@ def _created_body(created: Created) -> str:
 def _count_created(
     request: web.Request, created: Created, new: NewRequest, key: ApiKey
 ) -> None:
-    announce_new_request(request.app[METRICS], request.app[QUEUE_EVENTS], new, created)
+    announce_new_request(request.app, new, created)
     log.info(
         "api_request_created",
         callback_id=created.id,

@@ -104,6 +104,13 @@ class Metrics:
             ["page", "kind"],
             registry=r,
         )
+        # via: email, sms or none; result: sent, failed or skipped (none configured)
+        self.confirmations = Counter(
+            "beeldbel_confirmations_total",
+            "Confirmations of new requests to citizens, by way and result.",
+            ["via", "result"],
+            registry=r,
+        )
         self.purged = Counter(
             "beeldbel_retention_purged_requests_total",
             "Callback requests whose personal data was erased.",

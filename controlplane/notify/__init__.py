@@ -1,1 +1,2 @@
-"""Telling citizens their join link: e-mail over SMTP and text messages."""
+"""Telling citizens by e-mail over SMTP and by text message: a call's join link,
+and the confirmation of a new request with its status link."""

@@ -1,6 +1,7 @@
-"""E-mail with a citizen's join link, sent over SMTP (``[mail]`` in the config).
+"""E-mail to citizens over SMTP (``[mail]`` in the config): a call's join link,
+and the confirmation of a new request with its status link.
 
-The message holds only what the citizen needs: the desk's name, the link and how
+A message holds only what the citizen needs: the desk's name, the link and how
 to get help. Neither the address nor the link is ever logged; a failure is
 raised as :class:`DeliveryFailed` with a message key staff can be shown.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import html
-from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -43,39 +44,101 @@ def join_link_message(
     def t(key: str) -> str:
         return catalog.get(key, lang, desk=desk_name)
 
+    return _message(
+        config,
+        Letter(
+            to_address=to_address,
+            lang=lang,
+            subject=t("mail_join_subject"),
+            before=[t("mail_join_greeting"), t("mail_join_body")],
+            link=link,
+            button=t("mail_join_button"),
+            after=[t("mail_join_once"), t("mail_join_help")],
+            signature=desk_name,
+        ),
+    )
+
+
+def confirmation_message(
+    config: MailConfig,
+    catalog: Catalog,
+    *,
+    to_address: str,
+    reference: str,
+    link: str,
+    details: list[str],
+    lang: str,
+    desk_name: str,
+) -> EmailMessage:
+    """The e-mail that confirms a new request: its reference, what happens next
+    (``details``, already in ``lang``) and the status link."""
+    lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+
+    def t(key: str) -> str:
+        return catalog.get(key, lang, desk=desk_name, reference=reference)
+
+    return _message(
+        config,
+        Letter(
+            to_address=to_address,
+            lang=lang,
+            subject=t("mail_confirmation_subject"),
+            before=[
+                t("mail_join_greeting"),
+                t("mail_confirmation_body"),
+                *details,
+                t("mail_confirmation_status"),
+            ],
+            link=link,
+            button=t("mail_confirmation_button"),
+            after=[t("mail_confirmation_keep"), t("mail_confirmation_help")],
+            signature=desk_name,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """What an e-mail says: paragraphs, then a link (a button in HTML), then more."""
+
+    to_address: str
+    lang: str
+    subject: str
+    before: list[str]
+    link: str
+    button: str
+    after: list[str]
+    signature: str
+
+
+def _message(config: MailConfig, letter: Letter) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = t("mail_join_subject")
+    message["Subject"] = letter.subject
     message["From"] = config.sender
-    message["To"] = to_address
+    message["To"] = letter.to_address
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain=config.sender.rpartition("@")[2])
-    message["Content-Language"] = lang
+    message["Content-Language"] = letter.lang
     message["Auto-Submitted"] = "auto-generated"
-    paragraphs = [t("mail_join_once"), t("mail_join_help")]
-    text = "\n\n".join(
-        [t("mail_join_greeting"), t("mail_join_body"), link, *paragraphs, desk_name]
-    )
+    text = "\n\n".join([*letter.before, letter.link, *letter.after, letter.signature])
     message.set_content(text + "\n")
-    message.add_alternative(_html(lang, t, link, paragraphs, desk_name), subtype="html")
+    message.add_alternative(_html(letter), subtype="html")
     return message
 
 
-def _html(
-    lang: str,
-    t: Callable[[str], str],
-    link: str,
-    paragraphs: list[str],
-    desk_name: str,
-) -> str:
+def _html(letter: Letter) -> str:
     esc = html.escape
-    body = "".join(f"<p>{esc(p)}</p>" for p in paragraphs)
+
+    def paragraphs(texts: list[str]) -> str:
+        return "".join(f"<p>{esc(p)}</p>" for p in texts)
+
     return (
-        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-        f"<title>{esc(t('mail_join_subject'))}</title></head><body>"
-        f"<p>{esc(t('mail_join_greeting'))}</p>"
-        f"<p>{esc(t('mail_join_body'))}</p>"
-        f'<p><a href="{esc(link)}">{esc(t("mail_join_button"))}</a></p>'
-        f"<p>{esc(link)}</p>{body}<p>{esc(desk_name)}</p></body></html>"
+        f'<!doctype html><html lang="{letter.lang}"><head><meta charset="utf-8">'
+        f"<title>{esc(letter.subject)}</title></head><body>"
+        f"{paragraphs(letter.before)}"
+        f'<p><a href="{esc(letter.link)}">{esc(letter.button)}</a></p>'
+        f"<p>{esc(letter.link)}</p>{paragraphs(letter.after)}"
+        f"<p>{esc(letter.signature)}</p></body></html>"
     )
 
 
@@ -89,8 +152,6 @@ async def send_join_link(
     catalog: Catalog | None = None,
 ) -> None:
     """Send the join link to ``to_address``; :class:`DeliveryFailed` if it fails."""
-    if not config.enabled:
-        raise DeliveryFailed("delivery_mail_disabled")
     message = join_link_message(
         config,
         catalog or _default_catalog(),
@@ -99,6 +160,42 @@ async def send_join_link(
         lang=lang,
         desk_name=desk_name,
     )
+    await _send(config, message, failed_event="join_link_mail_failed")
+    log.info("join_link_mailed", lang=lang)
+
+
+async def send_confirmation(
+    config: MailConfig,
+    to_address: str,
+    reference: str,
+    link: str,
+    details: list[str],
+    lang: str,
+    desk_name: str,
+    *,
+    catalog: Catalog | None = None,
+) -> None:
+    """Confirm a new request to ``to_address``; :class:`DeliveryFailed` if not."""
+    message = confirmation_message(
+        config,
+        catalog or _default_catalog(),
+        to_address=to_address,
+        reference=reference,
+        link=link,
+        details=details,
+        lang=lang,
+        desk_name=desk_name,
+    )
+    await _send(config, message, failed_event="confirmation_mail_failed")
+    log.info("confirmation_mailed", lang=lang)
+
+
+async def _send(
+    config: MailConfig, message: EmailMessage, *, failed_event: str
+) -> None:
+    """Hand ``message`` to the mail server; :class:`DeliveryFailed` if not."""
+    if not config.enabled:
+        raise DeliveryFailed("delivery_mail_disabled")
     try:
         await aiosmtplib.send(
             message,
@@ -112,6 +209,5 @@ async def send_join_link(
         )
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         # the exception text may quote the address: log only its kind
-        log.warning("join_link_mail_failed", error=type(exc).__name__)
+        log.warning(failed_event, error=type(exc).__name__)
         raise DeliveryFailed("delivery_mail_failed") from None
-    log.info("join_link_mailed", lang=lang)

@@ -1,4 +1,5 @@
-"""Text messages through the configured HTTP SMS gateway (``[sms]`` in the config).
+"""Text messages (join links, confirmations of new requests) through the
+configured HTTP SMS gateway (``[sms]`` in the config).
 
 The gateway gets a JSON POST ``{"from", "to", "text"}`` with the configured
 ``Authorization`` header and must answer 2xx. Numbers, texts and links are never
@@ -34,6 +35,29 @@ def join_link_text(
     lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
     return (catalog or _default_catalog()).get(
         "sms_join_text", lang, desk=desk_name, link=link
+    )
+
+
+def confirmation_text(
+    reference: str,
+    link: str,
+    lang: str,
+    desk_name: str,
+    *,
+    catalog: Catalog | None = None,
+) -> str:
+    """The SMS that confirms a new request with its status link."""
+    lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+    return (catalog or _default_catalog()).get(
+        "sms_confirmation_text", lang, desk=desk_name, reference=reference, link=link
+    )
+
+
+def can_take_sms(e164: str) -> bool:
+    """Whether a text message to ``e164`` can arrive: a Dutch number must be a
+    mobile one (06, or 097 for machines); other countries' are tried."""
+    return _E164.fullmatch(e164) is not None and (
+        not e164.startswith("+31") or e164.startswith(("+316", "+3197"))
     )
 
 

@@ -8,8 +8,9 @@ the desk, queue news for open consoles and :func:`setup` for the routes.
 
 from aiohttp import web
 
-from controlplane.requests import intake, retention
+from controlplane.requests import confirmations, intake, retention, status_page
 from controlplane.requests.after_call import AFTER_CALL, call_ended, close_after_call
+from controlplane.requests.announce import announce_new_request
 from controlplane.requests.callbacks import (
     ACCESSIBILITY_NEEDS,
     CHANNELS,
@@ -17,7 +18,6 @@ from controlplane.requests.callbacks import (
     Created,
     NewRequest,
     State,
-    announce_new_request,
     create_request,
     store_request,
 )
@@ -70,6 +70,8 @@ from controlplane.requests.validation import (
 def setup(app: web.Application) -> None:
     """The routes and background work of requests."""
     intake.setup(app)
+    status_page.setup(app)
+    confirmations.setup(app)
     retention.setup(app)
 
 

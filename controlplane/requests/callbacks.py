@@ -12,8 +12,6 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controlplane.base.metrics import Metrics
-from controlplane.requests.live import QueueEvents
 from controlplane.requests.reference import new_reference
 from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests
@@ -183,20 +181,3 @@ async def find_by_reference(db: Database, reference: str) -> dict[str, Any] | No
             )
         ).first()
     return dict(row._mapping) if row is not None else None
-
-
-def announce_new_request(
-    metrics: Metrics, events: QueueEvents, new: NewRequest, created: Created
-) -> None:
-    """Count, log and push a newly stored request to open consoles; a repeated
-    submission (``created.created`` false) is none of these."""
-    if not created.created:
-        return
-    metrics.requests_received.labels(new.channel, new.topic, new.source).inc()
-    events.publish()
-    log.info(
-        "callback_request_received",
-        channel=new.channel,
-        topic=new.topic,
-        source=new.source,
-    )

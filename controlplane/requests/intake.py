@@ -14,8 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -25,24 +24,28 @@ from multidict import MultiDictProxy
 from beeldbel.config import WEEKDAYS, DeskConfig
 from controlplane.base.client import client_ip
 from controlplane.base.errors import BadRequest, NotFound, ValidationFailed
-from controlplane.base.i18n import CATALOG, request_language
-from controlplane.base.metrics import METRICS
+from controlplane.base.i18n import request_language
 from controlplane.base.rendering import render
 from controlplane.base.settings import CONFIG
+from controlplane.requests.announce import announce_new_request
 from controlplane.requests.callbacks import (
     ACCESSIBILITY_NEEDS,
     Created,
     NewRequest,
-    announce_new_request,
     create_request,
     find_by_reference,
     find_by_submission,
 )
 from controlplane.requests.desk import DESK
-from controlplane.requests.live import QUEUE_EVENTS
 from controlplane.requests.reference import parse_reference
-from controlplane.requests.slots import available_slots, local_day, local_time
+from controlplane.requests.status_links import status_path
 from controlplane.requests.validation import FIELDS, FieldValue, parse_request
+from controlplane.requests.wording import (
+    Translate,
+    page_translator,
+    slot_groups,
+    when_text,
+)
 from controlplane.security.ratelimit import LIMITS
 from controlplane.security.secrets_store import SECRET_KEY
 from controlplane.storage.database import DB
@@ -58,8 +61,6 @@ ANCHORS = {
     "preferred": "preferred-asap",
     "accessibility": f"accessibility-{ACCESSIBILITY_NEEDS[0]}",
 }
-
-Translate = Callable[..., str]
 
 
 def setup(app: web.Application) -> None:
@@ -106,7 +107,7 @@ async def _store(request: web.Request, new: NewRequest, key: str) -> Created:
         await limits.intake_per_ip.hit(client_ip(request))
         await limits.intake_global.hit()
     created = await create_request(db, new, key)
-    announce_new_request(request.app[METRICS], request.app[QUEUE_EVENTS], new, created)
+    announce_new_request(request.app, new, created)
     return created
 
 
@@ -120,16 +121,7 @@ async def show_confirmation(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound("citizen_confirmation_expired")
     desk = request.app[DESK].current
-    t = _translator(request)
-    when = t("citizen_confirmation_asap")
-    if row["slot_start"] is not None:
-        start: datetime = row["slot_start"]
-        when = t(
-            "citizen_confirmation_slot",
-            day=_day_label(local_day(start, desk), None, t),
-            start=local_time(start, desk),
-            end=local_time(start + timedelta(minutes=desk.slot_minutes), desk),
-        )
+    t = page_translator(request)
     phone: str | None = row["phone"]
     response = render(
         request,
@@ -138,7 +130,8 @@ async def show_confirmation(request: web.Request) -> web.Response:
             "reference": row["reference"],
             "channel": row["channel"],
             "phone_digits": phone[-2:] if phone else None,
-            "when": when,
+            "when": when_text(row["slot_start"], desk, t),
+            "status_link": status_path(request, row["reference"]),
         },
     )
     response.headers["Cache-Control"] = "no-store"
@@ -218,7 +211,7 @@ def _form_page(
     status: int = 200,
 ) -> web.Response:
     desk = request.app[DESK].current
-    t = _translator(request)
+    t = page_translator(request)
     order = [field for field in FIELDS if field in errors]
     response = render(
         request,
@@ -227,7 +220,7 @@ def _form_page(
             "values": _shown_values(values),
             "errors": errors,
             "error_links": [(ANCHORS.get(f, f), errors[f]) for f in order],
-            "slot_groups": _slot_groups(desk, t),
+            "slot_groups": slot_groups(desk, t),
             "opening_hours": _opening_hours(desk, t),
             "accessibility_needs": ACCESSIBILITY_NEEDS,
             "submission_id": submission_id,
@@ -238,28 +231,6 @@ def _form_page(
         "no-store" if status >= 400 else "private, no-cache"
     )
     return response
-
-
-def _slot_groups(desk: DeskConfig, t: Translate) -> list[dict[str, Any]]:
-    """The slot select's option groups: one per day, with readable labels."""
-    groups: list[dict[str, Any]] = []
-    today = _today(desk)
-    step = timedelta(minutes=desk.slot_minutes)
-    for start in available_slots(desk, datetime.now(UTC)):
-        label = _day_label(local_day(start, desk), today, t)
-        if not groups or groups[-1]["label"] != label:
-            groups.append({"label": label, "options": []})
-        groups[-1]["options"].append(
-            {
-                "value": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "label": t(
-                    "citizen_slot_range",
-                    start=local_time(start, desk),
-                    end=local_time(start + step, desk),
-                ),
-            }
-        )
-    return groups
 
 
 def _opening_hours(desk: DeskConfig, t: Translate) -> str:
@@ -280,34 +251,3 @@ def _opening_hours(desk: DeskConfig, t: Translate) -> str:
             days = t("citizen_days_range", first=days, last=t(f"citizen_day_{last}"))
         parts.append(days + " " + hours.replace("-", EN_DASH))
     return ", ".join(parts)
-
-
-def _day_label(day: date, today: date | None, t: Translate) -> str:
-    """``"Vandaag, vrijdag 27 november"``, or ``"maandag 30 november"`` in a
-    sentence (``today`` None)."""
-    text = t(
-        "citizen_date",
-        weekday=t(f"citizen_day_{WEEKDAYS[day.weekday()]}"),
-        day=day.day,
-        month=t(f"citizen_month_{day.month}"),
-    )
-    if today is None:
-        return text
-    relative = {today: "citizen_today", today + timedelta(days=1): "citizen_tomorrow"}
-    if day in relative:
-        text = f"{t(relative[day])}, {text}"
-    return text[0].upper() + text[1:]
-
-
-def _today(desk: DeskConfig) -> date:
-    return local_day(datetime.now(UTC), desk)
-
-
-def _translator(request: web.Request) -> Translate:
-    catalog = request.app[CATALOG]
-    lang = request_language(request)
-
-    def t(key: str, **params: Any) -> str:
-        return catalog.get(key, lang, **params)
-
-    return t

@@ -137,6 +137,8 @@ class Limits:
     login_per_ip: RateLimit
     api_per_key: RateLimit
     client_errors_per_ip: RateLimit
+    status_per_ip: RateLimit
+    status_changes_per_request: RateLimit
 
     @classmethod
     def from_config(cls, config: Config, store: LimitStore) -> Limits:
@@ -154,6 +156,15 @@ class Limits:
             api_per_key=RateLimit("api_per_key", sec.api_per_key_per_minute, 60, store),
             client_errors_per_ip=RateLimit(
                 "client_errors_per_ip", sec.client_errors_per_ip_per_minute, 60, store
+            ),
+            status_per_ip=RateLimit(
+                "status_per_ip", sec.status_per_ip_per_hour, 3600, store
+            ),
+            status_changes_per_request=RateLimit(
+                "status_changes_per_request",
+                sec.status_changes_per_request_per_hour,
+                3600,
+                store,
             ),
         )
 

@@ -1,8 +1,11 @@
-"""Encryption at rest for secrets the database holds: signing keys, TOTP secrets.
+"""Encryption at rest for secrets the database holds: signing keys, TOTP secrets;
+and the keys of other purposes derived from the server's ``secret_key``.
 
 Fernet, with its key derived by HKDF-SHA256 from the server's ``secret_key``.
 Each purpose has its own HKDF ``info``, hence its own key: a ciphertext of one
 purpose never decrypts as another (a TOTP secret cannot pass for a signing key).
+:func:`derive_key` gives the same separation to a purpose that needs a raw key,
+e.g. for an HMAC.
 """
 
 from __future__ import annotations
@@ -19,10 +22,19 @@ SIGNING_KEYS = b"beeldbel signing keys v1"
 TOTP_SECRETS = b"beeldbel totp secrets v1"
 #: Join links of running calls, kept for the employee to copy (``live_calls``).
 LIVE_LINKS = b"beeldbel live call links v1"
+#: HMAC of the citizen's status links (``controlplane.requests.status_links``).
+STATUS_LINKS = b"beeldbel status links v1"
 
 
 class SecretUnreadable(Exception):
     """A ciphertext does not decrypt: another ``secret_key``, purpose or garbage."""
+
+
+def derive_key(secret_key: bytes, purpose: bytes) -> bytes:
+    """A 32-byte key for ``purpose`` alone, derived from ``secret_key``."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+        secret_key
+    )
 
 
 class SecretBox:
@@ -31,9 +43,7 @@ class SecretBox:
     __slots__ = ("_fernet",)
 
     def __init__(self, secret_key: bytes, purpose: bytes) -> None:
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose
-        ).derive(secret_key)
+        derived = derive_key(secret_key, purpose)
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
 
     def seal(self, plain: bytes) -> str:

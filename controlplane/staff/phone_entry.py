@@ -12,14 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from controlplane.base.errors import ValidationFailed
-from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
 from controlplane.base.times import iso_utc
 from controlplane.requests import (
     ACCESSIBILITY_NEEDS,
     CHANNELS,
     DESK,
-    QUEUE_EVENTS,
     NewRequest,
     announce_new_request,
     available_slots,
@@ -82,7 +80,7 @@ async def new_request(request: web.Request) -> web.Response:
             status=422,
         )
     created = await create_request(request.app[DB], new, f"phone:{submission}")
-    announce_new_request(request.app[METRICS], request.app[QUEUE_EVENTS], new, created)
+    announce_new_request(request.app, new, created)
     raise web.HTTPSeeOther(f"/staff/requests/{created.id}")
 
 
