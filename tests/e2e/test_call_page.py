@@ -199,8 +199,8 @@ async def test_two_pages_call_through_the_media_server(
         role = await page.evaluate("window.beeldbel.connection.role")
         print(f"{role} decodes {fps:.1f} fps")
         assert fps >= 20
-    await expect(citizen.locator(".tile-remote .tile-label")).to_have_text("Medewerker")
-    await expect(agent.locator(".tile-remote .tile-label")).to_have_text("Burger")
+    await expect(citizen.locator(".tile-remote .tile-name")).to_have_text("Medewerker")
+    await expect(agent.locator(".tile-remote .tile-name")).to_have_text("Burger")
     await expect(citizen.locator("#quality")).not_to_have_attribute(
         "data-level", "unknown"
     )
@@ -210,30 +210,44 @@ async def test_two_pages_call_through_the_media_server(
         lambda: {"step": "in_call", "failed": []} in harness.progress, 5, "in_call"
     )
 
-    # mute: aria-pressed and no more audio bytes... of sound: the track is disabled
+    # mute: the button says so ("Microfoon: uit", not pressed), the track is
+    # disabled, and the employee's page shows the citizen muted
     mic = citizen.locator("#toggle-mic")
+    remote = agent.locator(".tile-remote")
+    await expect(mic).to_have_text("Microfoon: aan")
     await mic.focus()
     await citizen.keyboard.press("Enter")
-    await expect(mic).to_have_attribute("aria-pressed", "true")
+    await expect(mic).to_have_attribute("aria-pressed", "false")
+    await expect(mic).to_have_text("Microfoon: uit")
     await expect(citizen.locator("#call-status")).to_have_text(
         "Uw microfoon staat uit."
     )
     assert await citizen.evaluate(
         "window.beeldbel.connection.stream.getAudioTracks().every(t => !t.enabled)"
     )
+    await expect(remote.locator(".tile-muted")).to_be_visible()
+    await expect(agent.locator("#call-status")).to_have_text(
+        "Burger heeft de microfoon uitgezet."
+    )
     await assert_accessible(citizen, "citizen, muted")
+    await assert_accessible(agent, "agent, the citizen muted")
     await citizen.keyboard.press("Enter")
-    await expect(mic).to_have_attribute("aria-pressed", "false")
+    await expect(mic).to_have_attribute("aria-pressed", "true")
+    await expect(remote.locator(".tile-muted")).to_be_hidden()
 
-    # camera off: no video bytes sent until it is on again
+    # camera off: no video bytes sent until it is on again; the employee sees it
     camera = citizen.locator("#toggle-camera")
     await camera.click()
-    await expect(camera).to_have_attribute("aria-pressed", "true")
+    await expect(camera).to_have_attribute("aria-pressed", "false")
+    await expect(camera).to_have_text("Camera: uit")
+    await expect(remote.locator(".tile-camera-off")).to_be_visible()
     await citizen.wait_for_timeout(500)
     assert not await grows(citizen, "video")
     await assert_accessible(citizen, "citizen, camera off")
+    await assert_accessible(agent, "agent, the citizen's camera off")
     await camera.click()
-    await expect(camera).to_have_attribute("aria-pressed", "false")
+    await expect(camera).to_have_attribute("aria-pressed", "true")
+    await expect(remote.locator(".tile-camera-off")).to_be_hidden()
     await wait_for(lambda: grows(citizen, "video"), 10, "video flows again")
 
     # reconnect: the peer connection dies; back in the call within 10 s
@@ -291,8 +305,16 @@ async def test_two_pages_call_through_the_media_server(
     assert {"step": "left", "failed": []} in harness.progress
 
     # the employee ends the call: the survey page
-    await agent.click("#end-call")
+    await agent.click("#hang-up")
     await agent.wait_for_url("**/t/survey/agent")
+
+
+async def open_chat(page: Page) -> None:
+    """Open the chat panel (a phone starts with it closed) and see its input."""
+    toggle = page.locator("#toggle-chat")
+    if await toggle.get_attribute("aria-expanded") != "true":
+        await toggle.click()
+    await expect(page.locator("#chat-input")).to_be_visible()
 
 
 async def admitted_pair(harness: CallHarness, browser: Browser) -> tuple[Page, Page]:
@@ -332,11 +354,11 @@ async def test_interpreter_joins_without_lobby_and_sees_both(
         sees_both, 20, "the interpreter decodes the employee and the citizen"
     )
     print(f"interpreter decodes both after {time.monotonic() - joined:.2f} s")
-    labels = interpreter.locator(".tile-remote .tile-label")
+    labels = interpreter.locator(".tile-remote .tile-name")
     await expect(labels).to_have_count(2)
     assert sorted(await labels.all_inner_texts()) == ["Citizen", "Employee"]
-    await expect(citizen.locator(".tile-remote .tile-label")).to_have_count(2)
-    await expect(citizen.locator(".tile-remote .tile-label").last).to_have_text("Tolk")
+    await expect(citizen.locator(".tile-remote .tile-name")).to_have_count(2)
+    await expect(citizen.locator(".tile-remote .tile-name").last).to_have_text("Tolk")
     await expect(interpreter.locator("#switch-camera")).to_be_hidden()  # one camera
     print(f"checks done after {time.monotonic() - joined:.2f} s")
     await assert_accessible(interpreter, "interpreter, in English, in the call")
@@ -370,7 +392,7 @@ async def test_chat_message_arrives_within_a_second(
     harness = await make_call_harness()
     agent, citizen = await admitted_pair(harness, browser)
     for page in (agent, citizen):
-        await expect(page.locator("#chat-input")).to_be_visible()
+        await open_chat(page)
 
         async def chat_open(page: Page = page) -> bool:
             return bool((await page_stats(page))["chatOpen"])

@@ -19,6 +19,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.e2e.call_system import CallSystem, live_call_system, staff_login  # noqa: F401
 from tests.e2e.conftest import assert_accessible, new_page, notes, notifying_page
+from tests.e2e.test_call_page import open_chat
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -227,11 +228,11 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
     # muted and camera off are states too
     await citizen.click("#toggle-mic")
     await expect(citizen.locator("#toggle-mic")).to_have_attribute(
-        "aria-pressed", "true"
+        "aria-pressed", "false"
     )
     await citizen.click("#toggle-camera")
     await expect(citizen.locator("#toggle-camera")).to_have_attribute(
-        "aria-pressed", "true"
+        "aria-pressed", "false"
     )
     await assert_accessible(citizen, "citizen muted, camera off")
     await citizen.click("#toggle-mic")
@@ -259,7 +260,7 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
     await assert_accessible(interpreter, "interpreter in call")
 
     # hang up: the room ends, both surveys appear
-    await agent.click("#end-call")
+    await agent.click("#hang-up")
     # the citizen's "call ended" stays until they go on to the survey
     await expect(citizen.locator("#call-ended")).to_be_visible(timeout=10_000)
     await assert_accessible(citizen, "citizen: call ended")
@@ -304,6 +305,8 @@ async def test_chat_arrives_within_a_second(
         timeout=10,
         message="the citizen's chat channel opens",
     )
+    await open_chat(citizen)
+    await open_chat(agent)
     await citizen.fill("#chat-input", "Ik hoor u goed.")
     await citizen.press("#chat-input", "Enter")
     sent = time.monotonic()

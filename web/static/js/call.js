@@ -14,6 +14,8 @@ import {onJsonEvent} from './server_events.js';
 
 /** Sample the connection this often (ms). */
 const SAMPLE_MS = 2000;
+/** Look who is speaking this often (ms). */
+const SPEAKERS_MS = 300;
 /** Report quality to the control plane this often during a call (ms). */
 const REPORT_MS = 30000;
 /** Poor samples in a row before video stops, good ones before it resumes. */
@@ -51,6 +53,9 @@ const ui = {
   goodStreak: 0,
   /** @type {string | null} a level forced by a test (window.beeldbel.simulateQuality) */
   simulated: null,
+  /** the chat panel: open at the start on a wide screen, where it fits beside the video */
+  chatOpen: window.matchMedia('(min-width: 48rem) and (min-height: 32.01rem)').matches,
+  unread: 0,
   hungUp: false,
   reportedEarly: false,
   rosterSeen: false,
@@ -58,8 +63,12 @@ const ui = {
   lastProgress: '',
   /** @type {number | null} how long the last reconnect took (ms) */
   lastReconnectMs: null,
-  /** @type {Map<string, {tile: HTMLLIElement, video: HTMLVideoElement, audio: HTMLAudioElement}>} */
+  /** @type {Map<string, {tile: HTMLLIElement, video: HTMLVideoElement, audio: HTMLAudioElement, receiver: RTCRtpReceiver | null}>} */
   tiles: new Map(),
+  /** @type {Map<string, {muted: boolean, camera: boolean}>} participant id → their microphone and camera */
+  remote: new Map(),
+  /** @type {number | undefined} */
+  speakers: undefined,
   /** @type {Map<string, string>} participant id → role */
   roles: new Map(),
   /** @type {Map<string, string>} participant id → lobby or admitted */
@@ -94,13 +103,21 @@ function reportQuality(final = false) {
  */
 function onState(state, detail) {
   const lobby = document.getElementById('lobby');
-  $('call-live').hidden = !['lobby', 'in_call', 'reconnecting'].includes(state);
+  const active = ['lobby', 'in_call', 'reconnecting'].includes(state);
+  $('call-live').hidden = !active;
+  // during the call the call is the whole screen (call.css)
+  root.classList.toggle('call-active', active);
+  document.body.classList.toggle('in-call', active);
+  root.dataset.state = state;
   if (lobby) lobby.hidden = state !== 'lobby';
-  $('chat').hidden = state === 'lobby'; // the media server relays no chat in the lobby
+  showChat(ui.chatOpen && state !== 'lobby'); // the media server relays no chat in the lobby
+  $('toggle-chat').hidden = state === 'lobby';
+  $('quality').hidden = state !== 'in_call';
   if (state === 'connecting') announce(text('connecting'));
   if (state === 'reconnecting') announce(text('reconnecting'));
   if (state === 'lobby') {
     announce(text('lobby'));
+    markLobbySince();
     progress('waiting');
     applyVideo();
   }
@@ -203,27 +220,78 @@ function onTrack(track, info) {
   const id = info ? info.participant_id : 'unknown';
   let entry = ui.tiles.get(id);
   if (!entry) {
-    const tile = document.createElement('li');
-    tile.className = 'tile tile-remote';
+    const template = /** @type {HTMLTemplateElement} */ ($('remote-tile'));
+    const tile = /** @type {HTMLLIElement} */ (template.content.firstElementChild?.cloneNode(true));
     tile.dataset.participant = id;
-    const video = document.createElement('video');
-    video.autoplay = true;
-    video.playsInline = true;
-    video.muted = true;
-    const audio = document.createElement('audio');
-    audio.autoplay = true;
-    const label = document.createElement('p');
-    label.className = 'tile-label';
-    tile.append(video, audio, label);
+    const video = /** @type {HTMLVideoElement} */ (tile.querySelector('video'));
+    const audio = /** @type {HTMLAudioElement} */ (tile.querySelector('audio'));
     $('tiles').insertBefore(tile, $('tile-self')); // the others first, yourself last
     video.addEventListener('loadeddata', () => stats.markFirstPicture(performance.timeOrigin + performance.now()));
-    entry = {tile, video, audio};
+    entry = {tile, video, audio, receiver: null};
     ui.tiles.set(id, entry);
     labelTile(id);
+    showRemoteState(id);
   }
   const element = track.kind === 'video' ? entry.video : entry.audio;
   element.srcObject = new MediaStream([track]);
   element.play().catch(() => {});
+  if (track.kind === 'audio') {
+    entry.receiver = connection.pc?.getReceivers().find((r) => r.track === track) || null;
+  }
+}
+
+// --- the other side's state: microphone, camera, speaking -----------------
+
+/** Tell the others our microphone and camera (on each change, and to newcomers). */
+function sendState() {
+  connection.sendSignal({type: 'state', muted: ui.muted, camera: ui.cameraOn && !ui.audioOnly});
+}
+
+/** @param {{muted: boolean, camera: boolean, from_role: string, participant_id: string}} state */
+function onRemoteState(state) {
+  const id = state.participant_id;
+  const before = ui.remote.get(id);
+  ui.remote.set(id, {muted: state.muted, camera: state.camera});
+  showRemoteState(id);
+  if (!before) return; // the first report is how they came in, not news
+  const who = roleLabel(state.from_role);
+  if (before.muted !== state.muted) announce(text(state.muted ? 'remote_muted' : 'remote_unmuted', {who}));
+  if (before.camera !== state.camera) announce(text(state.camera ? 'remote_camera_on' : 'remote_camera_off', {who}));
+}
+
+/** @param {string} id */
+function showRemoteState(id) {
+  const entry = ui.tiles.get(id);
+  const state = ui.remote.get(id);
+  if (!entry || !state) return;
+  const muted = /** @type {HTMLElement} */ (entry.tile.querySelector('.tile-muted'));
+  const cameraOff = /** @type {HTMLElement} */ (entry.tile.querySelector('.tile-camera-off'));
+  muted.hidden = !state.muted;
+  cameraOff.hidden = state.camera;
+  entry.tile.dataset.muted = String(state.muted);
+  entry.tile.dataset.camera = String(state.camera);
+}
+
+/** Above this audio level (0..1, from the receiver's own stats) someone speaks. */
+const SPEAKING_LEVEL = 0.02;
+
+/** Mark who is speaking, from each remote audio receiver's level. */
+async function markSpeakers() {
+  for (const entry of ui.tiles.values()) {
+    if (!entry.receiver) continue;
+    let level = 0;
+    try {
+      for (const report of (await entry.receiver.getStats()).values()) {
+        if (report.type === 'inbound-rtp' && typeof report.audioLevel === 'number') level = report.audioLevel;
+      }
+    } catch {
+      continue; // the receiver is gone: the tile goes with it
+    }
+    const speaking = level > SPEAKING_LEVEL;
+    entry.tile.classList.toggle('speaking', speaking);
+    const mark = /** @type {HTMLElement} */ (entry.tile.querySelector('.tile-speaking'));
+    mark.hidden = !speaking;
+  }
 }
 
 /** @param {string} id */
@@ -231,7 +299,7 @@ function labelTile(id) {
   const entry = ui.tiles.get(id);
   if (!entry) return;
   const name = roleLabel(ui.roles.get(id) || '');
-  const label = entry.tile.querySelector('.tile-label');
+  const label = entry.tile.querySelector('.tile-name');
   if (label) label.textContent = name;
   entry.video.setAttribute('aria-label', name);
 }
@@ -240,6 +308,7 @@ function labelTile(id) {
 function onParticipants(participants) {
   const before = new Map(ui.roles);
   const present = new Set();
+  let newcomer = false;
   for (const p of participants) {
     present.add(p.participant_id);
     if (p.participant_id === connection.participantId) continue;
@@ -248,6 +317,7 @@ function onParticipants(participants) {
     labelTile(p.participant_id);
     // who was there already when we came in is not news
     if (!was && p.state === 'admitted' && ui.rosterSeen) announce(text('joined', {who: roleLabel(p.role)}));
+    if (p.state === 'admitted' && ui.states.get(p.participant_id) !== 'admitted') newcomer = true;
     // the employee waits for the citizen: measure from their admission
     if (role === 'agent' && p.state === 'admitted' && p.role === 'citizen' && ui.states.get(p.participant_id) !== 'admitted') {
       stats.markStart(performance.timeOrigin + performance.now());
@@ -260,10 +330,12 @@ function onParticipants(participants) {
       ui.states.delete(id);
       ui.tiles.get(id)?.tile.remove();
       ui.tiles.delete(id);
+      ui.remote.delete(id);
       announce(text('left', {who: roleLabel(participantRole)}));
     }
   }
   ui.rosterSeen = true;
+  if (newcomer) sendState(); // their channel missed our earlier reports
   agent?.render(participants);
 }
 
@@ -272,12 +344,14 @@ function onParticipants(participants) {
 function startSampling() {
   if (ui.sampler !== undefined) return;
   ui.sampler = window.setInterval(sample, SAMPLE_MS);
+  ui.speakers = window.setInterval(markSpeakers, SPEAKERS_MS);
   ui.reporter = window.setInterval(() => reportQuality(), REPORT_MS);
 }
 
 function stopSampling() {
   window.clearInterval(ui.sampler);
   window.clearInterval(ui.reporter);
+  window.clearInterval(ui.speakers);
   ui.sampler = undefined;
 }
 
@@ -310,27 +384,87 @@ function setAudioOnly(on) {
   root.classList.toggle('audio-only', on);
   for (const {video} of ui.tiles.values()) video.hidden = on;
   applyVideo();
+  sendState();
   notice(on ? text('audio_only') : text('video_back'));
 }
 
 // --- controls ------------------------------------------------------------
 
+/**
+ * A toggle's state: aria-pressed="true" means on, and its text says so
+ * ("Microfoon: aan"), so neither reads as a double negative.
+ * @param {string} id
+ * @param {boolean} on
+ * @param {string} label the text for this state
+ */
+function setToggle(id, on, label) {
+  const button = $(id);
+  button.setAttribute('aria-pressed', String(on));
+  const words = button.querySelector('.control-text');
+  if (words) words.textContent = label;
+}
+
+/** @param {boolean} muted */
+function setMuted(muted) {
+  ui.muted = muted;
+  connection.setMicEnabled(!muted);
+  setToggle('toggle-mic', !muted, text(muted ? 'mic_off' : 'mic_on'));
+  sendState();
+}
+
+/** @param {boolean} on */
+function setCamera(on) {
+  ui.cameraOn = on;
+  applyVideo();
+  setToggle('toggle-camera', on, text(on ? 'cam_on' : 'cam_off'));
+  $('tile-self').classList.toggle('camera-off', !on);
+  sendState();
+}
+
+/** Open or close the chat panel; the video stays in view either way. @param {boolean} open */
+function showChat(open) {
+  $('chat').hidden = !open;
+  $('toggle-chat').setAttribute('aria-expanded', String(open));
+  if (open) setUnread(0);
+}
+
+/** @param {number} count chat messages that came while the panel was closed */
+function setUnread(count) {
+  ui.unread = count;
+  const badge = $('chat-unread');
+  badge.hidden = count === 0;
+  badge.textContent = count ? text('chat_unread', {count: String(count)}) : '';
+}
+
+function setUpFullscreen() {
+  const button = $('toggle-fullscreen');
+  if (!document.fullscreenEnabled) return; // e.g. an iPhone: the button stays hidden
+  button.hidden = false;
+  button.addEventListener('click', () => {
+    const done = document.fullscreenElement ? document.exitFullscreen() : root.requestFullscreen();
+    done.catch(() => notice(text('action_failed')));
+  });
+  document.addEventListener('fullscreenchange', () => {
+    const on = Boolean(document.fullscreenElement);
+    setToggle('toggle-fullscreen', on, text(on ? 'fullscreen_exit' : 'fullscreen'));
+  });
+}
+
 function setUpControls() {
-  const mic = $('toggle-mic');
-  mic.addEventListener('click', () => {
-    ui.muted = !ui.muted;
-    connection.setMicEnabled(!ui.muted);
-    mic.setAttribute('aria-pressed', String(ui.muted));
+  $('toggle-mic').addEventListener('click', () => {
+    setMuted(!ui.muted);
     announce(text(ui.muted ? 'muted' : 'unmuted'));
   });
-  const camera = $('toggle-camera');
-  camera.addEventListener('click', () => {
-    ui.cameraOn = !ui.cameraOn;
-    applyVideo();
-    camera.setAttribute('aria-pressed', String(!ui.cameraOn));
-    $('tile-self').classList.toggle('camera-off', !ui.cameraOn);
+  $('toggle-camera').addEventListener('click', () => {
+    setCamera(!ui.cameraOn);
     announce(text(ui.cameraOn ? 'camera_on' : 'camera_off'));
   });
+  $('toggle-chat').addEventListener('click', () => {
+    ui.chatOpen = $('chat').hidden === true;
+    showChat(ui.chatOpen);
+    if (ui.chatOpen) $('chat-input').focus();
+  });
+  setUpFullscreen();
   $('switch-camera').addEventListener('click', switchCamera);
   $('hang-up').addEventListener('click', () => {
     ui.hungUp = true;
@@ -388,6 +522,10 @@ function addChat(who, message, own) {
   const log = $('chat-log');
   log.append(line);
   log.scrollTop = log.scrollHeight;
+  if (!own && $('chat').hidden) {
+    setUnread(ui.unread + 1);
+    announce(text('chat_new', {who}));
+  }
 }
 
 // --- the citizen's waiting room ------------------------------------------
@@ -398,7 +536,15 @@ function showLobbyMessage(message) {
   if (box.textContent === message) return;
   box.textContent = message;
   $('lobby-message').hidden = false;
-  announce(`${text('lobby')} ${message}`);
+  announce(text('lobby_message', {text: message}));
+}
+
+/** The waiting room says since when one waits: a sense of progress, no ticking. */
+function markLobbySince() {
+  const since = document.getElementById('lobby-since');
+  if (!since || since.textContent) return;
+  const time = new Date().toLocaleTimeString(document.documentElement.lang, {hour: '2-digit', minute: '2-digit'});
+  since.textContent = text('lobby_since', {time});
 }
 
 /** Poll status-url ({message, ended}) while waiting: the employee's message. */
@@ -446,6 +592,10 @@ connection.onstate = onState;
 connection.ontrack = onTrack;
 connection.onparticipants = onParticipants;
 connection.onchat = (message) => addChat(roleLabel(message.from_role), message.text, false);
+connection.onremotestate = onRemoteState;
+connection.onchatstate = (open) => {
+  if (open) sendState();
+};
 connection.onerror = (error) => {
   if (connection.state === 'in_call' || connection.state === 'lobby') notice(`${text('action_failed')} (${error.code})`);
 };
@@ -489,10 +639,7 @@ window.addEventListener('pagehide', () => {
 const stream = await localStream();
 const localVideo = /** @type {HTMLVideoElement} */ ($('local-video'));
 localVideo.srcObject = stream;
-if (!stream.getVideoTracks().length) {
-  ui.cameraOn = false;
-  $('toggle-camera').setAttribute('aria-pressed', 'true');
-}
+if (!stream.getVideoTracks().length) setCamera(false);
 showSwitchCamera();
 try {
   await connection.start(stream);

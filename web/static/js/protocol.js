@@ -132,6 +132,12 @@ export class Connection {
     this.onparticipants = () => {};
     /** @type {(message: {text: string, from_role: string}) => void} */
     this.onchat = () => {};
+    /** real-time text: the other's line as it is being typed
+     * @type {(message: {text: string, from_role: string, participant_id: string}) => void} */
+    this.ontyping = () => {};
+    /** the other's microphone and camera
+     * @type {(message: {muted: boolean, camera: boolean, from_role: string, participant_id: string}) => void} */
+    this.onremotestate = () => {};
     /** @type {(open: boolean) => void} */
     this.onchatstate = () => {};
     /** @type {(error: CallError) => void} */
@@ -251,13 +257,20 @@ export class Connection {
     channel.onopen = () => this.onchatstate(true);
     channel.onclose = () => this.onchatstate(false);
     channel.onmessage = (event) => {
+      let message;
       try {
-        const message = JSON.parse(String(event.data));
-        if (typeof message.text === 'string') {
-          this.onchat({text: Array.from(message.text).slice(0, CHAT_MAX).join(''), from_role: String(message.from_role || '')});
-        }
+        message = JSON.parse(String(event.data));
       } catch {
-        // not JSON: ignored
+        return; // not JSON: ignored
+      }
+      if (!message || typeof message !== 'object') return;
+      const from = {from_role: String(message.from_role || ''), participant_id: String(message.participant_id || '')};
+      if (message.type === 'typing' && typeof message.text === 'string') {
+        this.ontyping({...from, text: Array.from(message.text).slice(0, CHAT_MAX).join('')});
+      } else if (message.type === 'state') {
+        this.onremotestate({...from, muted: message.muted === true, camera: message.camera !== false});
+      } else if (message.type === undefined && typeof message.text === 'string') {
+        this.onchat({text: Array.from(message.text).slice(0, CHAT_MAX).join(''), from_role: from.from_role});
       }
     };
   }
@@ -440,6 +453,18 @@ export class Connection {
     if (!channel || channel.readyState !== 'open') return false;
     // at most CHAT_MAX characters (code points: a surrogate pair is never split)
     channel.send(JSON.stringify({text: Array.from(text).slice(0, CHAT_MAX).join(''), from_role: this.role}));
+    return true;
+  }
+
+  /**
+   * Send a signal (docs/protocol.md, Chat): {type: 'typing', text} or
+   * {type: 'state', muted, camera}; false when the channel is not open.
+   * @param {{type: 'typing', text: string} | {type: 'state', muted: boolean, camera: boolean}} signal
+   */
+  sendSignal(signal) {
+    const channel = this.chat;
+    if (!channel || channel.readyState !== 'open') return false;
+    channel.send(JSON.stringify(signal));
     return true;
   }
 
