@@ -1,0 +1,162 @@
+"""The staff desk at the sizes employees use (issue 11): the queue without
+sideways scrolling and with its claim button in view, "Start video call" above
+the fold after claiming, at a phone's two orientations, a 1280x800 laptop and a
+1366x768 laptop at 125 % (a 1093x614 CSS viewport at device scale factor 1.25).
+axe-core checks each page at each size; with ``SCREENSHOTS_DIR`` each is saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from controlplane.storage.database import Database
+from tests.controlplane.sample_requests import add_request
+from tests.e2e.call_system import CallSystem, live_call_system, staff_login  # noqa: F401
+from tests.e2e.conftest import SCREENSHOTS, _axe, new_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
+
+#: (width, height, device scale factor): CSS pixels, as the browser lays out
+SIZES = ((390, 844, 1.0), (844, 390, 1.0), (1280, 800, 1.0), (1093, 614, 1.25))
+#: the laptop sizes, where the desk's main buttons must show without scrolling
+LAPTOPS = SIZES[2:]
+
+
+async def seed_queue(system: CallSystem) -> None:
+    """Requests as a busy morning has them: long names, several needs, a slot."""
+    db = Database(system.db_url)
+    try:
+        await add_request(
+            db,
+            name="Maria Anna Josephina van den Hoogenband-Schimmelpenninck",
+            accessibility=("sign_language", "text_chat", "extra_time"),
+            accessibility_note="Graag rustig praten",
+            email="maria@example.org",
+        )
+        await add_request(db, channel="phone", topic="report_question")
+        await add_request(db, name="Jan de Vries", accessibility=())
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def agent_state(
+    live_call_system: CallSystem,  # noqa: F811
+    browser: Browser,
+) -> AsyncIterator[dict[str, Any]]:
+    """A signed-in employee's cookies, for pages opened at any size."""
+    secret = await live_call_system.add_staff("agent.smit")
+    page = await new_page(browser)
+    await staff_login(page, live_call_system.base_url, "agent.smit", secret)
+    state = await page.context.storage_state()
+    await page.context.close()
+    yield dict(state)
+
+
+async def page_at(
+    browser: Browser, state: dict[str, Any], size: tuple[int, int, float]
+) -> Page:
+    width, height, scale = size
+    page = await new_page(
+        browser,
+        viewport={"width": width, "height": height},
+        device_scale_factor=scale,
+        storage_state=state,
+    )
+    return page
+
+
+async def no_sideways_scroll(page: Page, what: str) -> None:
+    """Neither the page nor any box in it scrolls sideways."""
+    wide = await page.evaluate(
+        """() => [document.documentElement, ...document.querySelectorAll('body *')]
+          .filter((e) => e.scrollWidth > e.clientWidth + 1
+                  && (e === document.documentElement
+                      || !['visible', 'hidden', 'clip'].includes(getComputedStyle(e).overflowX)))
+          .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`
+                      + ` ${e.scrollWidth}>${e.clientWidth}`)"""
+    )
+    assert not wide, f"{what} scrolls sideways: {wide}"
+
+
+async def in_view(page: Page, selector: str) -> dict[str, float]:
+    """The element's box, asserted to lie wholly inside the viewport."""
+    box = await page.locator(selector).first.bounding_box()
+    assert box is not None, f"{selector} is not shown"
+    size = page.viewport_size
+    assert size is not None
+    inside = (
+        box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= size["width"]
+        and box["y"] + box["height"] <= size["height"]
+    )
+    assert inside, f"{selector} at {box} is outside {size}"
+    return box
+
+
+async def checked(page: Page, what: str, size: tuple[int, int, float]) -> None:
+    """axe and no sideways scroll; saved as a screenshot with SCREENSHOTS_DIR."""
+    width, height, scale = size
+    label = f"{what} at {width}x{height}@{scale}"
+    await no_sideways_scroll(page, label)
+    await _axe(page, label)
+    if SCREENSHOTS:
+        folder = Path(SCREENSHOTS)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() else "-" for c in what.lower()).strip("-")
+        shot = folder / f"{name}-{width}x{height}@{scale}.png"
+        await page.screenshot(path=shot)
+
+
+async def close_all(*pages: Page) -> None:
+    for page in pages:
+        await page.context.close()
+
+
+async def test_queue_fits_every_size_with_its_claim_button_in_view(
+    live_call_system: CallSystem,  # noqa: F811
+    browser: Browser,
+    agent_state: dict[str, Any],
+) -> None:
+    await seed_queue(live_call_system)
+    for size in SIZES:
+        page = await page_at(browser, agent_state, size)
+        await page.goto(live_call_system.base_url + "/staff")
+        await expect(page.locator("#queue tr[data-state='new']")).to_have_count(3)
+        await checked(page, "queue", size)
+        claim = "#queue tr[data-state='new'] form.claim button"
+        await page.locator(claim).first.scroll_into_view_if_needed()
+        await in_view(page, claim)
+        if size in LAPTOPS:
+            # the whole first row's claim button shows without any scrolling
+            await page.evaluate("window.scrollTo(0, 0)")
+            await in_view(page, claim)
+        await close_all(page)
+
+
+async def test_start_video_call_is_above_the_fold_after_claiming(
+    live_call_system: CallSystem,  # noqa: F811
+    browser: Browser,
+    agent_state: dict[str, Any],
+) -> None:
+    await seed_queue(live_call_system)
+    for size in SIZES:
+        page = await page_at(browser, agent_state, size)
+        await page.goto(live_call_system.base_url + "/staff")
+        row = page.locator("#queue tr[data-state='new']").first
+        await row.locator("form.claim button").click()
+        await expect(page.locator("#start-video")).to_be_visible()
+        await checked(page, "claimed request", size)
+        if size in LAPTOPS:
+            await in_view(page, "#start-video")
+        # give it back, for the next size
+        await page.click("#release")
+        await expect(page.locator("#queue")).to_be_visible()
+        await close_all(page)
