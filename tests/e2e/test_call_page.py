@@ -421,6 +421,47 @@ async def test_chat_message_arrives_within_a_second(
     await assert_accessible(citizen, "citizen, chat")
 
 
+async def test_real_time_text_shows_the_line_as_it_is_typed(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    """Deaf and hard-of-hearing citizens read the employee's words as they come
+    (EN 301 549 §6.2), not only after Enter; the sender can switch it off."""
+    harness = await make_call_harness()
+    agent, citizen = await admitted_pair(harness, browser)
+    for page in (agent, citizen):
+        await open_chat(page)
+
+        async def chat_open(page: Page = page) -> bool:
+            return bool((await page_stats(page))["chatOpen"])
+
+        await wait_for(chat_open, 10, "chat channel open")
+    draft = citizen.locator("#chat-drafts .chat-draft")
+    await agent.locator("#chat-input").press_sequentially("Goedemiddag, u spreekt")
+    typed = time.monotonic()
+    await expect(draft).to_have_text(
+        "Medewerker typt: Goedemiddag, u spreekt", timeout=500
+    )
+    print(f"real-time text shown {time.monotonic() - typed:.3f} s after the keystroke")
+    await assert_accessible(citizen, "citizen, the employee typing")
+    # sent: the line moves into the log and the draft goes
+    await agent.press("#chat-input", "Enter")
+    await expect(citizen.locator("#chat-log")).to_contain_text(
+        "Medewerker: Goedemiddag, u spreekt"
+    )
+    await expect(draft).to_have_count(0)
+    # switched off: nothing shows until the message is sent. The channel keeps
+    # order, so once the mute that follows the typing arrives, any typing would
+    # have arrived before it
+    await agent.locator("#rtt-on").uncheck()
+    await agent.locator("#chat-input").press_sequentially("Een moment")
+    await agent.click("#toggle-mic")
+    await expect(citizen.locator(".tile-remote .tile-muted")).to_be_visible()
+    await expect(draft).to_have_count(0)
+    await agent.press("#chat-input", "Enter")
+    await expect(citizen.locator("#chat-log")).to_contain_text("Medewerker: Een moment")
+
+
 async def test_ended_by_the_employee_shows_the_ended_state(
     make_call_harness,  # noqa: F811 (a fixture)
     browser,

@@ -331,6 +331,7 @@ function onParticipants(participants) {
       ui.tiles.get(id)?.tile.remove();
       ui.tiles.delete(id);
       ui.remote.delete(id);
+      document.querySelector(`#chat-drafts [data-participant="${CSS.escape(id)}"]`)?.remove();
       announce(text('left', {who: roleLabel(participantRole)}));
     }
   }
@@ -480,6 +481,7 @@ function setUpControls() {
     if (connection.sendChat(message)) {
       addChat(text('chat_you'), message, true);
       input.value = '';
+      sendTyping(''); // the line is sent: the others' draft of it goes
     } else {
       notice(text('chat_unavailable'));
     }
@@ -526,6 +528,58 @@ function addChat(who, message, own) {
     setUnread(ui.unread + 1);
     announce(text('chat_new', {who}));
   }
+}
+
+// --- real-time text --------------------------------------------------------
+
+/** At most one typing signal per this many ms; the last keystroke always goes. */
+const TYPING_MS = 100;
+/** @type {{sentAt: number, timer: number | undefined, last: string}} */
+const typing = {sentAt: 0, timer: undefined, last: ''};
+
+/** @param {string} line what is in the input now ('' when sent or cleared) */
+function sendTyping(line) {
+  window.clearTimeout(typing.timer);
+  if (line === typing.last) return;
+  const wait = typing.sentAt + TYPING_MS - performance.now();
+  if (line && wait > 0) {
+    typing.timer = window.setTimeout(() => sendTyping(line), wait);
+    return;
+  }
+  if (connection.sendSignal({type: 'typing', text: line})) {
+    typing.last = line;
+    typing.sentAt = performance.now();
+  }
+}
+
+function setUpRealTimeText() {
+  const input = /** @type {HTMLInputElement} */ ($('chat-input'));
+  const on = /** @type {HTMLInputElement} */ ($('rtt-on'));
+  input.addEventListener('input', () => {
+    if (on.checked) sendTyping(Array.from(input.value).slice(0, CHAT_MAX).join(''));
+  });
+  on.addEventListener('change', () => {
+    if (!on.checked) sendTyping('');
+  });
+}
+
+/** The others' lines as they type them, one per person, under the log. */
+function showDraft(/** @type {{text: string, from_role: string, participant_id: string}} */ message) {
+  const drafts = $('chat-drafts');
+  let line = /** @type {HTMLElement | null} */ (drafts.querySelector(`[data-participant="${CSS.escape(message.participant_id)}"]`));
+  if (!message.text) {
+    line?.remove();
+    return;
+  }
+  if (!line) {
+    line = document.createElement('p');
+    line.className = 'chat-draft';
+    line.dataset.participant = message.participant_id;
+    drafts.append(line);
+  }
+  const who = document.createElement('strong');
+  who.textContent = text('typing', {who: roleLabel(message.from_role)});
+  line.replaceChildren(who, document.createTextNode(` ${message.text}`));
 }
 
 // --- the citizen's waiting room ------------------------------------------
@@ -593,6 +647,7 @@ connection.ontrack = onTrack;
 connection.onparticipants = onParticipants;
 connection.onchat = (message) => addChat(roleLabel(message.from_role), message.text, false);
 connection.onremotestate = onRemoteState;
+connection.ontyping = showDraft;
 connection.onchatstate = (open) => {
   if (open) sendState();
 };
@@ -630,6 +685,7 @@ Object.assign(window, {
 });
 
 setUpControls();
+setUpRealTimeText();
 if (agent) agent.setUp();
 else setUpWaitingRoom();
 window.addEventListener('pagehide', () => {
