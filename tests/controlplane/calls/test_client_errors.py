@@ -10,6 +10,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controlplane.app.factory import create_app
 from controlplane.base.metrics import METRICS
@@ -165,3 +167,41 @@ def test_the_allow_lists_are_small_and_codes_unique():
 )
 def test_browser_family(agent, family):
     assert browser_family(agent) == family
+
+
+_FIELDS = st.sampled_from(["page", "kind", "code"]) | st.text(max_size=8)
+_VALUES = st.one_of(
+    st.sampled_from([*PAGES, *KINDS, "progress_failed", "unexpected"]),
+    st.text(max_size=40),
+    st.integers(),
+    st.none(),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+)
+BODIES = st.one_of(
+    st.dictionaries(_FIELDS, _VALUES, max_size=4).map(json.dumps),
+    st.text(max_size=200),
+)
+
+
+@given(body=BODIES)
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+async def test_no_body_makes_it_fail(aiohttp_client, make_config, sqlite_url, body):
+    config = make_config(sqlite_url)
+    client = await aiohttp_client(create_app(config))
+    token = await csrf(client)
+    response = await client.post(
+        URL,
+        data=body.encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-CSRF-Token": token,
+        },
+    )
+    assert response.status in (204, 400), (body, await response.text())
