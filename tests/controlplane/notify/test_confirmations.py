@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import pytest
 
+from beeldbel.config import MailConfig
 from controlplane.base.errors import DeliveryFailed
 from controlplane.notify.mailer import send_confirmation
-from controlplane.notify.sms import confirmation_text
-from tests.controlplane.notify.test_mailer import ADDRESS, mail_config, smtp
+from controlplane.notify.sms import can_take_sms, confirmation_text
+from tests.controlplane.mail import smtp
 from tests.helpers import free_port
 
 __all__ = ["smtp"]
 
+ADDRESS = "burger.canary@example.org"
 LINK = "https://desk.example/verzoek/BB-4K7Q-9M2X.AbCdEfGhIjKlMnOpQrStUv"
 REFERENCE = "BB-4K7Q-9M2X"
 DETAILS = ["Wij bellen u zo snel mogelijk, binnen onze openingstijden."]
+
+
+def mail_config(port: int) -> MailConfig:
+    return MailConfig(
+        enabled=True, host="127.0.0.1", port=port, security="none", sender="d@b.test"
+    )
 
 
 @pytest.mark.parametrize(
@@ -28,7 +36,7 @@ DETAILS = ["Wij bellen u zo snel mogelijk, binnen onze openingstijden."]
 async def test_confirmation_mail_carries_reference_and_status_link(
     smtp, lang, subject, phrase
 ):
-    collector, _, port = smtp
+    collector, port = smtp
     await send_confirmation(
         mail_config(port), ADDRESS, REFERENCE, LINK, DETAILS, lang, "Politie"
     )
@@ -65,3 +73,11 @@ def test_confirmation_sms_fits_one_message():
         # one GSM-7 text message: 160 characters, no characters outside it
         assert len(text) <= 160, len(text)
         assert text.isascii()
+
+
+def test_only_numbers_that_take_a_text_message_get_one():
+    assert can_take_sms("+31612345678")
+    assert can_take_sms("+3197012345678")
+    assert can_take_sms("+32470123456")
+    assert not can_take_sms("+31201234567"), "a Dutch landline"
+    assert not can_take_sms("0612345678")

@@ -5,13 +5,11 @@ Through the real app, a real SMTP server on loopback and an HTTP SMS gateway."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from aiosmtpd.controller import Controller
 
 from beeldbel.config import MailConfig, SmsConfig
 from controlplane.api.keys import create_api_key
@@ -19,10 +17,12 @@ from controlplane.app.factory import create_app
 from controlplane.base.metrics import METRICS
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log, callback_requests
-from tests.controlplane.mail import Collector
+from tests.controlplane.mail import smtp
 from tests.controlplane.sample_requests import VALID
 from tests.controlplane.staff_accounts import sign_in
 from tests.helpers import csrf_from, free_port, wait_for
+
+__all__ = ["smtp"]
 
 ADDRESS = "burger.canary@example.org"
 _STATUS_LINK = re.compile(r"http://127\.0\.0\.1/verzoek/\S+")
@@ -36,17 +36,6 @@ ANSWERS = {
     "language": "nl",
     "consent": "yes",
 }
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Collector, int]]:
-    mailbox, port = Collector(), free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -75,7 +64,7 @@ def mail_config(port: int) -> MailConfig:
     )
 
 
-async def submit_form(client: Any, **answers: str) -> str:
+async def _submit_form(client: Any, **answers: str) -> str:
     """Post the citizen form; returns the new request's reference."""
     html = await (await client.get("/")).text()
     submission = _SUBMISSION.search(html)
@@ -119,7 +108,7 @@ async def test_form_with_email_gets_a_mail_with_a_working_status_link(
     client = await aiohttp_client(
         create_app(make_config(db_url, mail=mail_config(port)))
     )
-    reference = await submit_form(client, email=ADDRESS)
+    reference = await _submit_form(client, email=ADDRESS)
     await wait_for(lambda: mailbox.messages, 10, "the confirmation e-mail")
     (_sender, rcpts, message) = mailbox.messages[0]
     assert rcpts == [ADDRESS]
@@ -143,7 +132,7 @@ async def test_form_with_only_a_phone_number_gets_an_sms(
     url, received = gateway
     config = make_config(sqlite_url, sms=SmsConfig(enabled=True, gateway_url=url))
     client = await aiohttp_client(create_app(config))
-    reference = await submit_form(client, channel="phone")
+    reference = await _submit_form(client, channel="phone")
     await wait_for(lambda: received, 10, "the confirmation SMS")
     (sms,) = received
     assert sms["to"] == "+31612345678"
@@ -161,7 +150,7 @@ async def test_a_failed_send_never_fails_the_request_and_is_recorded(
     # nothing listens on this SMTP port, and there is no SMS gateway
     config = make_config(sqlite_url, mail=mail_config(free_port()))
     client = await aiohttp_client(create_app(config))
-    reference = await submit_form(client, email=ADDRESS)
+    reference = await _submit_form(client, email=ADDRESS)
     assert reference.startswith("BB-")
     await wait_for(lambda: _confirmations(client, "email", "failed") == 1, 10, "count")
     failed = await _audited(client, "confirmation_failed")
