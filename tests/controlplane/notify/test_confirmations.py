@@ -65,9 +65,16 @@ async def test_confirmation_mail_failure_is_delivery_failed(capsys):
 
 
 def test_confirmation_sms_fits_one_message():
-    for lang, word in (("nl", "ontvangen"), ("en", "received")):
-        text = confirmation_text(REFERENCE, LINK, lang, "Politie")
-        assert LINK in text
+    # a desk's address of 30 characters; an English link opens in English
+    link = (
+        "https://beeldbel.gemeente-xyz.nl/verzoek/BB-4K7Q-9M2X.AbCdEfGhIjKlMnOpQrStUv"
+    )
+    for lang, word, url in (
+        ("nl", "ontvangen", link),
+        ("en", "received", link + "?lang=en"),
+    ):
+        text = confirmation_text(REFERENCE, url, lang, "Politie")
+        assert url in text
         assert REFERENCE in text
         assert word in text
         # one GSM-7 text message: 160 characters, no characters outside it

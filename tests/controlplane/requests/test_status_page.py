@@ -23,6 +23,7 @@ from controlplane.security.secrets_store import SECRET_KEY
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log, callback_requests, request_notes
 from tests.controlplane.sample_requests import add_request
+from tests.controlplane.staff_accounts import sign_in
 from tests.helpers import csrf_from
 
 _SLOT = re.compile(r'<option value="(\d{4}-[^"]+Z)"')
@@ -303,3 +304,14 @@ async def test_confirmation_page_links_to_the_status_page(sqlite_client):
     )
     confirmation = await (await client.get(f"/bevestiging/{token}")).text()
     assert f'id="status-link" href="{path}"' in confirmation
+
+
+async def test_staff_see_who_cancelled(sqlite_client):
+    client = sqlite_client
+    rid, path = await _request(client)
+    confirm = await (await client.get(f"{path}/annuleren")).text()
+    assert (await _post(client, f"{path}/annuleren", confirm)).status == 303
+    await sign_in(client, "supervisor")
+    html = await (await client.get(f"/staff/requests/{rid}")).text()
+    assert "Geannuleerd door de burger" in html
+    assert "console_cancel_" not in html
