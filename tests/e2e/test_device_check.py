@@ -233,3 +233,22 @@ async def test_a_join_link_that_cannot_be_opened_is_reported(
         5,
         "the link that could not be opened to be counted",
     )
+
+
+async def test_an_uncaught_error_is_reported_once(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    harness = await make_call_harness()
+    page = await open_device_check(harness, browser)
+    await expect(page.locator("#play-tone")).to_be_enabled()
+    for _ in range(3):
+        await page.evaluate("setTimeout(() => { throw new Error('broken'); })")
+        await page.evaluate("() => { Promise.reject(new Error('unhandled')); }")
+    await wait_for(
+        lambda: client_errors(harness, "device_check", "script") == 1,
+        5,
+        "the uncaught error to be counted",
+    )
+    await page.wait_for_timeout(300)  # and no more than once
+    assert client_errors(harness, "device_check", "script") == 1

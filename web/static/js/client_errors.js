@@ -70,3 +70,14 @@ export function mediaErrorCode(error) {
   if (name === 'NotReadableError' || name === 'AbortError') return 'device_in_use';
   return 'media_failed';
 }
+
+/**
+ * Report what nothing caught on this page (script/unexpected, once): an
+ * exception thrown in a callback, a promise rejected with no handler.
+ * @param {ErrorPage} page
+ */
+export function reportUncaught(page) {
+  const report = () => reportClientError(page, 'script', 'unexpected');
+  window.addEventListener('error', report);
+  window.addEventListener('unhandledrejection', report);
+}

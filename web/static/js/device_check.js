@@ -13,8 +13,9 @@
 import {JOIN_CLICKED_KEY, fetchToken} from './protocol.js';
 import {CallPage} from './call_ui.js';
 import {loadChoice, saveChoice} from './device_choice.js';
-import {mediaErrorCode, reportClientError} from './client_errors.js';
+import {mediaErrorCode, reportClientError, reportUncaught} from './client_errors.js';
 
+reportUncaught('device_check');
 const page = new CallPage(document);
 const {data} = page;
 const $ = page.$.bind(page);

@@ -2,7 +2,9 @@
 // Opens a call link: takes the single-use token from the address's fragment,
 // removes it from the address bar and history at once, and exchanges it for
 // this browser's call session. The token never goes into a URL the server sees.
-import {reportClientError} from './client_errors.js';
+import {reportClientError, reportUncaught} from './client_errors.js';
+
+reportUncaught('join');
 
 /**
  * The text shown for an error code (from the page, in the page's language).
