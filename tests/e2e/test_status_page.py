@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 
 import pytest
+import sqlalchemy as sa
 from playwright.async_api import Page, expect
 
+from controlplane.storage.database import Database
+from controlplane.storage.schema import callback_requests
 from tests.e2e.call_system import CallSystem, live_call_system
 from tests.e2e.conftest import assert_accessible, new_page
 from tests.helpers import wait_for
@@ -37,6 +40,19 @@ async def _status_link(system: CallSystem) -> str:
     link = found()
     assert link is not None
     return link
+
+
+async def _set_state(system: CallSystem, reference: str, state: str) -> None:
+    db = Database(system.db_url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(
+                sa.update(callback_requests)
+                .where(callback_requests.c.reference == reference)
+                .values(state=state)
+            )
+    finally:
+        await db.close()
 
 
 async def _tab_to(page: Page, element_id: str) -> None:
@@ -86,6 +102,14 @@ async def test_status_page_from_the_mail_link(live_call_system, browser):
     await page.click("#move-request")
     await expect(page.locator("#done")).to_contain_text("nieuwe moment")
     await assert_accessible(page, "status page after a new time")
+
+    # an employee picks it up: the time is fixed now, a failed link can be told
+    await _set_state(system, reference, "claimed")
+    await page.reload()
+    await expect(page.locator("#slot")).to_have_count(0)
+    await page.click("#ask-link")
+    await expect(page.locator("#done")).to_contain_text("medewerker")
+    await assert_accessible(page, "status page after asking for a new link")
 
     # cancel by keyboard alone, through the confirmation page
     await page.locator("h1").focus()
