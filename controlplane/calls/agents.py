@@ -43,7 +43,7 @@ from controlplane.calls.heartbeats import MEDIA_LOST
 from controlplane.calls.json_bodies import no_store, no_store_json
 from controlplane.calls.live_state import CALLS, guest_channel
 from controlplane.calls.quality import store_quality
-from controlplane.calls.record import get_call_record
+from controlplane.calls.record import SWITCHED_TO_PHONE, get_call_record
 from controlplane.calls.rooms import (
     Call,
     active_call,
@@ -318,7 +318,7 @@ async def staff_switch(request: web.Request) -> web.Response:
     # first the channel: the request stays calling, by phone now (end_call
     # gives only a request called by video back to its holder)
     await switch_channel(request.app[DB], item.id, actor, "phone", str(reason))
-    await end_call(request.app, call, actor, "switched_to_phone")
+    await end_call(request.app, call, actor, SWITCHED_TO_PHONE)
     request.app[QUEUE_EVENTS].publish()
     return no_store_json({"next": f"/staff/requests/{item.id}"})
 

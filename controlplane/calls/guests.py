@@ -25,6 +25,7 @@ from controlplane.calls.rooms import (
     find_call,
     media_grant,
 )
+from controlplane.requests import get_request, mask_phone
 from controlplane.security.csrf import csrf_token
 from controlplane.storage.database import DB
 
@@ -74,7 +75,9 @@ async def _mark_opened(app: web.Application, info: join_links.LinkInfo) -> None:
         await app[CALLS].events.publish(info.room_id, "link_opened", role="citizen")
 
 
-def _guest_app(request: web.Request, info: join_links.LinkInfo) -> dict[str, str]:
+def _guest_app(
+    request: web.Request, info: join_links.LinkInfo, phone_hint: str
+) -> dict[str, str]:
     return {
         "role": info.role,
         "csrf": csrf_token(request),
@@ -86,18 +89,31 @@ def _guest_app(request: web.Request, info: join_links.LinkInfo) -> dict[str, str
         "survey-url": "/gesprek/enquete" if info.role == "citizen" else "",
         "call-url": "/gesprek/bellen",
         "lang": request_language(request),
+        # what the end screen says when the employee switches to a phone call
+        "phone-hint": phone_hint,
     }
+
+
+async def _phone_hint(
+    app: web.Application, info: join_links.LinkInfo, call: Call
+) -> str:
+    """The citizen's number, masked (``06-…78``); '' for others or no request."""
+    if info.role != "citizen" or call.request_id is None:
+        return ""
+    phone = (await get_request(app[DB], call.request_id)).phone
+    return mask_phone(phone) if phone else ""
 
 
 async def _guest_page(request: web.Request, template: str) -> web.Response:
     try:
-        info, _ = await _guest(request)
+        info, call = await _guest(request)
     except LinkExpired:
         ended = await join_links.current_survey_session(request)
         if ended is not None and ended.role == "citizen":
             raise web.HTTPSeeOther("/gesprek/enquete") from None
         raise
-    context = {"call_app": _guest_app(request, info)}
+    hint = await _phone_hint(request.app, info, call)
+    context = {"call_app": _guest_app(request, info, hint)}
     return no_store(render(request, template, context))
 
 
@@ -110,7 +126,8 @@ async def call_page(request: web.Request) -> web.Response:
 
 
 async def guest_status(request: web.Request) -> web.Response:
-    """``{"ended": bool, "message": str | null}`` for the waiting room to poll."""
+    """``{"ended": bool, "outcome": str | null, "message": str | null}`` for the
+    waiting room to poll (``outcome``: how it ended, e.g. ``switched_to_phone``)."""
     info = await join_links.current_survey_session(request)
     if info is None:
         raise Unauthorized("calls_no_session")
@@ -120,7 +137,8 @@ async def guest_status(request: web.Request) -> web.Response:
     if not ended:
         await _mark_opened(request.app, info)
         live = await request.app[CALLS].live(info.room_id)
-    return no_store_json({"ended": ended, "message": live.message})
+    outcome = record.outcome if record is not None else None
+    return no_store_json({"ended": ended, "outcome": outcome, "message": live.message})
 
 
 async def guest_events(request: web.Request) -> web.StreamResponse:

@@ -94,6 +94,10 @@ class EmployeeSurvey:
             raise ValueError(f"would_use_again must be one of {WOULD_USE_AGAIN}")
 
 
+#: The outcome of a video call the employee turned into a phone call.
+SWITCHED_TO_PHONE = "switched_to_phone"
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     id: int

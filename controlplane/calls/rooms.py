@@ -226,7 +226,8 @@ async def end_call(
         app[QUEUE_EVENTS].publish()
     calls = app[CALLS]
     await calls.events.publish(call.room_id, "ended", outcome=outcome)
-    await calls.events.publish(guest_channel(call.room_id), "ended")
+    # the citizen's page says what comes next (a phone call, a survey)
+    await calls.events.publish(guest_channel(call.room_id), "ended", outcome=outcome)
     await calls.forget(call.room_id)
     log.info("video_call_ended", room_id=call.room_id, outcome=outcome)
 

@@ -22,6 +22,7 @@ from controlplane.calls import (
     CASE_HANDLED,
     COMMENT_MAX,
     SCALE,
+    SWITCHED_TO_PHONE,
     WOULD_USE_AGAIN,
     CallRecord,
     CitizenSurvey,
@@ -142,7 +143,14 @@ async def citizen_page(request: web.Request) -> web.Response:
     record = await _citizen_record(request)
     if record.citizen is not None:
         return _page(request, "survey/thanks.html", {})
-    return _page(request, "survey/citizen.html", _form_context(CITIZEN_FIELDS, {}, {}))
+    context = _form_context(CITIZEN_FIELDS, {}, {})
+    return _page(request, "survey/citizen.html", _citizen_context(record, context))
+
+
+def _citizen_context(record: CallRecord, context: dict[str, Any]) -> dict[str, Any]:
+    """The same questions after a switch to phone, worded for the phone call,
+    so video and phone compare on the same scale."""
+    return {**context, "by_phone": record.outcome == SWITCHED_TO_PHONE}
 
 
 async def citizen_submit(request: web.Request) -> web.Response:
@@ -152,6 +160,7 @@ async def citizen_submit(request: web.Request) -> web.Response:
         survey = parse_citizen_form(form)
     except ValidationFailed as exc:
         context = _form_context(CITIZEN_FIELDS, form, exc.details)
+        context = _citizen_context(record, context)
         return _page(request, "survey/citizen.html", context, status=422)
     # answered in another tab already: the thank-you page is right either way
     with contextlib.suppress(Conflict):

@@ -59,6 +59,23 @@ class PhoneNotCallable(ValueError):
     """A valid number we will not call: premium rate, shared cost or pager."""
 
 
+def mask_phone(e164: str) -> str:
+    """A number as the citizen recognises it without showing it: the Dutch
+    area or mobile prefix and the last two digits (``06-…78``, ``020-…67``),
+    abroad the country code (``+32…56``). For pages only; never for logs."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return "…" + e164[-2:]
+    last = e164[-2:]
+    if number.country_code == 31:
+        national = phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.NATIONAL
+        )
+        return f"{national.split()[0]}-…{last}"
+    return f"+{number.country_code}…{last}"
+
+
 def normalize_phone(text: str) -> str:
     """A phone number as typed (``06-12345678``, ``+32 …``, ``0031 …``) → E.164.
 

@@ -29,6 +29,7 @@ from beeldbel.turn import ice_servers
 from controlplane.app.factory import create_app
 from controlplane.app.middlewares import CSP
 from controlplane.base.rendering import render
+from controlplane.calls.agents import staff_call_context
 from controlplane.security.csrf import csrf_token
 from mediaserver.app import create_app as create_media_app
 from tests.helpers import serve_jwks
@@ -54,6 +55,10 @@ class CallHarness:
     quality: list[dict[str, Any]] = field(default_factory=list)
     lobby_message: str | None = None
     tokens_issued: int = 0
+    #: how the employee closed the request once the call was over
+    closed_as: str | None = None
+    #: how the call ended, once the employee ended it from the page
+    outcome: str | None = None
 
     def url(self, path: str) -> str:
         return str(self.pages.make_url(path))
@@ -88,15 +93,18 @@ def _call_app(role: str, request: web.Request) -> dict[str, str]:
     if role == "agent":
         data |= {
             "end-url": "/t/end",
-            "switch-url": "/t/end",
+            "switch-url": "/t/switch",
             "interpreter-url": "/t/interpreter",
             "message-url": "/t/message",
+            "link-url": "/t/link",
+            "close-url": "/t/close",
         }
     else:
         data |= {
             "progress-url": "/t/progress",
             "status-url": "/t/status",
             "events-url": "/t/events",
+            "phone-hint": "06-…78",
         }
     return data
 
@@ -132,11 +140,22 @@ def _page_routes(
         if role != "agent":
             guest = {"call_app": _call_app(role, request)}
             return with_media_csp(render(request, "call/call.html", guest))
-        context: dict[str, Any] = {
-            "call_app": _call_app(role, request),
-            "join_link": harness().url("/gesprek#t=example-link-token"),
-            "interpreter_link": None,
-            "progress": [
+        # the page's own context, as controlplane.calls.agents renders it
+        context = staff_call_context(
+            request,
+            _call_app(role, request),
+            SimpleNamespace(
+                reference="BB-TEST-01",
+                channel="video",
+                language="nl",
+                accessibility=("text_chat",),
+                accessibility_note=None,
+                email="burger@example.org",
+                phone="+31612345678",
+            ),
+            join_link=harness().url("/gesprek#t=example-link-token"),
+            interpreter_link=None,
+            progress=[
                 {
                     "step": "link_sent",
                     "failed": [],
@@ -144,17 +163,7 @@ def _page_routes(
                     "local": "23:00",
                 }
             ],
-            "call_request": SimpleNamespace(
-                reference="BB-TEST-01",
-                channel="video",
-                language="nl",
-                accessibility=("text_chat",),
-                accessibility_note=None,
-            ),
-            "labels": SimpleNamespace(needs=lambda codes: list(codes)),
-            "record_id": 1,
-            "switch_reasons": SWITCH_REASONS,
-        }
+        )
         return with_media_csp(render(request, "call/staff_call.html", context))
 
     @routes.post("/t/token/{role}")
@@ -201,6 +210,23 @@ def _page_routes(
         await harness().end_room()
         return web.json_response({"next": "/t/survey/agent"})
 
+    @routes.post("/t/switch")
+    async def switch(request: web.Request) -> web.Response:
+        harness().outcome = "switched_to_phone"
+        await harness().end_room()
+        return web.json_response({"next": "/t/survey/agent"})
+
+    @routes.post("/t/close")
+    async def close(request: web.Request) -> web.Response:
+        harness().closed_as = str((await request.json())["result"])
+        return web.json_response({"next": "/t/survey/agent"})
+
+    @routes.post("/t/link")
+    async def link(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"link": harness().url("/gesprek#t=new-link"), "sent": [], "failed": []}
+        )
+
     @routes.post("/t/interpreter")
     async def interpreter(request: web.Request) -> web.Response:
         return web.json_response(
@@ -214,15 +240,22 @@ def _page_routes(
 
     @routes.get("/t/status")
     async def status(request: web.Request) -> web.Response:
-        return web.json_response({"ended": False, "message": harness().lobby_message})
+        ended = harness().outcome is not None
+        body = {"ended": ended, "outcome": harness().outcome}
+        return web.json_response({**body, "message": harness().lobby_message})
 
     @routes.get("/t/events")
     async def events(request: web.Request) -> web.StreamResponse:
-        """The waiting room's SSE: ``lobby_message`` whenever the message changes."""
+        """The waiting room's SSE: ``lobby_message`` whenever the message changes,
+        ``ended`` with the outcome when the employee ended the call."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         sent = None
         while request.transport is not None and not request.transport.is_closing():
+            if harness().outcome is not None:
+                data = json.dumps({"outcome": harness().outcome})
+                await response.write(f"event: ended\ndata: {data}\n\n".encode())
+                break
             text = harness().lobby_message
             if text != sent:
                 sent = text

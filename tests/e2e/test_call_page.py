@@ -304,9 +304,17 @@ async def test_two_pages_call_through_the_media_server(
     assert record["join_to_first_picture_ms"] is not None
     assert {"step": "left", "failed": []} in harness.progress
 
-    # the employee ends the call: the survey page
+    # the employee ends the call, closes the request in one step, then the survey
     await agent.click("#hang-up")
+    await expect(agent.locator("#close-panel")).to_be_visible()
+    await expect(agent.locator("#close-panel")).to_be_focused()
+    await assert_accessible(agent, "agent, call over: close the request")
+    await agent.click("#close-request")
+    await expect(agent.locator("#close-error")).to_be_visible()
+    await agent.check("#close-handled")
+    await agent.click("#close-request")
     await agent.wait_for_url("**/t/survey/agent")
+    assert harness.closed_as == "handled"
 
 
 async def open_chat(page: Page) -> None:
@@ -460,6 +468,22 @@ async def test_real_time_text_shows_the_line_as_it_is_typed(
     await expect(draft).to_have_count(0)
     await agent.press("#chat-input", "Enter")
     await expect(citizen.locator("#chat-log")).to_contain_text("Medewerker: Een moment")
+
+
+async def test_switched_to_phone_the_citizen_is_told_we_ring_now(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    harness = await make_call_harness()
+    agent, citizen = await admitted_pair(harness, browser)
+    await agent.select_option("#switch-reason", "technical_problem")
+    await agent.click("#switch-to-phone")
+    ended = citizen.locator("#call-ended")
+    await expect(ended).to_be_visible()
+    await expect(citizen.locator("#call-ended-title")).to_have_text("We bellen u nu")
+    await expect(citizen.locator("#call-ended-text")).to_contain_text("op 06-…78")
+    await expect(citizen.locator("#survey-link")).to_be_visible()
+    await assert_accessible(citizen, "citizen, switched to phone")
 
 
 async def test_ended_by_the_employee_shows_the_ended_state(

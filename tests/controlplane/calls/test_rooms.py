@@ -125,7 +125,7 @@ async def test_whole_call_from_start_to_hang_up(client, media, smtp, capfd):
         opened = await citizen.open(link)
         assert opened.status == 200, await opened.text()
         status = await citizen.get("/gesprek/status")
-        assert await status.json() == {"ended": False, "message": None}
+        assert await status.json() == {"ended": False, "outcome": None, "message": None}
         assert (await read_event(events, "link_opened"))["role"] == "citizen"
 
         # progress reaches the employee's stream at once

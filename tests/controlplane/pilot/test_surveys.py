@@ -241,7 +241,7 @@ async def test_citizen_survey_errors_are_shown_next_to_fields(client):
     assert 'aria-describedby="ease-error"' in html
     assert 'id="av_quality-error"' in html
     assert 'id="comment-error"' in html
-    assert "Choose how easy the video call was" in html
+    assert "Choose how easy the call was" in html
     assert "x" * 1001 in html  # the comment is kept for correction
     assert html.startswith('<!doctype html>\n<html lang="en">')
 

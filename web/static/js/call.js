@@ -14,6 +14,8 @@ import {onJsonEvent} from './server_events.js';
 
 /** Sample the connection this often (ms). */
 const SAMPLE_MS = 2000;
+/** The outcome of a call the employee turned into a phone call. */
+const SWITCHED_TO_PHONE = 'switched_to_phone';
 /** Look who is speaking this often (ms). */
 const SPEAKERS_MS = 300;
 /** Report quality to the control plane this often during a call (ms). */
@@ -56,6 +58,8 @@ const ui = {
   /** the chat panel: open at the start on a wide screen, where it fits beside the video */
   chatOpen: window.matchMedia('(min-width: 48rem) and (min-height: 32.01rem)').matches,
   unread: 0,
+  /** how the control plane says the call ended ('' until it says) */
+  outcome: '',
   hungUp: false,
   reportedEarly: false,
   rosterSeen: false,
@@ -163,6 +167,7 @@ function showEnded(reason) {
   ended.hidden = false;
   announce(said || text('ended'));
   ended.focus();
+  if (ui.outcome === SWITCHED_TO_PHONE) showSwitched();
   if (role !== 'agent') progress('left');
   const survey = restart ? '' : data.surveyUrl;
   reportQuality(true).finally(() => {
@@ -172,6 +177,23 @@ function showEnded(reason) {
     // (WCAG 2.2.1: no time limit, and a screen reader keeps its place)
     if (ui.hungUp) window.location.assign(survey);
   });
+}
+
+/** How the control plane ended the call (the citizen's events or status); the
+ *  media server's room_ended may come first or after. @param {unknown} outcome */
+function onOutcome(outcome) {
+  ui.outcome = typeof outcome === 'string' ? outcome : '';
+  if (ui.outcome === SWITCHED_TO_PHONE && !$('call-ended').hidden) showSwitched();
+}
+
+/** The employee rings the citizen now: say so, with the number as they know it. */
+function showSwitched() {
+  const title = $('call-ended-title');
+  if (title.textContent === text('switched_title')) return;
+  title.textContent = text('switched_title');
+  const hint = data.phoneHint || '';
+  $('call-ended-text').textContent = hint ? text('switched_text', {phone: hint}) : text('switched_text_no_number');
+  announce(`${text('switched_title')}. ${$('call-ended-text').textContent}`);
 }
 
 /** @param {string} code */
@@ -610,7 +632,10 @@ function pollStatus() {
         const response = await fetch(data.statusUrl || '', {credentials: 'same-origin', headers: {Accept: 'application/json'}});
         const status = response.ok ? await response.json() : null;
         if (status && typeof status.message === 'string' && status.message) showLobbyMessage(status.message);
-        if (status && status.ended) connection.finish('room_ended', true);
+        if (status && status.ended) {
+          onOutcome(status.outcome);
+          connection.finish('room_ended', true);
+        }
       } catch {
         // try again at the next poll
       }
@@ -630,8 +655,13 @@ function setUpWaitingRoom() {
   onJsonEvent(events, 'lobby_message', (message) => {
     if (typeof message.text === 'string' && message.text) showLobbyMessage(message.text);
   });
-  events.addEventListener('ended', () => {
+  events.addEventListener('ended', (event) => {
     events.close();
+    try {
+      onOutcome(JSON.parse(/** @type {MessageEvent} */ (event).data).outcome);
+    } catch {
+      // no outcome said: the call ended all the same
+    }
     connection.finish('room_ended', true);
   });
   events.addEventListener('error', () => {
