@@ -97,6 +97,12 @@ class LinkExpired(ControlPlaneError):
     status = 410
 
 
+class LinkReplaced(LinkExpired):
+    """A join link (or its session) was replaced by a newer one for the same call."""
+
+    code = "link_replaced"
+
+
 class DeliveryFailed(ControlPlaneError):
     """An e-mail or SMS could not be handed to the mail server or SMS gateway."""
 

@@ -26,7 +26,6 @@ from aiohttp import web
 
 from controlplane.base.errors import (
     Conflict,
-    DeliveryFailed,
     Forbidden,
     LinkExpired,
     NotFound,
@@ -36,8 +35,8 @@ from controlplane.base.i18n import CATALOG, request_language
 from controlplane.base.json_body import json_body
 from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
-from controlplane.base.settings import CONFIG
 from controlplane.base.times import iso_utc
+from controlplane.calls import invitations
 from controlplane.calls.events import CallEvent, resume_after, stream
 from controlplane.calls.heartbeats import MEDIA_LOST
 from controlplane.calls.json_bodies import no_store, no_store_json
@@ -55,8 +54,8 @@ from controlplane.calls.rooms import (
     new_link,
     open_room,
 )
-from controlplane.notify import mailer, sms
 from controlplane.requests import (
+    AFTER_CALL,
     DESK,
     QUEUE_EVENTS,
     SWITCH_REASONS,
@@ -90,6 +89,7 @@ def setup(app: web.Application) -> None:
     r.add_post(staff + "/afsluiten", staff_close)
     r.add_post(staff + "/naar-telefoon", staff_switch)
     r.add_post(staff + "/tolk", staff_interpreter)
+    r.add_post(staff + "/link", staff_new_link)
     r.add_post(staff + "/bericht", staff_message)
 
 
@@ -134,41 +134,12 @@ async def start_video(request: web.Request) -> web.Response:
     link, _expires = await new_link(app, call, "citizen")
     calls = app[CALLS]
     await calls.update_live(call.room_id, join_link=link)
-    await _deliver(app, call, item, link, form)
+    to = invitations.citizen(
+        item, email=bool(form.get("send_email")), sms_too=bool(form.get("send_sms"))
+    )
+    await invitations.deliver(app, call, link, to)
     app[QUEUE_EVENTS].publish()
     raise web.HTTPSeeOther(f"/staff/gesprekken/{call.room_id}")
-
-
-async def _deliver(
-    app: web.Application,
-    call: Call,
-    item: Request,
-    link: str,
-    form: Any,
-) -> None:
-    """Send the link as asked; a failure is shown on the call page, not raised."""
-    events = app[CALLS].events
-    desk = app[DESK].current.name
-    config = app[CONFIG]
-    if form.get("send_email") and item.email:
-        try:
-            await mailer.send_join_link(
-                config.mail, item.email, link, item.language, desk
-            )
-            await events.publish(call.room_id, "link_sent", via="email")
-        except DeliveryFailed as exc:
-            await events.publish(
-                call.room_id, "link_failed", via="email", reason=exc.message
-            )
-    if form.get("send_sms") and item.phone:
-        text = sms.join_link_text(link, item.language, desk, catalog=app[CATALOG])
-        try:
-            await sms.send_sms(config.sms, item.phone, text)
-            await events.publish(call.room_id, "link_sent", via="sms")
-        except DeliveryFailed as exc:
-            await events.publish(
-                call.room_id, "link_failed", via="sms", reason=exc.message
-            )
 
 
 # staff: the call page and its endpoints
@@ -219,9 +190,7 @@ async def staff_page(request: web.Request) -> web.Response:
     live = await request.app[CALLS].live(call.room_id)
     history = await request.app[CALLS].events.history(call.room_id)
     seen = history[-1].seq if history else 0
-    call_app = {
-        "role": "agent",
-        "csrf": csrf_token(request),
+    urls = {
         "token-url": base + "/token",
         "events-url": f"{base}/events?after={seen}",
         "quality-url": base + "/kwaliteit",
@@ -229,24 +198,57 @@ async def staff_page(request: web.Request) -> web.Response:
         "switch-url": base + "/naar-telefoon",
         "interpreter-url": base + "/tolk",
         "message-url": base + "/bericht",
+        "link-url": base + "/link",
+        "close-url": base + "/afsluiten",
         "survey-url": survey_url,
         "request-url": f"/staff/requests/{item.id}",
+    }
+    time_zone = request.app[DESK].current.timezone
+    context = staff_call_context(
+        request,
+        urls,
+        item,
+        join_link=None if live.opened else live.join_link,
+        interpreter_link=live.interpreter_link,
+        progress=_progress(history, time_zone),
+    )
+    return no_store(render(request, "call/staff_call.html", context))
+
+
+def staff_call_context(
+    request: web.Request,
+    urls: dict[str, str],
+    item: Any,
+    *,
+    join_link: str | None,
+    interpreter_link: str | None,
+    progress: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The staff call page's template context; the browser tests' harness
+    (tests/e2e/media_fixtures.py) renders the page with it too, with its own
+    ``urls`` and a stand-in ``item`` (reference, channel, language, accessibility,
+    accessibility_note, email, phone)."""
+    call_app = {
+        "role": "agent",
+        "csrf": csrf_token(request),
+        **urls,
         "lang": request_language(request),
         # the page shows times on the desk's clock, as the queue does
         "time-zone": request.app[DESK].current.timezone,
     }
-    context = {
+    return {
         "call_app": call_app,
-        "join_link": None if live.opened else live.join_link,
-        "interpreter_link": live.interpreter_link,
-        "progress": _progress(history, request.app[DESK].current.timezone),
+        "join_link": join_link,
+        "interpreter_link": interpreter_link,
+        "progress": progress,
         "labels": Labels(request),
         "call_request": item,
-        "record_id": call.record_id,
-        "room_id": call.room_id,
         "switch_reasons": _switch_reasons(request),
+        "close_results": tuple(AFTER_CALL),
+        "link_ways": [
+            w for w, to in (("email", item.email), ("sms", item.phone)) if to
+        ],
     }
-    return no_store(render(request, "call/staff_call.html", context))
 
 
 async def staff_events(request: web.Request) -> web.StreamResponse:
@@ -323,13 +325,36 @@ async def staff_switch(request: web.Request) -> web.Response:
     return no_store_json({"next": f"/staff/requests/{item.id}"})
 
 
+async def staff_new_link(request: web.Request) -> web.Response:
+    """A new citizen link ``{"email": bool, "sms": bool}`` to send or copy; the
+    earlier links (and a browser that opened one) stop working."""
+    call, item, actor = await _staff_call(request)
+    body = await json_body(request)
+    app = request.app
+    link, expires = await new_link(app, call, "citizen", replace=True)
+    # the page shows the new link to copy, also after the old one was opened
+    await app[CALLS].update_live(call.room_id, join_link=link, opened=False)
+    to = invitations.citizen(
+        item, email=body.get("email") is True, sms_too=body.get("sms") is True
+    )
+    done = await invitations.deliver(app, call, link, to)
+    await audit_call(app, "join_link_replaced", actor, call, via=done.sent)
+    return no_store_json({"link": link, "expires_at": iso_utc(expires), **done.reply()})
+
+
 async def staff_interpreter(request: web.Request) -> web.Response:
-    """A single-use interpreter link to copy (a new one each time)."""
+    """A single-use interpreter link (a new one each time) to copy, or sent to the
+    ``{"email"}`` or ``{"phone"}`` the employee typed (used once, not stored)."""
     call, _item, actor = await _staff_call(request)
+    body = await json_body(request)
+    to = invitations.interpreter(body, request_language(request))
     link, expires = await new_link(request.app, call, "interpreter")
     await request.app[CALLS].update_live(call.room_id, interpreter_link=link)
-    await audit_call(request.app, "interpreter_invited", actor, call)
-    return no_store_json({"link": link, "expires_at": iso_utc(expires)})
+    done = await invitations.deliver(request.app, call, link, to)
+    details = {"via": done.sent} if to.email or to.phone else {}
+    await audit_call(request.app, "interpreter_invited", actor, call, **details)
+    reply = {"link": link, "expires_at": iso_utc(expires), **done.reply()}
+    return no_store_json(reply)
 
 
 async def staff_message(request: web.Request) -> web.Response:

@@ -9,7 +9,11 @@ SHA-256 hashes of the token and of the session are stored. Opening the link a
 second time, from anywhere, is refused; the browser holding the session can
 reconnect. When the call ends, :func:`void_room` voids every link and session of
 the room for joining; the session still opens the survey for a while
-(:func:`current_survey_session`).
+(:func:`current_survey_session`). A new link from the staff call page
+(:func:`replace_link`) voids the role's earlier links and their sessions in the
+same transaction, with the new link's creation time: so a voided link for which a
+link of the same call and role was made at or after its voiding was *replaced*
+(refused as :class:`LinkReplaced`, and no survey for that browser), not ended.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from controlplane.base.errors import (
     BadRequest,
     LinkExpired,
+    LinkReplaced,
     LinkUsed,
     NotFound,
 )
@@ -87,6 +92,23 @@ def _info(row: Any) -> LinkInfo:
     )
 
 
+async def _was_replaced(conn: AsyncConnection, row: Any) -> bool:
+    """Voided by :func:`replace_link` rather than by the end of the call."""
+    if row.voided_at is None:
+        return False
+    newer = await conn.execute(
+        sa.select(join_links.c.id)
+        .where(
+            join_links.c.room_id == row.room_id,
+            join_links.c.role == row.role,
+            join_links.c.id > row.id,
+            join_links.c.created_at >= row.voided_at,
+        )
+        .limit(1)
+    )
+    return newer.first() is not None
+
+
 def link_url(public_url: str, token: str) -> str:
     """The address to send: the token in the fragment, never in the query."""
     return f"{public_url.rstrip('/')}/gesprek#t={token}"
@@ -99,8 +121,10 @@ async def create_link(
     room_id: str,
     role: str,
     ttl: timedelta,
+    replace: bool = False,
 ) -> str:
-    """A new single-use token for ``room_id`` (returned once, stored as a hash)."""
+    """A new single-use token for ``room_id`` (returned once, stored as a hash);
+    with ``replace``, it replaces the role's earlier links of the room."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} must be one of {ROLES}")
     if ttl <= timedelta(0):
@@ -108,6 +132,17 @@ async def create_link(
     token = secrets.token_urlsafe(_TOKEN_BYTES)
     now = datetime.now(UTC)
     async with db.write() as conn:
+        if replace:
+            # the role's earlier links and their sessions stop, as of this link
+            await conn.execute(
+                join_links.update()
+                .where(
+                    join_links.c.room_id == room_id,
+                    join_links.c.role == role,
+                    join_links.c.voided_at.is_(None),
+                )
+                .values(voided_at=now)
+            )
         await conn.execute(
             join_links.insert().values(
                 token_hash=_hash(token),
@@ -118,7 +153,7 @@ async def create_link(
                 expires_at=now + ttl,
             )
         )
-    log.info("join_link_created", room_id=room_id, role=role)
+    log.info("join_link_created", room_id=room_id, role=role, replace=replace)
     return token
 
 
@@ -148,16 +183,19 @@ async def exchange(db: Database, token: str) -> tuple[str, LinkInfo]:
             .values(used_at=now, browser_session_hash=_hash(session))
         )
         row = await _row_by(conn, join_links.c.token_hash, token_hash)
+        replaced = row is not None and await _was_replaced(conn, row)
     if row is None:
         raise NotFound("join_link_unknown")
     if result.rowcount != 1:
-        _refuse(row)
+        _refuse(row, replaced)
     log.info("join_link_opened", room_id=row.room_id, role=row.role)
     return session, _info(row)
 
 
-def _refuse(row: Any) -> NoReturn:
+def _refuse(row: Any, replaced: bool) -> NoReturn:
     """Raise why a link that exists cannot be exchanged."""
+    if replaced:
+        raise LinkReplaced("join_link_replaced")
     if row.voided_at is not None:
         raise LinkExpired("join_link_ended")
     if row.used_at is not None:
@@ -170,8 +208,12 @@ async def _by_session(db: Database, session_token: str) -> LinkInfo:
         row = await _row_by(
             conn, join_links.c.browser_session_hash, _hash(session_token)
         )
+        replaced = row is not None and await _was_replaced(conn, row)
     if row is None:
         raise NotFound("join_session_unknown")
+    if replaced:
+        # another device has the call now: no call, no survey for this one
+        raise LinkReplaced("join_link_replaced")
     return _info(row)
 
 
@@ -236,12 +278,16 @@ async def current_call_session(request: web.Request) -> LinkInfo | None:
 
 
 async def current_survey_session(request: web.Request) -> LinkInfo | None:
-    """Like :func:`current_call_session`, but also for a call that ended recently."""
+    """Like :func:`current_call_session`, but also for a call that ended recently;
+    raises :class:`LinkReplaced` for a browser whose link a newer one replaced, so
+    its pages say so."""
     token = _session_cookie(request)
     if not token:
         return None
     try:
         return await survey_session(request.app[DB], token)
+    except LinkReplaced:
+        raise
     except (NotFound, LinkExpired):
         return None
 

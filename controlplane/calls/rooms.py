@@ -148,13 +148,21 @@ async def open_room(
     return Call(room_id, record_id, request_id, False, node.node_id)
 
 
-async def new_link(app: web.Application, call: Call, role: str) -> tuple[str, datetime]:
-    """A single-use join link for ``role`` (citizen or interpreter) and its expiry."""
+async def new_link(
+    app: web.Application, call: Call, role: str, *, replace: bool = False
+) -> tuple[str, datetime]:
+    """A single-use join link for ``role`` (citizen or interpreter) and its expiry;
+    with ``replace``, the role's earlier links (and their sessions) stop working."""
     if call.ended:
         raise LinkExpired("calls_ended")
     ttl = timedelta(minutes=app[CONFIG].calls.link_ttl_minutes)
     token = await join_links.create_link(
-        app[DB], request_id=call.request_id, room_id=call.room_id, role=role, ttl=ttl
+        app[DB],
+        request_id=call.request_id,
+        room_id=call.room_id,
+        role=role,
+        ttl=ttl,
+        replace=replace,
     )
     url = join_links.link_url(app[CONFIG].server.public_url, token)
     return url, datetime.now(UTC) + ttl

@@ -37,23 +37,25 @@ def join_link_message(
     link: str,
     lang: str,
     desk_name: str,
+    texts: str = "mail_join",
 ) -> EmailMessage:
-    """The e-mail (plain text with an HTML alternative) carrying ``link``."""
+    """The e-mail (plain text with an HTML alternative) carrying ``link``; its
+    words are the ``{texts}_*`` keys (``mail_interpreter`` invites an interpreter)."""
     lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 
     def t(key: str) -> str:
-        return catalog.get(key, lang, desk=desk_name)
+        return catalog.get(f"{texts}_{key}", lang, desk=desk_name)
 
     return _message(
         config,
         Letter(
             to_address=to_address,
             lang=lang,
-            subject=t("mail_join_subject"),
-            before=[t("mail_join_greeting"), t("mail_join_body")],
+            subject=t("subject"),
+            before=[t("greeting"), t("body")],
             link=link,
-            button=t("mail_join_button"),
-            after=[t("mail_join_once"), t("mail_join_help")],
+            button=t("button"),
+            after=[t("once"), t("help")],
             signature=desk_name,
         ),
     )
@@ -150,6 +152,7 @@ async def send_join_link(
     desk_name: str,
     *,
     catalog: Catalog | None = None,
+    texts: str = "mail_join",
 ) -> None:
     """Send the join link to ``to_address``; :class:`DeliveryFailed` if it fails."""
     message = join_link_message(
@@ -159,6 +162,7 @@ async def send_join_link(
         link=link,
         lang=lang,
         desk_name=desk_name,
+        texts=texts,
     )
     await _send(config, message, failed_event="join_link_mail_failed")
     log.info("join_link_mailed", lang=lang)

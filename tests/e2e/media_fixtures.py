@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from beeldbel.config import MediaServerConfig, Secret
+from beeldbel.config import CallsConfig, MediaServerConfig, Secret
 from beeldbel.tokens import MediaClaims, sign_media_token
 from beeldbel.turn import ice_servers
 from controlplane.app.factory import create_app
@@ -38,10 +38,6 @@ ISSUER = "https://desk.test"
 NODE = "media-e2e"
 API_SECRET = "api-secret-for-call-tests"
 ROOM = "room-e2e"
-SWITCH_REASONS = [
-    ("bad_connection", "Slechte verbinding"),
-    ("citizen_asked", "Op verzoek"),
-]
 
 
 @dataclass
@@ -282,7 +278,8 @@ def make_call_harness(
 ) -> Callable[..., Awaitable[CallHarness]]:
     """``await make_call_harness(**media_config_changes)``: media server + pages."""
 
-    async def make(**media_changes: Any) -> CallHarness:
+    async def make(*, test_hooks: bool = True, **media_changes: Any) -> CallHarness:
+        """The harness; ``test_hooks``: the pages publish window.beeldbel."""
         signing_key = Ed25519PrivateKey.generate()
         jwks_url, ca_file = await serve_jwks(
             aiohttp_server, signing_key.public_key(), tmp_path
@@ -299,7 +296,9 @@ def make_call_harness(
         media_config = dataclasses.replace(media_config, **media_changes)
         media = await aiohttp_server(create_media_app(media_config))
         holder: list[CallHarness] = []
-        app = create_app(make_config(sqlite_url, mediaserver=media_config))
+        calls = CallsConfig(test_hooks=test_hooks)
+        config = make_config(sqlite_url, mediaserver=media_config, calls=calls)
+        app = create_app(config)
         app.router.add_routes(_page_routes(holder, signing_key))
         pages = await aiohttp_server(app)
         harness = CallHarness(pages=pages, media=media, media_config=media_config)

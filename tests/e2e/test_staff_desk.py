@@ -8,12 +8,11 @@ axe-core checks each page at each size; with ``SCREENSHOTS_DIR`` each is saved.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, FloatRect, Page, expect
 
 from controlplane.storage.database import Database
 from tests.controlplane.sample_requests import add_request
@@ -49,14 +48,14 @@ async def seed_queue(system: CallSystem) -> None:
 async def agent_state(
     live_call_system: CallSystem,  # noqa: F811
     browser: Browser,
-) -> AsyncIterator[dict[str, Any]]:
+) -> dict[str, Any]:
     """A signed-in employee's cookies, for pages opened at any size."""
     secret = await live_call_system.add_staff("agent.smit")
     page = await new_page(browser)
     await staff_login(page, live_call_system.base_url, "agent.smit", secret)
     state = await page.context.storage_state()
     await page.context.close()
-    yield dict(state)
+    return dict(state)
 
 
 async def page_at(
@@ -78,14 +77,15 @@ async def no_sideways_scroll(page: Page, what: str) -> None:
         """() => [document.documentElement, ...document.querySelectorAll('body *')]
           .filter((e) => e.scrollWidth > e.clientWidth + 1
                   && (e === document.documentElement
-                      || !['visible', 'hidden', 'clip'].includes(getComputedStyle(e).overflowX)))
+                      || !['visible', 'hidden', 'clip']
+                          .includes(getComputedStyle(e).overflowX)))
           .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`
                       + ` ${e.scrollWidth}>${e.clientWidth}`)"""
     )
     assert not wide, f"{what} scrolls sideways: {wide}"
 
 
-async def in_view(page: Page, selector: str) -> dict[str, float]:
+async def in_view(page: Page, selector: str) -> FloatRect:
     """The element's box, asserted to lie wholly inside the viewport."""
     box = await page.locator(selector).first.bounding_box()
     assert box is not None, f"{selector} is not shown"

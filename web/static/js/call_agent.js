@@ -1,12 +1,15 @@
 // @ts-check
 /**
  * The employee's side panel on the call page: who is in the lobby and the call
- * (admit, remove), the citizen's progress (SSE), the join and interpreter links,
- * the waiting-room message, end the call and switch to phone.
+ * (admit, remove), the citizen's progress (SSE), the join link (a new one that
+ * replaces it, sent or copied), the interpreter's invitation, the waiting-room
+ * message, ending the call (the control bar's button) and switching to phone,
+ * and once the call is over the request closed in one step.
  */
 
 import {countInTitle, notify} from './alerts.js';
 import {onJsonEvent} from './server_events.js';
+import {CallError} from './protocol.js';
 
 /** @typedef {import('./protocol.js').Connection} Connection */
 /** @typedef {import('./protocol.js').Participant} Participant */
@@ -15,6 +18,8 @@ import {onJsonEvent} from './server_events.js';
 const EVENTS = ['progress', 'link_sent', 'link_failed', 'link_opened', 'ended'];
 /** The outcome of a call whose media node stopped sending heartbeats. */
 const MEDIA_LOST = 'media_lost';
+/** The outcome of a call the employee moved to the phone (the page goes on). */
+const SWITCHED = 'switched_to_phone';
 
 export class AgentPanel {
   /**
@@ -47,18 +52,22 @@ export class AgentPanel {
           this.addProgress(lost ? MEDIA_LOST : kind, event);
           // the control plane ended the call: stop reconnecting to a dead node
           if (lost) this.connection.finish(MEDIA_LOST, true);
+          // however it ended (here, in another tab, the media node lost), the
+          // request is closed next
+          if (kind === 'ended' && event.outcome !== SWITCHED) this.offerClose();
         });
       }
     }
     for (const copy of page.doc.querySelectorAll('button[data-copy]')) {
       copy.addEventListener('click', () => this.copyFrom(/** @type {HTMLElement} */ (copy).dataset.copy || ''));
     }
-    page.doc.getElementById('invite-interpreter')?.addEventListener('click', () => this.inviteInterpreter());
+    this.onSubmit('interpreter-form', () => this.inviteInterpreter());
+    this.onSubmit('new-link-form', () => this.newLink());
+    this.onSubmit('close-form', () => this.closeRequest());
     page.doc.getElementById('lobby-message-form')?.addEventListener('submit', (event) => {
       event.preventDefault();
       this.sendLobbyMessage();
     });
-    page.$('end-call').addEventListener('click', () => this.endCall());
     page.doc.getElementById('switch-form')?.addEventListener('submit', (event) => {
       event.preventDefault();
       const reason = /** @type {HTMLSelectElement} */ (page.$('switch-reason')).value;
@@ -175,18 +184,27 @@ export class AgentPanel {
     }
   }
 
+  /** A new interpreter link, sent to the address or number typed, if any. */
   async inviteInterpreter() {
     const {page} = this;
+    const panel = page.$('interpreter-panel');
+    const field = (/** @type {string} */ id) => (/** @type {HTMLInputElement} */ (page.$(id))).value.trim();
+    const body = {email: field('interpreter-email'), phone: field('interpreter-phone')};
+    let reply;
     try {
-      const reply = await page.post(page.data.interpreterUrl || '', {});
-      const input = /** @type {HTMLInputElement} */ (page.$('interpreter-link'));
-      input.value = reply.link;
-      page.$('interpreter-box').hidden = false;
-      input.focus();
-      input.select();
-    } catch {
-      page.notice(page.text('action_failed'));
+      reply = await page.post(page.data.interpreterUrl || '', body);
+    } catch (error) {
+      const invalid = error instanceof CallError && error.status === 422;
+      page.notice(invalid ? panel.dataset.tInvalid || '' : page.text('action_failed'));
+      return;
     }
+    const input = /** @type {HTMLInputElement} */ (page.$('interpreter-link'));
+    input.value = reply.link;
+    page.$('interpreter-box').hidden = false;
+    if (reply.sent && reply.sent.length) page.announce(panel.dataset.tSent || '');
+    this.tellFailed(panel, reply.failed);
+    input.focus();
+    input.select();
   }
 
   async sendLobbyMessage() {
@@ -200,8 +218,99 @@ export class AgentPanel {
     }
   }
 
-  endCall() {
-    return this.finishAs(this.page.data.endUrl || '', {});
+  /** @param {string} id @param {() => void} action */
+  onSubmit(id, action) {
+    this.page.doc.getElementById(id)?.addEventListener('submit', (event) => {
+      event.preventDefault();
+      action();
+    });
+  }
+
+  /**
+   * A new citizen link, sent the ways ticked; the previous one stops working.
+   */
+  async newLink() {
+    const {page} = this;
+    const panel = page.$('link-panel');
+    const ticked = (/** @type {string} */ way) => (/** @type {HTMLInputElement | null} */ (
+      page.doc.getElementById(`new-link-${way}`)))?.checked === true;
+    let reply;
+    try {
+      reply = await page.post(page.data.linkUrl || '', {email: ticked('email'), sms: ticked('sms')});
+    } catch {
+      page.notice(page.text('action_failed'));
+      return;
+    }
+    const input = /** @type {HTMLInputElement} */ (page.$('join-link'));
+    input.value = reply.link;
+    page.$('join-link-box').hidden = false;
+    page.announce(panel.dataset.tMade || '');
+    this.tellFailed(panel, reply.failed);
+  }
+
+  /**
+   * Say which deliveries failed, in the panel's words.
+   * @param {HTMLElement} panel @param {string[]} failed
+   */
+  tellFailed(panel, failed) {
+    if (!failed || !failed.length) return;
+    const via = failed.map((way) => panel.dataset[way === 'sms' ? 'tSms' : 'tEmail'] || way).join(', ');
+    this.page.notice((panel.dataset.tFailed || '').replace('{via}', via));
+  }
+
+  /** End the call for everyone; the page stays, to close the request. */
+  async endCall() {
+    const {page} = this;
+    this.leaving = true;
+    await this.beforeFinish();
+    try {
+      await page.post(page.data.endUrl || '', {});
+    } catch {
+      this.leaving = false;
+      page.notice(page.text('action_failed'));
+      return;
+    }
+    this.connection.finish('ended');
+    this.offerClose();
+  }
+
+  /** Once the call is over: the one-step close, or the survey when there is none. */
+  offerClose() {
+    const panel = this.page.doc.getElementById('close-panel');
+    if (!panel) {
+      if (this.leaving && this.page.data.surveyUrl) window.location.assign(this.page.data.surveyUrl);
+      return;
+    }
+    if (!panel.hidden) return;
+    this.leaving = true; // the employee goes where closing leads, not on by itself
+    panel.hidden = false;
+    // after the end screen took focus: the next step is here
+    window.setTimeout(() => panel.focus(), 0);
+  }
+
+  async closeRequest() {
+    const {page} = this;
+    const chosen = /** @type {HTMLInputElement | null} */ (
+      page.doc.querySelector('#close-form input[name="result"]:checked'));
+    const error = page.$('close-error');
+    const choices = page.$('close-choices');
+    if (!chosen) {
+      error.hidden = false;
+      choices.setAttribute('aria-describedby', 'close-error close-hint');
+      /** @type {HTMLInputElement | null} */ (page.doc.querySelector('#close-form input'))?.focus();
+      return;
+    }
+    error.hidden = true;
+    choices.setAttribute('aria-describedby', 'close-hint');
+    let reply;
+    try {
+      reply = await page.post(page.data.closeUrl || '', {result: chosen.value});
+    } catch {
+      page.notice(page.text('action_failed'));
+      return;
+    }
+    const next = reply && typeof reply.next === 'string' && reply.next.startsWith('/') ? reply.next : page.data.surveyUrl;
+    if (next) window.location.assign(next);
   }
 
   /**
