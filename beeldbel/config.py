@@ -7,6 +7,7 @@ wrong type stop the start with a :class:`ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 import tomllib
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -537,6 +539,9 @@ class CallsConfig:
     #: 1 s, so agents hear within about 12 s. Nodes that never sent one are not
     #: watched (3-300).
     node_down_after_seconds: int = 10
+    #: Browser tests only: call pages publish window.beeldbel (the live connection,
+    #: its figures and a quality simulator). Refused unless public_url is loopback.
+    test_hooks: bool = False
 
     def __post_init__(self) -> None:
         if not self.media_api_url.startswith(("https://", "http://")):
@@ -614,7 +619,29 @@ def load_config(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _merge_environ(raw, environ)
     config: Config = _build(Config, raw, "")
+    _check_across_sections(config)
     return config
+
+
+def _check_across_sections(config: Config) -> None:
+    """What one section cannot judge alone."""
+    public_url = config.server.public_url
+    if config.calls.test_hooks and not is_loopback_url(public_url):
+        raise ConfigError(
+            f"[calls] test_hooks is for browser tests: [server] public_url "
+            f"{public_url} is not a loopback address"
+        )
+
+
+def is_loopback_url(url: str) -> bool:
+    """The URL's host is this machine only: localhost or a loopback address."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _merge_environ(raw: dict[str, Any], environ: Mapping[str, str]) -> None:

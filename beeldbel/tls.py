@@ -7,7 +7,6 @@ guidelines. TLS 1.3 suites are all AEAD and stay as OpenSSL offers them.
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from beeldbel.config import Config, ConfigError
+from beeldbel.config import Config, ConfigError, is_loopback_url
 
 #: The subject of the CA `beeldbel certs dev` makes; it issues dev certificates.
 DEV_CA_NAME = "Beeldbel dev CA"
@@ -52,17 +51,6 @@ def server_context(
             f"{keys[0]} {cert_file} with {keys[1]} {key_file}: {reason}"
         ) from None
     return context
-
-
-def is_loopback_url(url: str) -> bool:
-    """The URL's host is this machine only: localhost or a loopback address."""
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_dev_certificate(cert_file: str) -> bool:

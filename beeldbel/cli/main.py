@@ -353,7 +353,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     real certificates and creates no account: nothing it prints can carry a
     password into a log."""
     from beeldbel.cli.one_machine import one_machine_environment
-    from beeldbel.tls import is_loopback_url
+    from beeldbel.config import is_loopback_url
 
     local = is_loopback_url(config.server.public_url)
     ca_file = _run_certificates(config, args, local)

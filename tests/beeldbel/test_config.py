@@ -209,3 +209,19 @@ def test_several_media_nodes_from_toml_or_environment(tmp_path):
     )
     (node,) = media_nodes(load_config(None, {"BEELDBEL_CALLS_MEDIA_NODES": env}))
     assert node.node_id == "m-0"
+
+
+def test_test_hooks_only_on_loopback(tmp_path):
+    """window.beeldbel (the live connection, a quality simulator) is for browser
+    tests: a server others reach refuses to start with it."""
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        '[server]\npublic_url = "https://desk.example.org"\n'
+        "[calls]\ntest_hooks = true\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert "[calls] test_hooks" in str(caught.value)
+    path.write_text("[calls]\ntest_hooks = true\n")
+    assert load_config(path, {}).calls.test_hooks
+    assert not load_config(None, {}).calls.test_hooks

@@ -11,8 +11,8 @@ import pytest
 import trustme
 from sqlalchemy.engine import make_url
 
-from beeldbel.config import ConfigError, load_config
-from beeldbel.tls import is_loopback_url, refuse_dev_certificate, server_context
+from beeldbel.config import ConfigError, is_loopback_url, load_config
+from beeldbel.tls import refuse_dev_certificate, server_context
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.production.example.toml"
 PLACEHOLDERS = {

@@ -126,6 +126,7 @@ workers = 1
 [calls]
 media_api_url = "http://127.0.0.1:{media_port}"
 media_ws_url = "ws://127.0.0.1:{media_port}/ws"
+test_hooks = true
 """
 
 

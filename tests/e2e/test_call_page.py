@@ -486,6 +486,18 @@ async def test_switched_to_phone_the_citizen_is_told_we_ring_now(
     await assert_accessible(citizen, "citizen, switched to phone")
 
 
+async def test_the_test_hooks_are_not_published_without_the_switch(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    """window.beeldbel (the live connection, a quality simulator) exists for
+    these tests only: with [calls] test_hooks off the page has none."""
+    harness = await make_call_harness(test_hooks=False)
+    citizen = await open_call(harness, browser, "citizen")
+    await expect(citizen.locator("#lobby")).to_be_visible(timeout=10000)
+    assert await citizen.evaluate("typeof window.beeldbel") == "undefined"
+
+
 async def test_ended_by_the_employee_shows_the_ended_state(
     make_call_harness,  # noqa: F811 (a fixture)
     browser,

@@ -4,7 +4,8 @@
  * protocol.js does the connection; this module owns the DOM: tiles, controls,
  * chat, the quality indicator, audio-only fallback, and for the employee the
  * participants, progress, link, interpreter, message, end and switch controls.
- * Texts come from the page (#call-strings). window.beeldbel exposes state to tests.
+ * Texts come from the page (#call-strings). On a test server ([calls]
+ * test_hooks) window.beeldbel exposes state to the browser tests.
  */
 import {Connection, CHAT_MAX, JOIN_CLICKED_KEY} from './protocol.js';
 import {MediaStats} from './media_stats.js';
@@ -685,7 +686,9 @@ connection.onerror = (error) => {
   if (connection.state === 'in_call' || connection.state === 'lobby') notice(`${text('action_failed')} (${error.code})`);
 };
 
-Object.assign(window, {
+// the browser tests' window into the call; published only where the server
+// says it runs for tests ([calls] test_hooks), never in production
+if (data.testHooks === '1') Object.assign(window, {
   beeldbel: {
     connection,
     /** A summary for tests: state, measured figures and the last stats sample. */
