@@ -8,16 +8,19 @@ axe-core checks each page at each size; with ``SCREENSHOTS_DIR`` each is saved.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, FloatRect, Page, expect
 
+from controlplane.requests.callbacks import find_by_reference
 from controlplane.storage.database import Database
 from tests.controlplane.sample_requests import add_request
 from tests.e2e.call_system import CallSystem, live_call_system, staff_login  # noqa: F401
 from tests.e2e.conftest import SCREENSHOTS, _axe, new_page
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -25,6 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 SIZES = ((390, 844, 1.0), (844, 390, 1.0), (1280, 800, 1.0), (1093, 614, 1.25))
 #: the laptop sizes, where the desk's main buttons must show without scrolling
 LAPTOPS = SIZES[2:]
+_LINK = re.compile(r"https://\S+/gesprek#t=[A-Za-z0-9_-]+")
 
 
 async def seed_queue(system: CallSystem) -> None:
@@ -160,3 +164,84 @@ async def test_start_video_call_is_above_the_fold_after_claiming(
         await page.click("#release")
         await expect(page.locator("#queue")).to_be_visible()
         await close_all(page)
+
+
+CITIZEN_EMAIL = "fatima.devries@example.org"
+INTERPRETER_EMAIL = "tolk.jansen@example.org"
+
+
+def links_to(system: CallSystem, address: str) -> list[str]:
+    """Every join link e-mailed to ``address``, oldest first."""
+    found = []
+    for to, message in system.mailbox.messages:
+        body = message.get_body(("plain",))
+        if address in to and body is not None:
+            found += _LINK.findall(body.get_content())
+    return found
+
+
+async def test_new_link_replaces_the_old_and_the_call_closes_in_one_step(
+    live_call_system: CallSystem,  # noqa: F811
+    browser: Browser,
+    agent_state: dict[str, Any],
+) -> None:
+    system = live_call_system
+    db = Database(system.db_url)
+    try:
+        _id, reference = await add_request(db, email=CITIZEN_EMAIL)
+    finally:
+        await db.close()
+    agent = await page_at(browser, agent_state, LAPTOPS[0])
+    await agent.goto(system.base_url + "/staff")
+    await agent.locator(f'tr[data-reference="{reference}"] form.claim button').click()
+    await agent.click("#start-video")
+    await agent.wait_for_url(re.compile(r".*/staff/gesprekken/[A-Za-z0-9_-]+$"))
+    await wait_for(lambda: links_to(system, CITIZEN_EMAIL), 10, "the first e-mail")
+    (old,) = links_to(system, CITIZEN_EMAIL)
+
+    # a new link by e-mail: the old one is refused, the new one opens
+    await expect(agent.locator("#new-link-email")).to_be_checked()
+    await agent.click("#new-link")
+    await wait_for(lambda: len(links_to(system, CITIZEN_EMAIL)) == 2, 10, "e-mail 2")
+    new = links_to(system, CITIZEN_EMAIL)[1]
+    await expect(agent.locator("#join-link")).to_have_value(new)
+    await expect(agent.locator("#call-status")).to_have_text(
+        "Nieuwe link gemaakt. De vorige link werkt niet meer."
+    )
+    stranger = await new_page(browser)
+    await stranger.goto(old)
+    await expect(stranger.locator("#join-error")).to_contain_text(
+        "vervangen door een nieuwe link"
+    )
+    await _axe(stranger, "replaced link refused")
+    citizen = await new_page(browser)
+    await citizen.goto(new)
+    await citizen.wait_for_url("**/gesprek/apparaat")
+
+    # the interpreter's invitation by e-mail
+    await agent.fill("#interpreter-email", INTERPRETER_EMAIL)
+    await agent.click("#invite-interpreter")
+    await wait_for(lambda: links_to(system, INTERPRETER_EMAIL), 10, "the invitation")
+    await expect(agent.locator("#interpreter-link")).to_have_value(
+        links_to(system, INTERPRETER_EMAIL)[0]
+    )
+    await checked(agent, "staff call page, new link and interpreter", LAPTOPS[0])
+
+    # one way to end it for everyone; then the request is closed in one step
+    await expect(agent.locator("#end-call")).to_have_count(0)
+    await agent.click("#hang-up")
+    await expect(agent.locator("#close-panel")).to_be_focused()
+    for size in SIZES:
+        await agent.set_viewport_size({"width": size[0], "height": size[1]})
+        await checked(agent, "staff call page, call over", size)
+    await agent.check("#close-follow_up")
+    await agent.click("#close-request")
+    await agent.wait_for_url(re.compile(r".*/staff/gesprekken/\d+/enquete$"))
+    db = Database(system.db_url)
+    try:
+        stored = await find_by_reference(db, reference)
+    finally:
+        await db.close()
+    assert stored is not None
+    assert (stored["state"], stored["outcome"]) == ("completed", "follow_up")
+    await close_all(agent, stranger, citizen)

@@ -264,6 +264,11 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
     # the citizen's "call ended" stays until they go on to the survey
     await expect(citizen.locator("#call-ended")).to_be_visible(timeout=10_000)
     await assert_accessible(citizen, "citizen: call ended")
+    # the employee closes the request in one step, then the survey
+    await expect(agent.locator("#close-panel")).to_be_visible()
+    await assert_accessible(agent, "employee: call over, close the request")
+    await agent.check("#close-handled")
+    await agent.click("#close-request")
     await agent.wait_for_url(re.compile(r".*/staff/gesprekken/\d+/enquete$"))
     await citizen.click("#survey-link")
     await citizen.wait_for_url("**/gesprek/enquete", timeout=15_000)
@@ -277,6 +282,10 @@ async def test_video_call_story(live_call_system: CallSystem, browser: Browser) 
     await assert_accessible(agent, "employee survey thanks")
     await agent.click("#to-request")
     await agent.wait_for_url(re.compile(r".*/staff/requests/\d+$"))
+    # the outcome the end step recorded
+    await expect(agent.locator("#request-state")).to_have_attribute(
+        "data-state", "completed"
+    )
 
     # the link does not open the call again, anywhere
     again = await new_page(browser)
