@@ -12,10 +12,11 @@ import time
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.e2e.conftest import assert_accessible, new_page
 from tests.e2e.media_fixtures import CallHarness, make_call_harness  # noqa: F401
+from tests.e2e.test_device_check import client_errors
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.browser
@@ -496,6 +497,42 @@ async def test_the_test_hooks_are_not_published_without_the_switch(
     citizen = await open_call(harness, browser, "citizen")
     await expect(citizen.locator("#lobby")).to_be_visible(timeout=10000)
     assert await citizen.evaluate("typeof window.beeldbel") == "undefined"
+
+
+async def test_joins_as_chosen_on_the_device_check_and_reports_failures(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    """ "Join muted" and "join with the camera off" from the device check hold
+    from the first moment; a failure the page gets past is counted."""
+    harness = await make_call_harness()
+    agent = await open_call(harness, browser, "agent")
+    citizen = await new_page(browser, viewport={"width": 390, "height": 844})
+    await citizen.add_init_script(
+        "sessionStorage.setItem('beeldbel-devices',"
+        " JSON.stringify({muted: true, cameraOff: true}))"
+    )
+
+    async def refuse(route: Route) -> None:
+        await route.fulfill(status=503, body="")
+
+    await citizen.route("**/t/progress", refuse)
+    await citizen.goto(harness.url("/t/call/citizen"))
+    await expect(citizen.locator("#toggle-mic")).to_have_text("Microfoon: uit")
+    await expect(citizen.locator("#toggle-camera")).to_have_text("Camera: uit")
+    assert await citizen.evaluate(
+        "window.beeldbel.connection.stream.getTracks().every(t => !t.enabled)"
+    )
+    await agent.locator("button.admit").click()
+    remote = agent.locator(".tile-remote")
+    await expect(remote.locator(".tile-muted")).to_be_visible(timeout=10000)
+    await expect(remote.locator(".tile-camera-off")).to_be_visible()
+    await assert_accessible(citizen, "citizen, joined muted with the camera off")
+    await wait_for(
+        lambda: client_errors(harness, "call", "report") == 1,
+        5,
+        "the refused progress report to be counted",
+    )
 
 
 async def test_ended_by_the_employee_shows_the_ended_state(

@@ -12,6 +12,8 @@ import {MediaStats} from './media_stats.js';
 import {CallPage} from './call_ui.js';
 import {AgentPanel} from './call_agent.js';
 import {onJsonEvent} from './server_events.js';
+import {loadChoice} from './device_choice.js';
+import {mediaErrorCode, reportClientError, reportUncaught} from './client_errors.js';
 
 /** Sample the connection this often (ms). */
 const SAMPLE_MS = 2000;
@@ -34,6 +36,18 @@ const roleLabel = page.roleLabel.bind(page);
 const post = page.post.bind(page);
 const announce = page.announce.bind(page);
 const notice = page.notice.bind(page);
+
+/** Where client errors are reported from (client_errors.py's pages). */
+const errorPage = role === 'agent' ? 'staff_call' : 'call';
+/**
+ * A failure this page gets past, reported so it leaves a trace.
+ * @param {import('./client_errors.js').ErrorKind} kind
+ * @param {string} code
+ */
+const failed = (kind, code) => reportClientError(errorPage, kind, code);
+reportUncaught(errorPage);
+/** The devices and join options chosen on the device check. */
+const choice = loadChoice();
 
 const params = new URLSearchParams(window.location.search);
 const connection = new Connection({
@@ -92,12 +106,12 @@ stats.markStart(joinClicked || performance.timeOrigin);
 function progress(step) {
   if (!data.progressUrl || ui.lastProgress === step) return;
   ui.lastProgress = step;
-  post(data.progressUrl, {step, failed: []}, step === 'left').catch(() => {});
+  post(data.progressUrl, {step, failed: []}, step === 'left').catch(() => failed('report', 'progress_failed'));
 }
 
 function reportQuality(final = false) {
   if (!data.qualityUrl) return Promise.resolve();
-  return post(data.qualityUrl, stats.record(connection.reconnects), final).catch(() => {});
+  return post(data.qualityUrl, stats.record(connection.reconnects), final).catch(() => failed('report', 'quality_failed'));
 }
 
 // --- states ------------------------------------------------------------
@@ -212,27 +226,55 @@ function showError(code) {
 
 // --- media ---------------------------------------------------------------
 
-/** Camera, microphone, or what of them works; an empty stream when neither. */
+/** Camera, microphone, or what of them works; an empty stream when neither.
+ *  The devices chosen on the device check first, then the browser's defaults. */
 async function localStream() {
+  const size = {width: {ideal: 640}, height: {ideal: 480}, frameRate: {ideal: 30}};
+  const chosen = (/** @type {string | null} */ id) => (id ? {deviceId: {exact: id}} : {});
   const attempts = [
-    {audio: true, video: {width: {ideal: 640}, height: {ideal: 480}, frameRate: {ideal: 30}, facingMode: 'user'}},
+    {audio: chosen(choice.audioInput), video: {...size, ...chosen(choice.videoInput)}},
+    {audio: true, video: {...size, facingMode: 'user'}},
     {audio: true, video: false},
     {audio: false, video: true},
   ];
+  let last = null;
   for (const constraints of attempts) {
     try {
       return await navigator.mediaDevices.getUserMedia(constraints);
-    } catch {
-      // try the next, smaller set
+    } catch (error) {
+      last = error; // try the next, smaller set
     }
   }
+  failed('media', mediaErrorCode(last));
   notice(text('no_media'));
   return new MediaStream();
 }
 
+/** Join as chosen on the device check: muted, camera off (before any media flows). */
+function applyChoice(/** @type {MediaStream} */ stream) {
+  if (choice.muted) {
+    for (const track of stream.getAudioTracks()) track.enabled = false;
+    ui.muted = true;
+    setToggle('toggle-mic', false, text('mic_off'));
+  }
+  if (choice.cameraOff || !stream.getVideoTracks().length) {
+    for (const track of stream.getVideoTracks()) track.enabled = false;
+    ui.cameraOn = false;
+    setToggle('toggle-camera', false, text('cam_off'));
+    $('tile-self').classList.add('camera-off');
+  }
+}
+
+/** The speaker chosen on the device check, where the browser can choose. */
+function chooseSpeaker(/** @type {HTMLAudioElement} */ audio) {
+  const sink = /** @type {HTMLAudioElement & {setSinkId?: (id: string) => Promise<void>}} */ (audio);
+  if (!choice.audioOutput || !sink.setSinkId) return;
+  sink.setSinkId(choice.audioOutput).catch(() => failed('media', 'speaker_select_failed'));
+}
+
 function applyVideo() {
   for (const track of connection.stream?.getVideoTracks() || []) track.enabled = ui.cameraOn;
-  connection.setVideoSending(ui.cameraOn && !ui.audioOnly).catch(() => {});
+  connection.setVideoSending(ui.cameraOn && !ui.audioOnly).catch(() => failed('connection', 'video_sending_failed'));
 }
 
 /**
@@ -250,6 +292,7 @@ function onTrack(track, info) {
     const audio = /** @type {HTMLAudioElement} */ (tile.querySelector('audio'));
     $('tiles').insertBefore(tile, $('tile-self')); // the others first, yourself last
     video.addEventListener('loadeddata', () => stats.markFirstPicture(performance.timeOrigin + performance.now()));
+    chooseSpeaker(audio);
     entry = {tile, video, audio, receiver: null};
     ui.tiles.set(id, entry);
     labelTile(id);
@@ -257,7 +300,7 @@ function onTrack(track, info) {
   }
   const element = track.kind === 'video' ? entry.video : entry.audio;
   element.srcObject = new MediaStream([track]);
-  element.play().catch(() => {});
+  element.play().catch(() => failed('media', 'play_failed'));
   if (track.kind === 'audio') {
     entry.receiver = connection.pc?.getReceivers().find((r) => r.track === track) || null;
   }
@@ -308,6 +351,7 @@ async function markSpeakers() {
         if (report.type === 'inbound-rtp' && typeof report.audioLevel === 'number') level = report.audioLevel;
       }
     } catch {
+      failed('connection', 'stats_failed');
       continue; // the receiver is gone: the tile goes with it
     }
     const speaking = level > SPEAKING_LEVEL;
@@ -386,6 +430,7 @@ async function sample() {
   try {
     level = (await stats.sample(pc)).level;
   } catch {
+    failed('connection', 'stats_failed');
     return;
   }
   if (!ui.reportedEarly && stats.firstPictureAt !== null) {
@@ -466,7 +511,10 @@ function setUpFullscreen() {
   button.hidden = false;
   button.addEventListener('click', () => {
     const done = document.fullscreenElement ? document.exitFullscreen() : root.requestFullscreen();
-    done.catch(() => notice(text('action_failed')));
+    done.catch(() => {
+      failed('action', 'action_failed');
+      notice(text('action_failed'));
+    });
   });
   document.addEventListener('fullscreenchange', () => {
     const on = Boolean(document.fullscreenElement);
@@ -512,7 +560,10 @@ function setUpControls() {
 }
 
 async function showSwitchCamera() {
-  const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+  const devices = await navigator.mediaDevices.enumerateDevices().catch(() => {
+    failed('media', 'devices_unlisted');
+    return [];
+  });
   $('switch-camera').hidden = devices.filter((d) => d.kind === 'videoinput').length < 2;
 }
 
@@ -529,6 +580,7 @@ async function switchCamera() {
     applyVideo();
     announce(text('camera_switched'));
   } catch {
+    failed('action', 'camera_switch_failed');
     notice(text('action_failed'));
   }
 }
@@ -638,7 +690,7 @@ function pollStatus() {
           connection.finish('room_ended', true);
         }
       } catch {
-        // try again at the next poll
+        failed('connection', 'status_failed'); // and try again at the next poll
       }
     }
     window.setTimeout(poll, 2000);
@@ -728,7 +780,7 @@ window.addEventListener('pagehide', () => {
 const stream = await localStream();
 const localVideo = /** @type {HTMLVideoElement} */ ($('local-video'));
 localVideo.srcObject = stream;
-if (!stream.getVideoTracks().length) setCamera(false);
+applyChoice(stream);
 showSwitchCamera();
 try {
   await connection.start(stream);
