@@ -20,6 +20,7 @@ from controlplane.storage.database import Database
 from tests.controlplane.sample_requests import add_request
 from tests.e2e.call_system import CallSystem, live_call_system, staff_login  # noqa: F401
 from tests.e2e.conftest import SCREENSHOTS, _axe, new_page
+from tests.e2e.test_video_story import device_check
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -245,3 +246,89 @@ async def test_new_link_replaces_the_old_and_the_call_closes_in_one_step(
     assert stored is not None
     assert (stored["state"], stored["outcome"]) == ("completed", "follow_up")
     await close_all(agent, stranger, citizen)
+
+
+#: Test-only: counts the tones a page starts, by wrapping the browser's own
+#: OscillatorNode.start (each alert is a two-note chime: two starts).
+COUNT_TONES = """
+window.beeldbelTones = 0;
+const realStart = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.beeldbelTones += 1;
+  return realStart.apply(this, args);
+};
+"""
+
+
+async def tones(page: Page) -> int:
+    counted: int = await page.evaluate("window.beeldbelTones")
+    return counted
+
+
+async def citizen_asks(system: CallSystem, browser: Browser, email: str) -> str:
+    """A citizen asks for a video callback through the form; its reference."""
+    citizen = await new_page(browser)
+    await citizen.goto(system.base_url + "/")
+    await citizen.fill("#name", "Fatima de Vries")
+    await citizen.fill("#phone", "06-12345678")
+    await citizen.fill("#email", email)
+    await citizen.select_option("#topic", "report_crime")
+    await citizen.check("#channel-video")
+    await citizen.check("#preferred-asap")
+    await citizen.check("#consent")
+    await citizen.click("#submit-request")
+    box = citizen.locator("#reference")
+    await expect(box).to_have_text(re.compile(r"BB-[A-Z0-9]{4}-[A-Z0-9]{4}"))
+    reference = (await box.inner_text()).strip()
+    await citizen.context.close()
+    return reference
+
+
+async def test_the_alert_sound_is_off_until_switched_on_then_kept_and_played(
+    live_call_system: CallSystem,  # noqa: F811
+    browser: Browser,
+    agent_state: dict[str, Any],
+) -> None:
+    system = live_call_system
+    agent = await page_at(browser, agent_state, LAPTOPS[1])
+    await agent.add_init_script(COUNT_TONES)
+    await agent.goto(system.base_url + "/staff")
+    toggle = agent.locator("#alert-sound")
+    await expect(toggle).to_be_visible()
+    await expect(toggle).not_to_be_checked()
+
+    # off by default: a new request makes no sound
+    first = await citizen_asks(system, browser, "eerste@example.org")
+    await expect(agent.locator(f'tr[data-reference="{first}"]')).to_be_visible()
+    assert await tones(agent) == 0
+
+    # switched on: a sample of the tone, and the choice is kept in this browser
+    await toggle.check()
+    await wait_for(lambda: _equals(tones(agent), 2), 2, "the sample tone")
+    await agent.reload()
+    await expect(toggle).to_be_checked()
+    await checked(agent, "queue, sound on", LAPTOPS[1])
+    second = await citizen_asks(system, browser, CITIZEN_EMAIL)
+    await expect(agent.locator(f'tr[data-reference="{second}"]')).to_be_visible()
+    await wait_for(lambda: _equals(tones(agent), 2), 2, "a tone for the request")
+
+    # and for a citizen who waits in the lobby
+    await agent.locator(f'tr[data-reference="{second}"] form.claim button').click()
+    await agent.click("#start-video")
+    await agent.wait_for_url(re.compile(r".*/staff/gesprekken/[A-Za-z0-9_-]+$"))
+    assert await tones(agent) == 0
+    link = await system.mailbox.link_for(CITIZEN_EMAIL)
+    citizen = await new_page(browser)
+    await citizen.goto(link)
+    await citizen.wait_for_url("**/gesprek/apparaat")
+    await device_check(citizen, "citizen")
+    await citizen.click("#join")
+    await expect(agent.locator("#participants button.admit")).to_be_visible(
+        timeout=15_000
+    )
+    await wait_for(lambda: _equals(tones(agent), 2), 2, "a tone for the lobby")
+    await close_all(agent, citizen)
+
+
+async def _equals(count: Any, wanted: int) -> bool:
+    return bool(await count == wanted)

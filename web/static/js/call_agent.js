@@ -7,7 +7,7 @@
  * and once the call is over the request closed in one step.
  */
 
-import {countInTitle, notify} from './alerts.js';
+import {chime, countInTitle, notify} from './alerts.js';
 import {onJsonEvent} from './server_events.js';
 import {CallError} from './protocol.js';
 
@@ -166,6 +166,7 @@ export class AgentPanel {
     if (step === 'waiting') {
       countInTitle(1, this.title);
       notify(page.text('lobby_alert'), 'lobby');
+      chime();
     } else if (['in_call', 'left', 'ended', MEDIA_LOST].includes(step)) {
       countInTitle(0, this.title);
     }

@@ -2,11 +2,12 @@
 // On the queue page:
 // - listens to /staff/queue/events (Server-Sent Events) and swaps in the fresh
 //   table rows the server rendered, keeping keyboard focus where it was;
-// - announces "N new requests" in the polite live region #queue-status;
+// - announces "N new requests" in the polite live region #queue-status, and
+//   alerts the employee (tab title, notification, the sound if switched on);
 // - keeps the waiting times current.
 // On the request page: moves focus to the error summary after a failed form.
 
-import { countInTitle, notify, offerNotifications } from './alerts.js';
+import { chime, countInTitle, notify, offerNotifications, offerSound } from './alerts.js';
 import { onJsonEvent } from './server_events.js';
 
 const WAITING_REFRESH_MS = 30000;
@@ -152,6 +153,7 @@ function followQueue(table) {
     if (added > 0) {
       say(news);
       notify(news, 'queue');
+      chime();
     }
   });
   source.addEventListener('signed_out', () => {
@@ -178,6 +180,8 @@ function main() {
     document.getElementById('queue-status'),
     { on: table?.dataset.tNotificationsOn || '', blocked: table?.dataset.tNotificationsBlocked || '' },
   );
+  const sound = document.getElementById('alert-sound');
+  offerSound(sound instanceof HTMLInputElement ? sound : null);
   const summary = document.querySelector('[data-error-summary]');
   if (summary instanceof HTMLElement) summary.focus();
 }
