@@ -37,7 +37,13 @@ from controlplane.calls import record as records
 from controlplane.calls.events import SHUTDOWN
 from controlplane.calls.live_state import CALLS, Calls, guest_channel
 from controlplane.calls.placement import MEDIA_NODES, MediaNodes
-from controlplane.requests import QUEUE_EVENTS, Actor, Request, call_ended
+from controlplane.requests import (
+    LINK_HELP_LISTENERS,
+    QUEUE_EVENTS,
+    Actor,
+    Request,
+    call_ended,
+)
 from controlplane.security import audit, signing_keys
 from controlplane.security.secrets_store import SECRET_KEY
 from controlplane.storage.database import DB
@@ -240,9 +246,19 @@ async def end_call(
     log.info("video_call_ended", room_id=call.room_id, outcome=outcome)
 
 
+async def tell_link_help(app: web.Application, request_id: int) -> None:
+    """The citizen asked for a new link on their status page: a step of their
+    progress on the employee's call page, who can send one at once."""
+    call = await active_call(app, request_id)
+    if call is not None:
+        events = app[CALLS].events
+        await events.publish(call.room_id, "progress", step="link_help", role="citizen")
+
+
 def setup(app: web.Application) -> None:
     """The running calls, the media nodes' clients and their shutdown."""
     app[CALLS] = Calls(app)
+    app[LINK_HELP_LISTENERS].append(tell_link_help)
     app[MEDIA_NODES] = MediaNodes.from_config(app[CONFIG])
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close_media_nodes)

@@ -53,6 +53,7 @@ from controlplane.requests.queue_items import (
 )
 from controlplane.requests.reference import parse_reference
 from controlplane.requests.slots import available_slots
+from controlplane.requests.status_page import LINK_HELP_LISTENERS
 from controlplane.requests.validation import (
     EMAIL_MAX,
     LANGUAGES,
@@ -84,6 +85,7 @@ __all__ = [
     "DESK",
     "EMAIL_MAX",
     "LANGUAGES",
+    "LINK_HELP_LISTENERS",
     "NAME_MAX",
     "NOTE_MAX",
     "OPEN_STATES",

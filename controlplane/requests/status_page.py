@@ -9,6 +9,7 @@ against ``status_changes_per_request``. Changes are told to open consoles.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +32,15 @@ from controlplane.storage.database import DB
 #: What a change's redirect tells the status page to confirm (``?klaar=``).
 DONE = ("cancelled", "moved", "link")
 
+LinkHelpListener = Callable[[web.Application, int], Awaitable[None]]
+#: Told the request id when its citizen asks for a new video link: calls tells
+#: the employee's call page (requests cannot import calls, which imports it).
+LINK_HELP_LISTENERS = web.AppKey("link_help_listeners", list[LinkHelpListener])
+
 
 def setup(app: web.Application) -> None:
     """Register the status page and its forms."""
+    app[LINK_HELP_LISTENERS] = []
     base = PATH + "{token}"
     app.router.add_get(base, show_status, name="request_status")
     app.router.add_get(base + "/annuleren", show_cancel)
@@ -155,4 +162,6 @@ async def ask_new_link(request: web.Request) -> web.Response:
     row = await _changing(request)
     if await self_service.ask_new_link(request.app[DB], row["id"], datetime.now(UTC)):
         request.app[QUEUE_EVENTS].publish()
+        for listener in request.app[LINK_HELP_LISTENERS]:
+            await listener(request.app, row["id"])
     raise web.HTTPSeeOther(_here(request, "link"))
