@@ -1,5 +1,5 @@
-"""Fixtures for the control plane's tests: real media nodes in-process, and the
-logs as production writes them."""
+"""Fixtures for the control plane's tests: real media nodes in-process, a real
+SMTP server on loopback (``smtp``), and the logs as production writes them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from beeldbel.config import MediaServerConfig, Secret
 from beeldbel.logging import configure_logging
 from mediaserver.app import create_app as create_media_app
+from tests.controlplane.mail import smtp  # noqa: F401 (the SMTP server fixture)
 from tests.controlplane.video_calls import API_SECRET, NODE, MediaServer
 
 

@@ -120,43 +120,41 @@ async def checked(page: Page, what: str, size: tuple[int, int, float]) -> None:
         await page.screenshot(path=shot)
 
 
+async def at_each_size(page: Page, what: str) -> None:
+    """:func:`checked` at each of :data:`SIZES`' CSS sizes (the page keeps its
+    context's scale factor), then back to the first laptop size."""
+    for width, height, _scale in SIZES:
+        await page.set_viewport_size({"width": width, "height": height})
+        await checked(page, what, (width, height, 1.0))
+    await page.set_viewport_size({"width": LAPTOPS[0][0], "height": LAPTOPS[0][1]})
+
+
 async def close_all(*pages: Page) -> None:
     for page in pages:
         await page.context.close()
 
 
-async def test_queue_fits_every_size_with_its_claim_button_in_view(
+async def test_queue_fits_and_start_video_call_is_above_the_fold(
     live_call_system: CallSystem,  # noqa: F811
     browser: Browser,
     agent_state: dict[str, Any],
 ) -> None:
     await seed_queue(live_call_system)
+    claim = "#queue tr[data-state='new'] form.claim button"
     for size in SIZES:
         page = await page_at(browser, agent_state, size)
         await page.goto(live_call_system.base_url + "/staff")
         await expect(page.locator("#queue tr[data-state='new']")).to_have_count(3)
         await checked(page, "queue", size)
-        claim = "#queue tr[data-state='new'] form.claim button"
         await page.locator(claim).first.scroll_into_view_if_needed()
         await in_view(page, claim)
         if size in LAPTOPS:
-            # the whole first row's claim button shows without any scrolling
+            # the first request's claim button shows without any scrolling
             await page.evaluate("window.scrollTo(0, 0)")
             await in_view(page, claim)
-        await close_all(page)
 
-
-async def test_start_video_call_is_above_the_fold_after_claiming(
-    live_call_system: CallSystem,  # noqa: F811
-    browser: Browser,
-    agent_state: dict[str, Any],
-) -> None:
-    await seed_queue(live_call_system)
-    for size in SIZES:
-        page = await page_at(browser, agent_state, size)
-        await page.goto(live_call_system.base_url + "/staff")
-        row = page.locator("#queue tr[data-state='new']").first
-        await row.locator("form.claim button").click()
+        # claimed: "Start video call" without scrolling on a laptop
+        await page.locator(claim).first.click()
         await expect(page.locator("#start-video")).to_be_visible()
         await checked(page, "claimed request", size)
         if size in LAPTOPS:
@@ -226,15 +224,13 @@ async def test_new_link_replaces_the_old_and_the_call_closes_in_one_step(
     await expect(agent.locator("#interpreter-link")).to_have_value(
         links_to(system, INTERPRETER_EMAIL)[0]
     )
-    await checked(agent, "staff call page, new link and interpreter", LAPTOPS[0])
+    await at_each_size(agent, "staff call page, new link and interpreter")
 
     # one way to end it for everyone; then the request is closed in one step
     await expect(agent.locator("#end-call")).to_have_count(0)
     await agent.click("#hang-up")
     await expect(agent.locator("#close-panel")).to_be_focused()
-    for size in SIZES:
-        await agent.set_viewport_size({"width": size[0], "height": size[1]})
-        await checked(agent, "staff call page, call over", size)
+    await at_each_size(agent, "staff call page, call over")
     await agent.check("#close-follow_up")
     await agent.click("#close-request")
     await agent.wait_for_url(re.compile(r".*/staff/gesprekken/\d+/enquete$"))

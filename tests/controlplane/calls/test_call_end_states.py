@@ -16,7 +16,6 @@ from controlplane.calls.heartbeats import end_lost_calls
 from controlplane.requests import Request, State, get_request
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log
-from tests.controlplane.mail import smtp  # noqa: F401 (a fixture)
 from tests.controlplane.video_calls import (
     NODE,
     Guest,
@@ -32,13 +31,13 @@ _LINK = re.compile(r"https?://\S+/gesprek#t=[A-Za-z0-9_-]+")
 
 
 @pytest.fixture
-async def client(aiohttp_client, make_config, db_url, media, smtp):  # noqa: F811
+async def client(aiohttp_client, make_config, db_url, media, smtp):
     config = call_config(make_config, db_url, str(media.make_url("")), smtp[1])
     return await aiohttp_client(create_app(config))
 
 
 @pytest.fixture
-async def sqlite_client(aiohttp_client, make_config, sqlite_url, media, smtp):  # noqa: F811
+async def sqlite_client(aiohttp_client, make_config, sqlite_url, media, smtp):
     config = call_config(make_config, sqlite_url, str(media.make_url("")), smtp[1])
     return await aiohttp_client(create_app(config))
 
@@ -110,7 +109,7 @@ async def test_a_wrong_choice_is_a_422_naming_the_field(sqlite_client):
 
 async def test_citizen_leaves_then_the_employee_ends_and_needs_a_follow_up(
     sqlite_client,
-    smtp,  # noqa: F811
+    smtp,
 ):
     mailbox, _port = smtp
     request_id, token = await claimed(sqlite_client)

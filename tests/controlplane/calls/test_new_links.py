@@ -18,7 +18,6 @@ from beeldbel.config import SmsConfig
 from controlplane.app.factory import create_app
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log
-from tests.controlplane.mail import smtp  # noqa: F401 (a fixture)
 from tests.controlplane.video_calls import (
     ADDRESS,
     Guest,
@@ -46,7 +45,7 @@ async def client(
     make_config,
     sqlite_url,
     media,
-    smtp,  # noqa: F811
+    smtp,
     gateway,
 ):
     async def receive(request: web.Request) -> web.Response:
@@ -82,7 +81,7 @@ async def audited(client, action: str) -> list[dict[str, Any]]:
         return [dict(row.details) for row in rows]
 
 
-async def test_a_new_link_by_e_mail_works_and_the_old_one_is_refused(client, smtp):  # noqa: F811
+async def test_a_new_link_by_e_mail_works_and_the_old_one_is_refused(client, smtp):
     mailbox, _port = smtp
     request_id, token = await claimed(client)
     room_id = await start(client, request_id, token, send_email="1")
@@ -163,7 +162,7 @@ async def test_sms_and_the_end_of_the_call(client, gateway):
 
 async def test_the_interpreter_invitation_goes_by_e_mail_or_sms(
     client,
-    smtp,  # noqa: F811
+    smtp,
     gateway,
 ):
     mailbox, _port = smtp

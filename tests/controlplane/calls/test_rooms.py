@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from aiosmtpd.controller import Controller
 
 from beeldbel.config import (
     MediaServerConfig,
@@ -28,7 +26,6 @@ from controlplane.calls import record as records
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log, callback_requests
 from mediaserver.ice_servers import ice_servers_for as media_ice_servers_for
-from tests.controlplane.mail import Collector
 from tests.controlplane.video_calls import (
     ADDRESS,
     JSON,
@@ -47,17 +44,6 @@ from tests.helpers import free_port, read_event, wait_for
 
 _LINK = re.compile(r"https?://\S+/gesprek#t=[A-Za-z0-9_-]+")
 _DATA_CSRF = re.compile(r'data-csrf="([^"]+)"')
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Collector, int]]:
-    mailbox, port = Collector(), free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
