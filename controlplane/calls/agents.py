@@ -286,6 +286,10 @@ async def staff_close(request: web.Request) -> web.Response:
         raise Conflict("calls_close_running")
     result = (await json_body(request)).get("result")
     app = request.app
+    survey = f"/staff/gesprekken/{call.record_id}/enquete"
+    if not item.is_open:
+        # closed already (the request page, another tab): on to the survey
+        return no_store_json({"next": survey})
     closed = await close_after_call(
         app[DB],
         app[METRICS],
@@ -300,7 +304,7 @@ async def staff_close(request: web.Request) -> web.Response:
         return no_store_json({"next": f"/staff?retry={closed.reference}"})
     if result == "not_reached" or record.outcome == MEDIA_LOST:
         return no_store_json({"next": f"/staff?closed={closed.reference}"})
-    return no_store_json({"next": f"/staff/gesprekken/{call.record_id}/enquete"})
+    return no_store_json({"next": survey})
 
 
 async def staff_switch(request: web.Request) -> web.Response:

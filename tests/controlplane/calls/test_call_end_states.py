@@ -98,6 +98,21 @@ async def test_employee_ends_then_closes_it_as_handled_in_one_step(client):
     )
 
 
+async def test_a_request_closed_elsewhere_goes_on_to_the_survey(sqlite_client):
+    request_id, room_id, token = await started(sqlite_client)
+    await end(sqlite_client, room_id, token)
+    await sqlite_client.post(
+        f"/staff/requests/{request_id}/complete",
+        data={"csrf_token": token, "outcome": "referred"},
+        allow_redirects=False,
+    )
+    again = await close(sqlite_client, room_id, token, "handled")
+    record = await record_of(sqlite_client, room_id)
+    assert await again.json() == {"next": f"/staff/gesprekken/{record.id}/enquete"}
+    done = await request_of(sqlite_client, request_id)
+    assert (done.state, done.outcome) == (State.COMPLETED, "referred")
+
+
 async def test_a_wrong_choice_is_a_422_naming_the_field(sqlite_client):
     _request_id, room_id, token = await started(sqlite_client)
     await end(sqlite_client, room_id, token)
