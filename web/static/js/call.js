@@ -730,6 +730,7 @@ connection.ontrack = onTrack;
 connection.onparticipants = onParticipants;
 connection.onchat = (message) => addChat(roleLabel(message.from_role), message.text, false);
 connection.onremotestate = onRemoteState;
+connection.onproblem = failed;
 connection.ontyping = showDraft;
 connection.onchatstate = (open) => {
   if (open) sendState();

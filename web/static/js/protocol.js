@@ -132,6 +132,10 @@ export class Connection {
     this.onparticipants = () => {};
     /** @type {(message: {text: string, from_role: string}) => void} */
     this.onchat = () => {};
+    /** a failure this connection got past (a reconnect, a bad message), to be
+     * counted by the page (client_errors.js kinds and codes); never personal data
+     * @type {(kind: 'message' | 'connection', code: string) => void} */
+    this.onproblem = () => {};
     /** real-time text: the other's line as it is being typed
      * @type {(message: {text: string, from_role: string, participant_id: string}) => void} */
     this.ontyping = () => {};
@@ -202,6 +206,7 @@ export class Connection {
         try {
           message = JSON.parse(event.data);
         } catch {
+          this.onproblem('message', 'bad_json');
           return;
         }
         if (first) {
@@ -210,7 +215,10 @@ export class Connection {
           else reject(new CallError(message.code || message.type, message.message || 'join refused'));
           return;
         }
-        chain = chain.then(() => this.handle(message)).catch(() => this.lost('negotiation failed'));
+        chain = chain.then(() => this.handle(message)).catch(() => {
+          this.onproblem('connection', 'negotiation_failed');
+          this.lost('negotiation failed');
+        });
       };
       ws.onclose = () => {
         if (first) reject(new CallError('network', 'the media server closed the connection'));
@@ -261,6 +269,7 @@ export class Connection {
       try {
         message = JSON.parse(String(event.data));
       } catch {
+        this.onproblem('message', 'bad_json');
         return; // not JSON: ignored
       }
       if (!message || typeof message !== 'object') return;
@@ -347,6 +356,7 @@ export class Connection {
         return;
       } catch (error) {
         const callError = error instanceof CallError ? error : new CallError('error', String(error));
+        this.onproblem('connection', callError.status ? 'token_failed' : 'websocket_failed');
         // the call is over or the link is gone: no point in retrying
         if ([401, 403, 404, 409, 410].includes(callError.status)) {
           this.finish(callError.code || 'ended');
