@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controlplane.api.keys import create_api_key  # noqa: E402
+from controlplane.security.api_keys import create_api_key  # noqa: E402
 from controlplane.storage.database import Database  # noqa: E402
 
 PG_URL = os.environ.get(

@@ -258,7 +258,7 @@ def _user_list(config: Config, _args: argparse.Namespace) -> int:
 
 
 def _apikey_create(config: Config, args: argparse.Namespace) -> int:
-    from controlplane.api.keys import create_api_key
+    from controlplane.security.api_keys import create_api_key
 
     async def work(db: Any) -> int:
         key = await create_api_key(db, args.name, tuple(args.scope))
@@ -270,7 +270,7 @@ def _apikey_create(config: Config, args: argparse.Namespace) -> int:
 
 
 def _apikey_list(config: Config, _args: argparse.Namespace) -> int:
-    from controlplane.api.keys import list_api_keys
+    from controlplane.security.api_keys import list_api_keys
 
     async def work(db: Any) -> int:
         for key in await list_api_keys(db):
@@ -282,7 +282,7 @@ def _apikey_list(config: Config, _args: argparse.Namespace) -> int:
 
 
 def _apikey_revoke(config: Config, args: argparse.Namespace) -> int:
-    from controlplane.api.keys import revoke_api_key
+    from controlplane.security.api_keys import revoke_api_key
 
     async def work(db: Any) -> int:
         if await revoke_api_key(db, args.prefix):

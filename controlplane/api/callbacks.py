@@ -19,8 +19,6 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane.api import idempotency
-from controlplane.api import keys as apikeys
-from controlplane.api.keys import ApiKey
 from controlplane.api.openapi import document
 from controlplane.base.errors import (
     Conflict,
@@ -43,7 +41,9 @@ from controlplane.requests import (
     parse_request,
     store_request,
 )
+from controlplane.security import api_keys as apikeys
 from controlplane.security import audit
+from controlplane.security.api_keys import ApiKey
 from controlplane.security.ratelimit import LIMITS
 from controlplane.storage.database import DB
 from controlplane.storage.schema import callback_requests

@@ -11,6 +11,7 @@ from aiohttp import web
 from controlplane.staff import (
     accounts,
     admin,
+    api_keys_page,
     audit_page,
     console,
     login,
@@ -29,6 +30,7 @@ def setup(app: web.Application) -> None:
     request_page.setup(app)
     accounts.setup(app)
     admin.setup(app)
+    api_keys_page.setup(app)
     audit_page.setup(app)
 
 

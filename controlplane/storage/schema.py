@@ -161,6 +161,8 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False),
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # to the minute: the key authenticated a call (NULL: never used)
+    sa.Column("last_used_at", UtcDateTime, nullable=True),
     sa.Column("revoked_at", UtcDateTime, nullable=True),
 )
 
@@ -222,10 +224,14 @@ join_links = sa.Table(
 call_records = sa.Table(
     "call_records",
     metadata,
-    # quality and survey of one video call; no personal data, survives the purge
+    # quality and survey of one call; no personal data, survives the purge
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.Integer, nullable=True, index=True),
+    # video: a room on a media node; phone: "phone:<request id>", one phone
+    # callback per request, recorded for its surveys only (no quality, no node)
     sa.Column("room_id", sa.String(64), nullable=False, unique=True),
+    # video or phone: the surveys of both compare on the same questions
+    sa.Column("channel", sa.String(8), nullable=False, default="video"),
     # the media node (worker) the room is on; NULL: from before 0003, the first node
     sa.Column("media_node", sa.String(64), nullable=True),
     sa.Column("started_at", UtcDateTime, nullable=False),

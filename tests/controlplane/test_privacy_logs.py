@@ -13,9 +13,9 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from controlplane.api.keys import create_api_key
 from controlplane.app.factory import create_app
 from controlplane.base.metrics import Metrics
+from controlplane.security.api_keys import create_api_key
 from controlplane.storage.database import DB
 from tests.controlplane.sample_requests import VALID
 from tests.helpers import csrf_from

@@ -8,8 +8,8 @@ from typing import Any
 import jwt
 import pytest
 
-from controlplane.api.keys import create_api_key
 from controlplane.app.factory import create_app
+from controlplane.security.api_keys import create_api_key
 from controlplane.storage.database import DB
 from tests.controlplane.video_calls import call_config
 

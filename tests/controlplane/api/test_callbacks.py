@@ -12,15 +12,15 @@ import sqlalchemy as sa
 
 from beeldbel.config import SecurityConfig
 from controlplane.api import idempotency
-from controlplane.api.keys import (
+from controlplane.app.factory import create_app
+from controlplane.base.errors import Unauthorized
+from controlplane.requests.callbacks import NewRequest, store_request
+from controlplane.security.api_keys import (
     authenticate,
     create_api_key,
     list_api_keys,
     revoke_api_key,
 )
-from controlplane.app.factory import create_app
-from controlplane.base.errors import Unauthorized
-from controlplane.requests.callbacks import NewRequest, store_request
 from controlplane.storage.database import DB, Database
 from controlplane.storage.schema import (
     api_keys,

@@ -29,9 +29,9 @@ from beeldbel.config import (
     ServerConfig,
     TlsConfig,
 )
-from controlplane.api.keys import create_api_key
 from controlplane.api.openapi import document
 from controlplane.app.factory import create_app
+from controlplane.security.api_keys import create_api_key
 from controlplane.storage.database import DB
 
 schema = schemathesis.openapi.from_dict(document())

@@ -7,10 +7,10 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from beeldbel.config import SecurityConfig
-from controlplane.api.keys import create_api_key
 from controlplane.app.factory import create_app, create_metrics_app
 from controlplane.base.metrics import Metrics
 from controlplane.requests.metrics_refresh import refresh_queue_depth
+from controlplane.security.api_keys import create_api_key
 from controlplane.storage.database import DB
 from tests.controlplane.sample_requests import VALID
 

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from beeldbel.config import MailConfig, SmsConfig
-from controlplane.api.keys import create_api_key
 from controlplane.app.factory import create_app
 from controlplane.base.metrics import METRICS
+from controlplane.security.api_keys import create_api_key
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log, callback_requests
 from tests.controlplane.mail import smtp

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from controlplane.api.keys import create_api_key
+from controlplane.security.api_keys import create_api_key
 from controlplane.storage.schema import callback_requests
 from tests.helpers import wait_for
 
