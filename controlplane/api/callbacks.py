@@ -186,7 +186,8 @@ async def cancel_callback(request: web.Request) -> web.Response:
             from_state=row["state"],
         )
         row = await _select_own(conn, reference, key)
-    request.app[METRICS].outcomes.labels(State.CANCELLED.value, CANCEL_OUTCOME).inc()
+    cancelled = (State.CANCELLED.value, CANCEL_OUTCOME, row["channel"])
+    request.app[METRICS].outcomes.labels(*cancelled).inc()
     request.app[QUEUE_EVENTS].publish()
     log.info("api_request_cancelled", callback_id=row["id"], api_key_id=key.id)
     return web.json_response(representation(row))

@@ -12,11 +12,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # a _created series per counter and histogram only doubles what a
+        # dashboard has to skip (a process-wide switch of prometheus_client)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # CPU, memory, open files of this process (process_*)
@@ -48,8 +52,9 @@ class Metrics:
         )
         self.outcomes = Counter(
             "beeldbel_callback_outcomes_total",
-            "Closed callback requests by final state and outcome code.",
-            ["state", "outcome"],
+            "Closed callback requests by final state, outcome code and the channel"
+            " (video or phone) they ended on.",
+            ["state", "outcome", "channel"],
             registry=r,
         )
         self.http_duration = Histogram(
@@ -109,6 +114,50 @@ class Metrics:
             "beeldbel_confirmations_total",
             "Confirmations of new requests to citizens, by way and result.",
             ["via", "result"],
+            registry=r,
+        )
+        # video calls: outcomes, switch reasons and device parts are fixed codes
+        self.calls_started = Counter(
+            "beeldbel_calls_started_total",
+            "Video calls started (a room opened for a request).",
+            registry=r,
+        )
+        self.calls_ended = Counter(
+            "beeldbel_calls_ended_total",
+            "Video calls ended, by outcome (completed, switched_to_phone, media_lost).",
+            ["outcome"],
+            registry=r,
+        )
+        self.call_duration = Histogram(
+            "beeldbel_call_duration_seconds",
+            "From the start of a video call to its end.",
+            buckets=(30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200),
+            registry=r,
+        )
+        self.lobby_wait = Histogram(
+            "beeldbel_call_lobby_wait_seconds",
+            "A citizen's wait in the waiting room until the employee let them in.",
+            buckets=(5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800),
+            registry=r,
+        )
+        self.join_to_first_picture = Histogram(
+            "beeldbel_call_join_to_first_picture_seconds",
+            "From joining a call to the first picture, as the browser measured it"
+            " (the first report of each call).",
+            buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 20, 30),
+            registry=r,
+        )
+        self.switches_to_phone = Counter(
+            "beeldbel_call_switches_to_phone_total",
+            "Video calls the employee turned into a phone call, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.device_check_failures = Counter(
+            "beeldbel_call_device_check_failures_total",
+            "Failed parts of citizens' device checks, by kind (camera, microphone,"
+            " speaker, connection).",
+            ["kind"],
             registry=r,
         )
         self.purged = Counter(

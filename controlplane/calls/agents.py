@@ -325,6 +325,7 @@ async def staff_switch(request: web.Request) -> web.Response:
     # gives only a request called by video back to its holder)
     await switch_channel(request.app[DB], item.id, actor, "phone", str(reason))
     await end_call(request.app, call, actor, SWITCHED_TO_PHONE)
+    request.app[METRICS].switches_to_phone.labels(str(reason)).inc()
     request.app[QUEUE_EVENTS].publish()
     return no_store_json({"next": f"/staff/requests/{item.id}"})
 

@@ -8,11 +8,14 @@ Everything hangs on the browser session a join link was exchanged for
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiohttp import web
 
 from controlplane.base.errors import LinkExpired, Unauthorized, ValidationFailed
 from controlplane.base.i18n import request_language
 from controlplane.base.json_body import json_body
+from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
 from controlplane.calls import join_links
 from controlplane.calls import record as records
@@ -176,6 +179,7 @@ async def guest_progress(request: web.Request) -> web.Response:
         errors["failed"] = "calls_progress_failed"
     if errors:
         raise ValidationFailed("calls_progress_invalid", details=errors)
+    await _count_progress(request.app, call, info.role, str(step), sorted(set(failed)))
     await request.app[CALLS].events.publish(
         call.room_id,
         "progress",
@@ -184,6 +188,33 @@ async def guest_progress(request: web.Request) -> web.Response:
         role=info.role,
     )
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+async def _count_progress(
+    app: web.Application, call: Call, role: str, step: str, failed: list[str]
+) -> None:
+    """Count the failed parts of a device check, and a citizen's wait in the
+    waiting room once they are let in (before this step is published)."""
+    metrics = app[METRICS]
+    for kind in failed if step == "device_check_failed" else ():
+        metrics.device_check_failures.labels(kind).inc()
+    if step == "in_call" and role == "citizen":
+        waiting_since = await _waiting_since(app, call.room_id)
+        if waiting_since is not None:
+            waited = (datetime.now(UTC) - waiting_since).total_seconds()
+            metrics.lobby_wait.observe(max(0.0, waited))
+
+
+async def _waiting_since(app: web.Application, room_id: str) -> datetime | None:
+    """When the citizen's latest step was "waiting", since when; else None."""
+    for event in reversed(await app[CALLS].events.history(room_id)):
+        data = event.data
+        if event.kind == "progress" and data.get("role") == "citizen":
+            at = data.get("at")
+            if data.get("step") != "waiting" or not isinstance(at, str):
+                return None
+            return datetime.fromisoformat(at)
+    return None
 
 
 async def guest_quality(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from controlplane.base.errors import ValidationFailed
 from controlplane.base.json_body import json_body
+from controlplane.base.metrics import METRICS
 from controlplane.calls import record as records
 from controlplane.calls.rooms import Call
 from controlplane.storage.database import DB
@@ -19,7 +20,14 @@ from controlplane.storage.database import DB
 async def store_quality(request: web.Request, call: Call) -> web.Response:
     """Store the summary in the request body on ``call``'s record (204)."""
     quality = parse_quality(await json_body(request))
-    await records.update_quality(request.app[DB], call.record_id, quality)
+    db = request.app[DB]
+    before = (await records.get_call_record(db, call.record_id)).quality
+    await records.update_quality(db, call.record_id, quality)
+    first_picture = quality.join_to_first_picture_ms
+    # counted once a call: the pages report the same figure again and again
+    if before.join_to_first_picture_ms is None and first_picture is not None:
+        metrics = request.app[METRICS]
+        metrics.join_to_first_picture.observe(first_picture / 1000)
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from beeldbel.turn import ice_servers_for
 from controlplane.base.errors import Conflict, LinkExpired, MediaUnavailable, NotFound
+from controlplane.base.metrics import METRICS
 from controlplane.base.settings import CONFIG
 from controlplane.calls import join_links
 from controlplane.calls import record as records
@@ -145,6 +146,7 @@ async def open_room(
             request_id=request_id,
             record_id=record_id,
         )
+    app[METRICS].calls_started.inc()
     log.info(
         "video_call_started",
         room_id=room_id,
@@ -235,6 +237,7 @@ async def end_call(
     db = app[DB]
     await join_links.void_room(db, call.room_id)
     await records.finish_call(db, call.record_id, outcome=outcome)
+    await _count_end(app, call.record_id, outcome)
     await audit_call(app, "video_call_ended", actor, call, outcome=outcome)
     if call.request_id is not None and await call_ended(db, call.request_id, actor):
         app[QUEUE_EVENTS].publish()
@@ -244,6 +247,15 @@ async def end_call(
     await calls.events.publish(guest_channel(call.room_id), "ended", outcome=outcome)
     await calls.forget(call.room_id)
     log.info("video_call_ended", room_id=call.room_id, outcome=outcome)
+
+
+async def _count_end(app: web.Application, record_id: int, outcome: str) -> None:
+    record = await records.get_call_record(app[DB], record_id)
+    metrics = app[METRICS]
+    metrics.calls_ended.labels(outcome).inc()
+    if record.ended_at is not None:
+        lasted = (record.ended_at - record.started_at).total_seconds()
+        metrics.call_duration.observe(max(0.0, lasted))
 
 
 async def tell_link_help(app: web.Application, request_id: int) -> None:

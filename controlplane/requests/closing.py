@@ -97,6 +97,6 @@ async def close_in(
 def counted(metrics: Metrics, request: Request, actor: Actor) -> Request:
     """Count and log a request that was closed and committed."""
     outcome = request.outcome or request.state.value
-    metrics.outcomes.labels(request.state.value, outcome).inc()
+    metrics.outcomes.labels(request.state.value, outcome, request.channel).inc()
     logged("request_closed", request, actor, outcome=outcome)
     return request

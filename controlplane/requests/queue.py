@@ -37,6 +37,7 @@ from controlplane.requests.queue_items import (
 from controlplane.requests.transitions import (
     BACK_IN_QUEUE,
     audit_change,
+    channels_of,
     form_error,
     logged,
     now_or_utc,
@@ -441,9 +442,10 @@ async def expire_overdue(
                 rid,
                 expire_after_hours=desk.expire_after_hours,
             )
+        by_channel = await channels_of(conn, [rid for rid, _ in expired])
+    for channel, count in by_channel.items():
+        code = State.EXPIRED.value
+        metrics.outcomes.labels(code, code, channel).inc(count)
     if expired:
-        metrics.outcomes.labels(State.EXPIRED.value, State.EXPIRED.value).inc(
-            len(expired)
-        )
         log.info("requests_expired", count=len(expired))
     return [rid for rid, _ in expired]

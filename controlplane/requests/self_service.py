@@ -102,7 +102,10 @@ async def cancel(
             updated_at=now,
         )
         await _audit(conn, "request_cancelled", request_id, from_state=before)
-    metrics.outcomes.labels(State.CANCELLED.value, CANCEL_OUTCOME).inc()
+        channel = await conn.scalar(
+            sa.select(_req.c.channel).where(_req.c.id == request_id)
+        )
+    metrics.outcomes.labels(State.CANCELLED.value, CANCEL_OUTCOME, channel).inc()
     log.info("request_cancelled_by_citizen", request_id=request_id, from_state=before)
 
 

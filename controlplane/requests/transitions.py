@@ -109,3 +109,15 @@ async def update_many(
         if result.rowcount == 1:
             changed.append((rid, holder))
     return changed
+
+
+async def channels_of(conn: AsyncConnection, ids: list[int]) -> dict[str, int]:
+    """How many of the requests ``ids`` are on each channel."""
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(_req.c.channel, sa.func.count())
+        .where(_req.c.id.in_(ids))
+        .group_by(_req.c.channel)
+    )
+    return {str(channel): int(count) for channel, count in rows}

@@ -66,7 +66,8 @@ async def test_scrape_shows_intake_queue_depth_and_latency(
     assert value(depth, state="cancelled") == 1
     assert value(depth, state="completed") == 0
     outcome = "beeldbel_callback_outcomes_total"
-    assert value(outcome, state="cancelled", outcome="cancelled_by_api") == 1
+    cancelled_video = {"state": "cancelled", "outcome": "cancelled_by_api"}
+    assert value(outcome, channel="video", **cancelled_video) == 1
     latency = "beeldbel_http_request_duration_seconds_count"
     route = {"route": "/api/v1/callbacks", "method": "POST"}
     assert value(latency, status="201", **route) == 3

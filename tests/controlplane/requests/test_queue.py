@@ -107,7 +107,7 @@ async def test_claim_call_and_complete(db, metrics):
     assert (
         metrics.registry.get_sample_value(
             "beeldbel_callback_outcomes_total",
-            {"state": "completed", "outcome": "report_taken"},
+            {"state": "completed", "outcome": "report_taken", "channel": "video"},
         )
         == 1
     )
@@ -299,7 +299,7 @@ async def test_expiry_closes_only_overdue_unclaimed_requests(db, metrics):
     assert (
         metrics.registry.get_sample_value(
             "beeldbel_callback_outcomes_total",
-            {"state": "expired", "outcome": "expired"},
+            {"state": "expired", "outcome": "expired", "channel": "video"},
         )
         == 1
     )
