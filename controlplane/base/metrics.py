@@ -44,6 +44,22 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        # read from the database at each scrape, like queue_depth
+        self.oldest_wait = Gauge(
+            "beeldbel_callback_oldest_wait_seconds",
+            "How long the oldest request that is due and not yet claimed waits.",
+            registry=r,
+        )
+        self.desk_open = Gauge(
+            "beeldbel_desk_open",
+            "1 within the desk's opening hours (in its time zone), else 0.",
+            registry=r,
+        )
+        self.staff_online = Gauge(
+            "beeldbel_staff_online",
+            "Staff members with a live session (not expired, not idle too long).",
+            registry=r,
+        )
         self.time_to_first_attempt = Histogram(
             "beeldbel_callback_time_to_first_attempt_seconds",
             "From the moment a request was due to the first callback attempt.",
@@ -92,6 +108,12 @@ class Metrics:
         self.media_node_capacity = Gauge(
             "beeldbel_media_node_capacity",
             "Rooms the media node accepts at most.",
+            ["node"],
+            registry=r,
+        )
+        self.media_node_draining = Gauge(
+            "beeldbel_media_node_draining",
+            "1 while the media node drains (takes no new rooms) before it stops.",
             ["node"],
             registry=r,
         )
@@ -163,6 +185,11 @@ class Metrics:
         self.purged = Counter(
             "beeldbel_retention_purged_requests_total",
             "Callback requests whose personal data was erased.",
+            registry=r,
+        )
+        self.purge_last_run = Gauge(
+            "beeldbel_retention_last_run_timestamp_seconds",
+            "When the purge of personal data last ran to the end (Unix time).",
             registry=r,
         )
 

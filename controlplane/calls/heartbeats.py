@@ -119,6 +119,7 @@ async def sweep(app: web.Application, *, judge: bool = True) -> list[str]:
         metrics.media_node_rooms.labels(state.node_id).set(state.placed)
         metrics.media_node_capacity.labels(state.node_id).set(state.capacity)
         metrics.media_node_up.labels(state.node_id).set(1 if state.up else 0)
+        metrics.media_node_draining.labels(state.node_id).set(int(state.draining))
     for node_id in lost:
         await end_lost_calls(app, node_id)
     return lost

@@ -24,7 +24,10 @@ from controlplane.requests.callbacks import (
 from controlplane.requests.desk import DESK, Desk, topics_to_json
 from controlplane.requests.desk import page_values as desk_page_values
 from controlplane.requests.live import QUEUE_EVENTS, QueueEvents
-from controlplane.requests.metrics_refresh import refresh_queue_depth
+from controlplane.requests.metrics_refresh import (
+    refresh_desk_gauges,
+    refresh_queue_depth,
+)
 from controlplane.requests.queue import (
     CANCEL_REASONS,
     OUTCOMES,
@@ -126,6 +129,7 @@ __all__ = [
     "parse_reference",
     "parse_request",
     "reassign",
+    "refresh_desk_gauges",
     "refresh_queue_depth",
     "release",
     "release_stale",

@@ -135,6 +135,7 @@ async def _loop(app: web.Application) -> None:
         try:
             count = await purge(app[DB], config)
             app[METRICS].purged.inc(count)
+            app[METRICS].purge_last_run.set_to_current_time()
         except Exception:
             log.exception("retention_purge_failed")
         await asyncio.sleep(interval)

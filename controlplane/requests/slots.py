@@ -45,6 +45,14 @@ def is_bookable(slot: datetime, desk: DeskConfig, now: datetime) -> bool:
     return slot in _day_slots(local.date(), desk, ZoneInfo(desk.timezone))
 
 
+def is_open_at(desk: DeskConfig, now: datetime) -> bool:
+    """Whether ``now`` (aware) lies within the desk's opening hours."""
+    local = now.astimezone(ZoneInfo(desk.timezone))
+    hours = parse_hours(desk.opening_hours.get(WEEKDAYS[local.weekday()], ""))
+    minute = local.hour * 60 + local.minute
+    return hours is not None and hours[0] <= minute < hours[1]
+
+
 def local_day(slot: datetime, desk: DeskConfig) -> date:
     """The date of ``slot`` in the desk's time zone."""
     return slot.astimezone(ZoneInfo(desk.timezone)).date()

@@ -43,6 +43,8 @@ async def test_probes_and_metrics(server):
     # the worker's own CPU and memory, for sizing and alerts
     assert "process_cpu_seconds_total" in text
     assert "process_resident_memory_bytes" in text
+    # no _created series: they only double what a dashboard has to skip
+    assert "_created" not in text
 
 
 async def test_metrics_secret_is_required_when_set(make_server):
