@@ -38,7 +38,8 @@ build-deps:
 
 # Debian's Chromium (never a downloaded browser), iproute2 for the loopback-only
 # network namespace the tests run in, coturn for the relay test, redis-server for
-# the tests' own Redis (inside the namespace; the machine's Redis is outside it).
+# the tests' own Redis (inside the namespace; the machine's Redis is outside it),
+# prometheus for the alert rules' tests (promtool) and a real scrape of a call.
 system-deps: node-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
@@ -46,6 +47,7 @@ system-deps: node-deps
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
