@@ -58,7 +58,8 @@ def test_each_rule_is_tested_firing_and_quiet() -> None:
     tests: list[dict[str, Any]] = yaml.safe_load(
         RULE_TESTS.read_text(encoding="utf-8")
     )["tests"]
-    fires, quiet = set(), set()
+    fires: set[str] = set()
+    quiet: set[str] = set()
     for case in tests:
         for check in case.get("alert_rule_test", []):
             (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
@@ -68,6 +69,7 @@ def test_each_rule_is_tested_firing_and_quiet() -> None:
 
 def _mounted(service: dict[str, Any], target: str) -> Path:
     """The file of the compose stack that ``service`` sees at ``target``."""
+    volume: str
     for volume in service["volumes"]:
         source, _, rest = volume.partition(":")
         if rest.split(":")[0] == target:
