@@ -94,7 +94,7 @@ async def test_call_news_and_live_state_cross_replicas_and_streams_resume(replic
         )
         assert said.status == 204, await said.text()
         status = await (await citizen.get("/gesprek/status")).json()
-        assert status == {"ended": False, "message": "Even geduld"}
+        assert status == {"ended": False, "outcome": None, "message": "Even geduld"}
 
         # progress through A, live on B's stream, numbered
         steps = ["device_check_passed", "waiting", "in_call"]
