@@ -29,6 +29,8 @@ from controlplane.calls.record import (
     find_by_room,
     get_call_record,
     handled_by,
+    phone_call_record,
+    records_of_request,
     save_citizen_survey,
     save_employee_survey,
 )
@@ -62,6 +64,8 @@ __all__ = [
     "media_grant",
     "new_link",
     "open_room",
+    "phone_call_record",
+    "records_of_request",
     "save_citizen_survey",
     "save_employee_survey",
     "setup",

@@ -1,5 +1,7 @@
-"""The record of each video call: its quality, its outcome and the answers of the
-surveys after it.
+"""The record of each call: its quality, its outcome and the answers of the
+surveys after it. Most are video calls; a phone callback gets a record too
+(:func:`phone_call_record`, channel ``phone``), made when its first survey answer
+comes, so video and phone compare on the same questions.
 
 One ``call_records`` row per room holds the technical summary (time from join to
 first picture, direct or relayed connection, reconnects, RTT and loss, outcome)
@@ -12,6 +14,7 @@ them), so the privacy statement and the form both say so.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -111,6 +114,8 @@ class CallRecord:
     employee: EmployeeSurvey | None
     #: The media node the room is on; None for calls from before there were several.
     media_node: str | None = None
+    #: video, or phone for a phone callback (no room, no quality)
+    channel: str = "video"
 
 
 def _record(row: Any) -> CallRecord:
@@ -147,6 +152,7 @@ def _record(row: Any) -> CallRecord:
         citizen=citizen,
         employee=employee,
         media_node=row.media_node,
+        channel=row.channel,
     )
 
 
@@ -190,6 +196,51 @@ async def create_call_record(
         return again.id
     log.info("call_record_created", room_id=room_id, record_id=record_id)
     return record_id
+
+
+def phone_room(request_id: int) -> str:
+    """The room id of a phone callback's record: there is no room, and there is
+    one such record per request (the unique room id keeps it to one)."""
+    return f"phone:{request_id}"
+
+
+async def phone_call_record(
+    db: Database, request_id: int, *, started_at: datetime, ended_at: datetime
+) -> CallRecord:
+    """The record of request ``request_id``'s phone callback; made on the first
+    call (idempotent, also when two answers come at once)."""
+    room_id = phone_room(request_id)
+    existing = await find_by_room(db, room_id)
+    if existing is not None:
+        return existing
+    values = {
+        "room_id": room_id,
+        "request_id": request_id,
+        "channel": "phone",
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "connection_type": "unknown",
+        "reconnects": 0,
+    }
+    with contextlib.suppress(IntegrityError):  # made at this moment by another
+        async with db.write() as conn:
+            await conn.execute(call_records.insert().values(**values))
+        log.info("call_record_created", request_id=request_id, channel="phone")
+    made = await find_by_room(db, room_id)
+    if made is None:
+        raise NotFound("survey_no_call")
+    return made
+
+
+async def records_of_request(db: Database, request_id: int) -> list[CallRecord]:
+    """Every call record of request ``request_id``, oldest first."""
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(call_records)
+            .where(call_records.c.request_id == request_id)
+            .order_by(call_records.c.id)
+        )
+        return [_record(row) for row in rows]
 
 
 async def get_call_record(db: Database, record_id: int) -> CallRecord:

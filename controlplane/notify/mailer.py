@@ -1,5 +1,6 @@
 """E-mail to citizens over SMTP (``[mail]`` in the config): a call's join link,
-and the confirmation of a new request with its status link.
+the confirmation of a new request with its status link, and the link to the
+survey after a phone callback.
 
 A message holds only what the citizen needs: the desk's name, the link and how
 to get help. Neither the address nor the link is ever logged; a failure is
@@ -40,7 +41,8 @@ def join_link_message(
     texts: str = "mail_join",
 ) -> EmailMessage:
     """The e-mail (plain text with an HTML alternative) carrying ``link``; its
-    words are the ``{texts}_*`` keys (``mail_interpreter`` invites an interpreter)."""
+    words are the ``{texts}_*`` keys (``mail_interpreter`` invites an interpreter,
+    ``mail_survey`` asks for the survey after a phone callback)."""
     lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 
     def t(key: str) -> str:
@@ -192,6 +194,29 @@ async def send_confirmation(
     )
     await _send(config, message, failed_event="confirmation_mail_failed")
     log.info("confirmation_mailed", lang=lang)
+
+
+async def send_survey_link(
+    config: MailConfig,
+    to_address: str,
+    link: str,
+    lang: str,
+    desk_name: str,
+    *,
+    catalog: Catalog | None = None,
+) -> None:
+    """Send the survey link to ``to_address``; :class:`DeliveryFailed` if not."""
+    message = join_link_message(
+        config,
+        catalog or _default_catalog(),
+        to_address=to_address,
+        link=link,
+        lang=lang,
+        desk_name=desk_name,
+        texts="mail_survey",
+    )
+    await _send(config, message, failed_event="survey_link_mail_failed")
+    log.info("survey_link_mailed", lang=lang)
 
 
 async def _send(

@@ -1,5 +1,6 @@
-"""Text messages (join links, confirmations of new requests) through the
-configured HTTP SMS gateway (``[sms]`` in the config).
+"""Text messages (join links, confirmations of new requests, survey links after
+a phone callback) through the configured HTTP SMS gateway (``[sms]`` in the
+config).
 
 The gateway gets a JSON POST ``{"from", "to", "text"}`` with the configured
 ``Authorization`` header and must answer 2xx. Numbers, texts and links are never
@@ -29,13 +30,17 @@ def _default_catalog() -> Catalog:
 
 
 def join_link_text(
-    link: str, lang: str, desk_name: str, *, catalog: Catalog | None = None
+    link: str,
+    lang: str,
+    desk_name: str,
+    *,
+    catalog: Catalog | None = None,
+    key: str = "sms_join_text",
 ) -> str:
-    """The SMS that carries a join link, in ``lang`` (Dutch when unknown)."""
+    """The SMS that carries a join link, in ``lang`` (Dutch when unknown); with
+    ``key="sms_survey_text"`` the link to the survey after a phone callback."""
     lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
-    return (catalog or _default_catalog()).get(
-        "sms_join_text", lang, desk=desk_name, link=link
-    )
+    return (catalog or _default_catalog()).get(key, lang, desk=desk_name, link=link)
 
 
 def confirmation_text(

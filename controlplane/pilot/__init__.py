@@ -5,12 +5,13 @@ Offers :func:`setup` for the survey pages.
 
 from aiohttp import web
 
-from controlplane.pilot import exports, surveys
+from controlplane.pilot import exports, phone_surveys, surveys
 
 
 def setup(app: web.Application) -> None:
     """The routes and background work of pilot."""
     surveys.setup(app)
+    phone_surveys.setup(app)
     exports.setup(app)
 
 

@@ -3,7 +3,9 @@
 Pages: ``/gesprek/enquete`` for the citizen (bound to the browser session of the
 call, also after the call ended) and ``/staff/gesprekken/{record_id}/enquete``
 for the employee. The answers are stored on the call's record
-(:mod:`controlplane.calls.record`).
+(:mod:`controlplane.calls.record`). A phone callback's surveys ask the same
+questions (:mod:`~controlplane.pilot.phone_surveys`); its record's answers are
+shown here too.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post(employee, employee_submit)
 
 
-def _page(
+def page(
     request: web.Request,
     template: str,
     context: dict[str, Any],
@@ -110,7 +112,7 @@ def _page(
     return response
 
 
-def _form_context(
+def form_context(
     fields: tuple[str, ...], values: Mapping[str, Any], errors: dict[str, str]
 ) -> dict[str, Any]:
     anchors = {f: f if f == "comment" else f"{f}-{_first(f)}" for f in fields}
@@ -142,15 +144,20 @@ async def _citizen_record(request: web.Request) -> CallRecord:
 async def citizen_page(request: web.Request) -> web.Response:
     record = await _citizen_record(request)
     if record.citizen is not None:
-        return _page(request, "survey/thanks.html", {})
-    context = _form_context(CITIZEN_FIELDS, {}, {})
-    return _page(request, "survey/citizen.html", _citizen_context(record, context))
+        return page(request, "survey/thanks.html", {})
+    context = form_context(CITIZEN_FIELDS, {}, {})
+    return page(request, "survey/citizen.html", _citizen_context(record, context))
 
 
 def _citizen_context(record: CallRecord, context: dict[str, Any]) -> dict[str, Any]:
     """The same questions after a switch to phone, worded for the phone call,
     so video and phone compare on the same scale."""
-    return {**context, "by_phone": record.outcome == SWITCHED_TO_PHONE}
+    return {**context, "by_phone": _by_phone(record)}
+
+
+def _by_phone(record: CallRecord) -> bool:
+    """The call was (or went on) by phone: the questions are worded for that."""
+    return record.channel == "phone" or record.outcome == SWITCHED_TO_PHONE
 
 
 async def citizen_submit(request: web.Request) -> web.Response:
@@ -159,9 +166,9 @@ async def citizen_submit(request: web.Request) -> web.Response:
     try:
         survey = parse_citizen_form(form)
     except ValidationFailed as exc:
-        context = _form_context(CITIZEN_FIELDS, form, exc.details)
+        context = form_context(CITIZEN_FIELDS, form, exc.details)
         context = _citizen_context(record, context)
-        return _page(request, "survey/citizen.html", context, status=422)
+        return page(request, "survey/citizen.html", context, status=422)
     # answered in another tab already: the thank-you page is right either way
     with contextlib.suppress(Conflict):
         await save_citizen_survey(request.app[DB], record.id, survey)
@@ -187,10 +194,11 @@ async def _employee_record(
 
 async def employee_page(request: web.Request) -> web.Response:
     record, _user = await _employee_record(request, answer=False)
+    shown = {"record": record, "by_phone": record.channel == "phone"}
     if record.employee is not None:
-        return _page(request, "survey/employee_thanks.html", {"record": record})
-    context = _form_context(EMPLOYEE_FIELDS, {}, {})
-    return _page(request, "survey/employee.html", {**context, "record": record})
+        return page(request, "survey/employee_thanks.html", shown)
+    context = form_context(EMPLOYEE_FIELDS, {}, {})
+    return page(request, "survey/employee.html", {**context, **shown})
 
 
 async def employee_submit(request: web.Request) -> web.Response:
@@ -199,10 +207,9 @@ async def employee_submit(request: web.Request) -> web.Response:
     try:
         survey = parse_employee_form(form)
     except ValidationFailed as exc:
-        context = _form_context(EMPLOYEE_FIELDS, form, exc.details)
-        return _page(
-            request, "survey/employee.html", {**context, "record": record}, status=422
-        )
+        context = form_context(EMPLOYEE_FIELDS, form, exc.details)
+        shown = {"record": record, "by_phone": record.channel == "phone"}
+        return page(request, "survey/employee.html", {**context, **shown}, status=422)
     # answered in another tab already: the saved answers are shown
     with contextlib.suppress(Conflict):
         await save_employee_survey(request.app[DB], record, survey, by=user.actor)

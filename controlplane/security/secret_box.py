@@ -24,6 +24,9 @@ TOTP_SECRETS = b"beeldbel totp secrets v1"
 LIVE_LINKS = b"beeldbel live call links v1"
 #: HMAC of the citizen's status links (``controlplane.requests.status_links``).
 STATUS_LINKS = b"beeldbel status links v1"
+#: HMAC of the citizen's survey links after a phone callback
+#: (``controlplane.security.survey_links``).
+SURVEY_LINKS = b"beeldbel survey links v1"
 
 
 class SecretUnreadable(Exception):

@@ -44,6 +44,7 @@ from controlplane.requests import (
 from controlplane.staff import auth
 from controlplane.staff.console import small_int
 from controlplane.staff.labels import Labels
+from controlplane.staff.survey_invites import send_survey_link
 from controlplane.storage.database import DB, Database
 
 #: Which element shows a field's error, per action form on the request page.
@@ -189,7 +190,18 @@ async def _start(
 async def _complete(
     request: web.Request, actor: Actor, rid: int, form: Mapping[str, str]
 ) -> str | None:
-    return await _close(request, complete, rid, actor, form.get("outcome", ""))
+    """Close with the outcome; a phone callback goes on to the employee's survey
+    (the same questions as after a video call), first sending the citizen theirs
+    when the employee ticked it."""
+    app = request.app
+    outcome = form.get("outcome", "")
+    item = await complete(app[DB], app[METRICS], rid, actor, outcome)
+    if item.channel != "phone":
+        return f"/staff?closed={item.reference}"
+    survey = f"/staff/requests/{rid}/enquete"
+    if form.get("survey_link") != "yes":
+        return survey
+    return f"{survey}?link={await send_survey_link(app, item, actor)}"
 
 
 async def _no_answer(

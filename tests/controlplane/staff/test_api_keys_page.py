@@ -8,11 +8,9 @@ import re
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from controlplane.app.factory import create_app
-from controlplane.storage.database import DB
-from controlplane.storage.schema import audit_log
+from tests.controlplane.audit_entries import audited
 from tests.controlplane.staff_accounts import sign_in
 from tests.helpers import csrf_from
 
@@ -29,14 +27,6 @@ async def _post(client: Any, action: str, data: Any) -> Any:
     html = await (await client.get(PAGE)).text()
     form = [("csrf_token", csrf_from(html)), *data]
     return await client.post(action, data=form, allow_redirects=False)
-
-
-async def _audit(client: Any, action: str) -> list[dict[str, Any]]:
-    async with client.server.app[DB].read() as conn:
-        rows = await conn.execute(
-            sa.select(audit_log.c.details).where(audit_log.c.action == action)
-        )
-        return [dict(row.details) for row in rows]
 
 
 async def _create(client: Any, name: str, *scopes: str) -> tuple[Any, str]:
@@ -66,7 +56,7 @@ async def test_admin_creates_a_key_that_works_and_revokes_it(client):
     assert "callbacks:read" in row
     assert 'data-state="active"' in row
     assert 'data-last-used="never"' not in row
-    created = await _audit(client, "api_key_created")
+    created = await audited(client, "api_key_created")
     assert created[0]["name"] == "Zaaksysteem"
     assert created[0]["scopes"] == ["callbacks:read"]
     key_id = created[0]["key_id"]
@@ -77,10 +67,10 @@ async def test_admin_creates_a_key_that_works_and_revokes_it(client):
     assert refused.status == 401
     listing = await (await client.get(PAGE)).text()
     assert 'data-state="revoked"' in listing
-    assert await _audit(client, "api_key_revoked") == [
+    assert await audited(client, "api_key_revoked") == [
         {"key_id": key_id, "name": "Zaaksysteem"}
     ]
-    everything = str(await _audit(client, "api_key_created")) + listing
+    everything = str(await audited(client, "api_key_created")) + listing
     assert key.rpartition("_")[2] not in everything
 
 
@@ -98,18 +88,18 @@ async def test_bad_key_forms_get_a_message_and_no_key(sqlite_client):
         html = await response.text()
         assert f'id="api-key-{field}-error"' in html, (data, html)
         assert "api-key-secret" not in html
-    assert await _audit(client, "api_key_created") == []
+    assert await audited(client, "api_key_created") == []
     english = await _post(client, f"{PAGE}?lang=en", [("scope", "callbacks:read")])
     assert "Give the key a name" in await english.text()
     # revoking needs the confirmation box, and a key that exists
     _response, _html = await _create(client, "Koppeling", "calls:write")
-    (created,) = await _audit(client, "api_key_created")
+    (created,) = await audited(client, "api_key_created")
     unconfirmed = await _post(client, f"{PAGE}/{created['key_id']}/revoke", [])
     assert unconfirmed.status == 422
     assert 'id="revoke-' in await unconfirmed.text()
     missing = await _post(client, f"{PAGE}/999999/revoke", [("confirm", "yes")])
     assert missing.status == 404
-    assert await _audit(client, "api_key_revoked") == []
+    assert await audited(client, "api_key_revoked") == []
 
 
 async def test_only_admins_manage_keys_and_posts_need_the_form_token(sqlite_client):
@@ -131,6 +121,6 @@ async def test_only_admins_manage_keys_and_posts_need_the_form_token(sqlite_clie
         PAGE, data={"name": "x", "scope": "calls:write"}, allow_redirects=False
     )
     assert no_token.status == 403
-    assert await _audit(client, "api_key_created") == []
+    assert await audited(client, "api_key_created") == []
     nav = (await (await client.get("/staff/admin")).text()).split("admin-links")[1]
     assert f'href="{PAGE}"' in nav

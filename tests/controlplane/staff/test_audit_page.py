@@ -19,6 +19,7 @@ from controlplane.requests import DESK
 from controlplane.security import audit
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log
+from tests.controlplane.audit_entries import audited
 from tests.controlplane.staff_accounts import create, sign_in
 
 PAGE = "/staff/admin/audit"
@@ -56,14 +57,6 @@ def _rows(html: str) -> list[str]:
     return body.split("</tbody>")[0].split("<tr")[1:]
 
 
-async def _audited(client: Any, action: str) -> list[dict[str, Any]]:
-    async with client.server.app[DB].read() as conn:
-        rows = await conn.execute(
-            sa.select(audit_log.c.details).where(audit_log.c.action == action)
-        )
-        return [dict(row.details) for row in rows]
-
-
 async def test_filters_narrow_the_rows_with_readable_names(client):
     await sign_in(client, "supervisor")
     await _seed(client)
@@ -86,7 +79,7 @@ async def test_filters_narrow_the_rows_with_readable_names(client):
     english = await (await client.get(PAGE, params={"lang": "en"})).text()
     assert "Request claimed" in english
     assert "Role changed" in english
-    viewed = await _audited(client, "audit_viewed")
+    viewed = await audited(client, "audit_viewed")
     assert {"employee": "anna", "from": today, "to": today} in viewed
 
 
@@ -108,7 +101,7 @@ async def test_csv_export_holds_the_filtered_rows_safely(client):
     assert "'=cmd()" in {row[2] for row in body}
     for row in body:
         assert all(not cell.startswith(("=", "+", "-", "@")) for cell in row), row
-    assert await _audited(client, "audit_exported") == [{"employee": "bert", "rows": 4}]
+    assert await audited(client, "audit_exported") == [{"employee": "bert", "rows": 4}]
 
 
 async def test_bad_filters_get_a_message_and_agents_a_403(sqlite_client):
