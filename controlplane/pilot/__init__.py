@@ -1,17 +1,20 @@
-"""The pilot's evidence: what citizens and staff think of a call (surveys).
+"""The pilot's evidence: what citizens and staff think of a call (surveys), the
+figures of a period with small numbers suppressed (:mod:`.figures`), and the
+dashboard that shows them beside the live counts of the desk.
 
-Offers :func:`setup` for the survey pages.
+Offers :func:`setup` for the survey pages, the dashboard and the exports.
 """
 
 from aiohttp import web
 
-from controlplane.pilot import exports, phone_surveys, surveys
+from controlplane.pilot import dashboard, exports, phone_surveys, surveys
 
 
 def setup(app: web.Application) -> None:
     """The routes and background work of pilot."""
     surveys.setup(app)
     phone_surveys.setup(app)
+    dashboard.setup(app)
     exports.setup(app)
 
 
