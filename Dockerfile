@@ -31,6 +31,13 @@ FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     BEELDBEL_CONFIG=/etc/beeldbel/beeldbel.toml
+# Pango, HarfBuzz's subsetter and a font: WeasyPrint lays out the pilot
+# report's PDF with them (the Makefile's pdf-deps installs the same)
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 \
+       libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 beeldbel \
     && useradd --system --uid 10001 --gid beeldbel --home-dir /srv/beeldbel \
        --no-create-home --shell /usr/sbin/nologin beeldbel

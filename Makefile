@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test build-deps system-deps node-deps sanitize lint typecheck certs clean
+.PHONY: run test install install-test build-deps system-deps pdf-deps node-deps sanitize lint typecheck certs clean
 
 $(BIN)/python: | build-deps
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-run: install
+run: install pdf-deps
 	$(BIN)/beeldbel run
 
 certs: install
@@ -40,7 +40,7 @@ build-deps:
 # network namespace the tests run in, coturn for the relay test, redis-server for
 # the tests' own Redis (inside the namespace; the machine's Redis is outside it),
 # prometheus for the alert rules' tests (promtool) and a real scrape of a call.
-system-deps: node-deps
+system-deps: node-deps pdf-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
@@ -48,6 +48,19 @@ system-deps: node-deps
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# What WeasyPrint loads to lay out the pilot report as PDF: Pango (with its
+# FreeType back end; GLib, HarfBuzz and fontconfig come with it), HarfBuzz's
+# subsetter for smaller fonts, and a font (DejaVu).
+pdf-deps:
+	@missing=""; \
+	ldconfig -p | grep -q 'libpangoft2-1.0.so.0' || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
+	ldconfig -p | grep -q 'libharfbuzz-subset.so.0' || missing="$$missing libharfbuzz-subset0"; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
