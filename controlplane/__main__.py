@@ -58,10 +58,12 @@ def build(config: Config) -> web.Application:
 
 async def _metrics_listener(app: web.Application):  # type: ignore[no-untyped-def]
     config = app[CONFIG_KEY]
+    from controlplane.calls import refresh_survey_scores
     from controlplane.requests import DESK, refresh_desk_gauges, refresh_queue_depth
 
     async def refresh() -> None:
         await refresh_queue_depth(app[DB], app[METRICS])
+        await refresh_survey_scores(app[DB], app[METRICS])
         idle = config.security.session_idle_minutes
         await refresh_desk_gauges(app[DB], app[METRICS], app[DESK].current, idle)
 

@@ -5,6 +5,8 @@ Labels are low-cardinality codes only: never a reference, a person or an address
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
@@ -14,6 +16,49 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+#: The survey questions answered on the 1-5 scale, by respondent.
+SURVEY_QUESTIONS = (
+    ("citizen", "ease"),
+    ("citizen", "av_quality"),
+    ("employee", "quality"),
+)
+SURVEY_CHANNELS = ("video", "phone")
+_SCORES = (1, 2, 3, 4, 5)
+
+
+class SurveyScores(Collector):
+    """Survey answers as a histogram by channel, respondent and question, from
+    counts the control plane reads from the call records at each scrape (the
+    stored answers, so every process shows them all, also after a restart).
+    Every series is there from the start, at 0, so a first answer is an increase.
+    """
+
+    def __init__(self) -> None:
+        #: (channel, respondent, question) → {score: answers}
+        self.counts: dict[tuple[str, str, str], dict[int, int]] = {}
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            "beeldbel_survey_answer_score",
+            "Survey answers on the 1-5 scale, by channel, respondent and question"
+            " (all stored answers: the same on every control plane).",
+            labels=["channel", "respondent", "question"],
+        )
+        for channel in SURVEY_CHANNELS:
+            for respondent, question in SURVEY_QUESTIONS:
+                by_score = self.counts.get((channel, respondent, question), {})
+                buckets: list[tuple[str, float]] = []
+                running = 0
+                for score in _SCORES:
+                    running += by_score.get(score, 0)
+                    buckets.append((str(float(score)), running))
+                buckets.append(("+Inf", running))
+                total = sum(score * n for score, n in by_score.items())
+                family.add_metric([channel, respondent, question], buckets, total)
+        yield family
 
 
 class Metrics:
@@ -182,6 +227,8 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.survey_scores = SurveyScores()
+        r.register(self.survey_scores)
         self.purged = Counter(
             "beeldbel_retention_purged_requests_total",
             "Callback requests whose personal data was erased.",

@@ -35,6 +35,7 @@ from controlplane.calls.record import (
     save_employee_survey,
 )
 from controlplane.calls.rooms import active_call, media_grant, new_link, open_room
+from controlplane.calls.survey_scores import refresh_survey_scores
 
 
 def setup(app: web.Application) -> None:
@@ -66,6 +67,7 @@ __all__ = [
     "open_room",
     "phone_call_record",
     "records_of_request",
+    "refresh_survey_scores",
     "save_citizen_survey",
     "save_employee_survey",
     "setup",

@@ -11,12 +11,15 @@ from prometheus_client import generate_latest
 
 from controlplane.app.factory import create_app
 from controlplane.base.metrics import Metrics
+from controlplane.calls import refresh_survey_scores
+from controlplane.storage.database import DB
 from tests.controlplane.video_calls import (
     Client,
     Guest,
     call_config,
     claim,
     claimed,
+    record_of,
     staff_json,
     start,
     video_request,
@@ -149,3 +152,38 @@ async def test_no_created_series(client, metrics):
     """``_created`` series only double the families a dashboard has to skip."""
     await client.get("/healthz")
     assert b"_created" not in generate_latest(metrics.registry)
+
+
+async def test_survey_answers_by_channel_respondent_and_question(client, metrics):
+    """Read from the call records at each scrape, so every process shows all the
+    answers, also after a restart; each series is there from the start (at 0),
+    so the first answer counts as an increase."""
+    await refresh_survey_scores(client.app[DB], metrics)
+    score = "beeldbel_survey_answer_score"
+    employee = {"channel": "video", "respondent": "employee", "question": "quality"}
+    assert value(metrics, f"{score}_count", **employee) == 0
+    request_id, token = await claimed(client)
+    room_id = await start(client, request_id, token)
+    ended = await staff_json(client, f"/staff/gesprekken/{room_id}/einde", token)
+    assert ended.status == 200, await ended.text()
+    record = await record_of(client, room_id)
+    answers = {"quality": "4", "case_handled": "partly", "would_use_again": "yes"}
+    answered = await client.post(
+        f"/staff/gesprekken/{record.id}/enquete",
+        data={"csrf_token": token, **answers},
+        allow_redirects=False,
+    )
+    assert answered.status == 303, await answered.text()
+
+    await refresh_survey_scores(client.app[DB], metrics)
+    assert value(metrics, f"{score}_count", **employee) == 1
+    assert value(metrics, f"{score}_sum", **employee) == 4
+    assert value(metrics, f"{score}_bucket", le="3.0", **employee) == 0
+    assert value(metrics, f"{score}_bucket", le="4.0", **employee) == 1
+    for channel, respondent, question in (
+        ("video", "citizen", "ease"),
+        ("phone", "citizen", "av_quality"),
+        ("phone", "employee", "quality"),
+    ):
+        labels = {"channel": channel, "respondent": respondent, "question": question}
+        assert value(metrics, f"{score}_count", **labels) == 0, labels
