@@ -328,7 +328,9 @@ def test_grafana_is_provisioned_with_prometheus() -> None:
     )["datasources"]
     (prometheus,) = [d for d in datasources if d["type"] == "prometheus"]
     assert URL(prometheus["url"]) == URL("http://prometheus:9090")
-    for dashboard in (folder / "dashboards").glob("*.json"):
+    dashboards = sorted((COMPOSE_DIR.parent / "grafana").glob("*.json"))
+    assert [d.name for d in dashboards] == ["beeldbel.json"]
+    for dashboard in dashboards:
         panels = json.loads(dashboard.read_text())["panels"]
         assert panels
         for panel in panels:

@@ -78,6 +78,8 @@ class CallSystem:
     media_url: str
     mailbox: Mailbox
     tmp_path: Path
+    #: The control plane's /metrics listener (plain HTTP on loopback).
+    metrics_url: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     async def add_staff(self, username: str, role: str = "agent") -> str:
@@ -87,7 +89,12 @@ class CallSystem:
 
 
 def _config_text(
-    tmp_path: Path, certs: Any, port: int, media_port: int, smtp_port: int
+    tmp_path: Path,
+    certs: Any,
+    port: int,
+    media_port: int,
+    smtp_port: int,
+    metrics_port: int = 0,
 ) -> str:
     base = f"https://127.0.0.1:{port}"
     return f"""
@@ -101,7 +108,7 @@ key_file = "{certs.key_file}"
 [database]
 url = "sqlite+aiosqlite:///{tmp_path / "beeldbel.sqlite3"}"
 [metrics]
-port = 0
+port = {metrics_port}
 [logging]
 format = "json"
 [mail]
@@ -174,12 +181,14 @@ async def live_call_system(tmp_path: Path) -> AsyncIterator[CallSystem]:
     """Control plane + media server processes, and an SMTP server, on loopback."""
     certs = ensure_dev_certificates(tmp_path / "certs")
     port, media_port, smtp_port = free_port(), free_port(), free_port()
+    metrics_port = free_port()
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     config_file = tmp_path / "beeldbel.toml"
     config_file.write_text(
-        _config_text(tmp_path, certs, port, media_port, smtp_port), encoding="utf-8"
+        _config_text(tmp_path, certs, port, media_port, smtp_port, metrics_port),
+        encoding="utf-8",
     )
     code, out = await beeldbel_cli(config_file, "migrate")
     assert code == 0, f"beeldbel migrate failed: {out}"
@@ -190,6 +199,7 @@ async def live_call_system(tmp_path: Path) -> AsyncIterator[CallSystem]:
         media_url=f"http://127.0.0.1:{media_port}",
         mailbox=mailbox,
         tmp_path=tmp_path,
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
     )
     logs = []
     try:
