@@ -132,6 +132,12 @@ async def test_the_call_fits_every_screen_on_both_sides(
         citizen, "citizen, in the call with the chat open", video=True, beside=True
     )
 
+    await agent.click("#toggle-chat")
+    await expect(agent.locator("#rtt-on")).to_be_visible()
+    await check_sizes(
+        agent, "employee, in the call with the chat open", video=True, beside=True
+    )
+
     await agent.click("#hang-up")
     await expect(citizen.locator("#call-ended")).to_be_visible(timeout=10000)
     await check_sizes(citizen, "citizen, the call ended")
