@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 KINDS = ("today", "7d", "pilot", "range")
 #: A range longer than this is refused (its per-day tables would be unreadable).
 MAX_DAYS = 731
+#: Days outside these are refused: at the ends of the calendar a day's midnight
+#: in the desk's zone is no longer a datetime.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 
 
 class PeriodError(ValueError):
@@ -78,9 +81,12 @@ def _day(query: Mapping[str, str], field: str) -> date:
     try:
         if len(raw) != 10 or not raw.isascii():
             raise ValueError(raw)
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise PeriodError(field, "pilot_error_date_invalid") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise PeriodError(field, "pilot_error_date_years")
+    return day
 
 
 def choose_period(

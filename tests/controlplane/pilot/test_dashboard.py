@@ -137,6 +137,11 @@ async def test_a_bad_period_is_a_422_in_the_page_language(sqlite_client):
     assert "The first day is after the last day" in await english.text()
     unknown = await sqlite_client.get("/staff/dashboard?period=%00year")
     assert unknown.status == 422
+    ancient = await sqlite_client.get(
+        "/staff/dashboard?period=range&from=0001-01-01&to=0001-01-02"
+    )
+    assert ancient.status == 422
+    assert "between 2000 and 2099" in await ancient.text()  # English, as chosen
 
 
 async def test_live_counts_on_the_page(client):

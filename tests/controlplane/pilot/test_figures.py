@@ -70,6 +70,16 @@ def test_periods_follow_the_desk_days():
             "pilot_error_range_order",
         ),
         (
+            {"period": "range", "from": "0001-01-01", "to": "0001-01-02"},
+            "from",
+            "pilot_error_date_years",
+        ),
+        (
+            {"period": "range", "from": "9999-12-30", "to": "9999-12-31"},
+            "from",
+            "pilot_error_date_years",
+        ),
+        (
             {"period": "range", "from": "2020-01-01", "to": "2026-11-08"},
             "to",
             "pilot_error_range_long",
