@@ -535,6 +535,27 @@ async def test_joins_as_chosen_on_the_device_check_and_reports_failures(
     )
 
 
+async def test_a_failed_action_on_the_employees_page_is_counted(
+    make_call_harness,  # noqa: F811 (a fixture)
+    browser,
+) -> None:
+    harness = await make_call_harness()
+    agent = await open_call(harness, browser, "agent")
+
+    async def refuse(route: Route) -> None:
+        await route.fulfill(status=503, body="")
+
+    await agent.route("**/t/message", refuse)
+    await agent.fill("#lobby-message-input", "Ik kom er zo aan.")
+    await agent.click("#lobby-message-send")
+    await expect(agent.locator("#call-notice")).to_be_visible()
+    await wait_for(
+        lambda: client_errors(harness, "staff_call", "action") == 1,
+        5,
+        "the failed message to be counted",
+    )
+
+
 async def test_ended_by_the_employee_shows_the_ended_state(
     make_call_harness,  # noqa: F811 (a fixture)
     browser,

@@ -10,6 +10,7 @@
 import {chime, countInTitle, notify} from './alerts.js';
 import {onJsonEvent} from './server_events.js';
 import {CallError} from './protocol.js';
+import {reportClientError} from './client_errors.js';
 
 /** @typedef {import('./protocol.js').Connection} Connection */
 /** @typedef {import('./protocol.js').Participant} Participant */
@@ -179,6 +180,7 @@ export class AgentPanel {
       await navigator.clipboard.writeText(input.value);
       this.page.announce(this.page.text('copied'));
     } catch {
+      reportClientError('staff_call', 'action', 'copy_failed');
       input.focus();
       input.select();
       this.page.notice(this.page.text('copy_failed'));
@@ -196,6 +198,7 @@ export class AgentPanel {
       reply = await page.post(page.data.interpreterUrl || '', body);
     } catch (error) {
       const invalid = error instanceof CallError && error.status === 422;
+      if (!invalid) reportClientError('staff_call', 'action', 'interpreter_failed');
       page.notice(invalid ? panel.dataset.tInvalid || '' : page.text('action_failed'));
       return;
     }
@@ -215,6 +218,7 @@ export class AgentPanel {
       await page.post(page.data.messageUrl || '', {text: input.value.trim()});
       page.announce(page.text('message_sent'));
     } catch {
+      reportClientError('staff_call', 'action', 'lobby_message_failed');
       page.notice(page.text('action_failed'));
     }
   }
@@ -239,6 +243,7 @@ export class AgentPanel {
     try {
       reply = await page.post(page.data.linkUrl || '', {email: ticked('email'), sms: ticked('sms')});
     } catch {
+      reportClientError('staff_call', 'action', 'action_failed');
       page.notice(page.text('action_failed'));
       return;
     }
@@ -267,6 +272,7 @@ export class AgentPanel {
     try {
       await page.post(page.data.endUrl || '', {});
     } catch {
+      reportClientError('staff_call', 'action', 'end_failed');
       this.leaving = false;
       page.notice(page.text('action_failed'));
       return;
@@ -307,6 +313,7 @@ export class AgentPanel {
     try {
       reply = await page.post(page.data.closeUrl || '', {result: chosen.value});
     } catch {
+      reportClientError('staff_call', 'action', 'action_failed');
       page.notice(page.text('action_failed'));
       return;
     }
@@ -327,6 +334,7 @@ export class AgentPanel {
     try {
       reply = await page.post(url, body);
     } catch {
+      reportClientError('staff_call', 'action', 'end_failed');
       this.leaving = false;
       page.notice(page.text('action_failed'));
       return;
