@@ -173,7 +173,10 @@ async def citizen_submit(request: web.Request) -> web.Response:
     try:
         survey = parse_citizen_form(form)
     except ValidationFailed as exc:
-        context = form_context(CITIZEN_FIELDS, form, exc.details)
+        errors = {**exc.details}
+        if "would_use_again" in errors:  # the video call's message speaks of video
+            errors["would_use_again"] = "survey_error_would_use_again_callback"
+        context = form_context(CITIZEN_FIELDS, form, errors)
         return _citizen_form(request, context, status=422)
     record = await _record(request, item)
     # answered in another tab already: the thank-you page is right either way
