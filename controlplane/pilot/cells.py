@@ -64,6 +64,11 @@ class Percentiles:
     def n(self) -> int:
         return self.p50.n
 
+    @property
+    def count(self) -> Cell:
+        """How many measurements, as a cell of its own (suppressed alike)."""
+        return Cell.count(self.p50.n)
+
 
 def percentile(values: Sequence[float], p: float) -> float | None:
     """The nearest-rank ``p``-th percentile of ``values`` (None when empty)."""
