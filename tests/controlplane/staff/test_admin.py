@@ -458,6 +458,7 @@ async def test_every_admin_and_sign_in_text_is_translated(sqlite_client):
         "/staff/admin/topics",
         "/staff/admin/hours",
         "/staff/admin/audit",
+        "/staff/admin/api-keys",
     ]
     bare_key = re.compile(r"\b(staff_auth|admin)_[a-z_]+\b")
     for lang in ("nl", "en"):
