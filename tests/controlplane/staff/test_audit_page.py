@@ -20,9 +20,11 @@ from controlplane.security import audit
 from controlplane.storage.database import DB
 from controlplane.storage.schema import audit_log
 from tests.controlplane.audit_entries import audited
+from tests.controlplane.sample_requests import NAME, add_request
 from tests.controlplane.staff_accounts import create, sign_in
 
 PAGE = "/staff/admin/audit"
+CANARY_MAIL = "audit.canary@example.org"
 CSV = "/staff/admin/audit.csv"
 
 
@@ -86,6 +88,9 @@ async def test_filters_narrow_the_rows_with_readable_names(client):
 async def test_csv_export_holds_the_filtered_rows_safely(client):
     await sign_in(client, "admin")
     await _seed(client)
+    rid, reference = await add_request(client.server.app[DB], email=CANARY_MAIL)
+    async with client.server.app[DB].write() as conn:
+        await audit.record(conn, "request_claimed", username="bert", request_id=rid)
     response = await client.get(CSV, params={"employee": "bert"})
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/csv")
@@ -94,14 +99,18 @@ async def test_csv_export_holds_the_filtered_rows_safely(client):
     rows = list(csv.reader(io.StringIO(await response.text())))
     header, body = rows[0], rows[1:]
     assert header[:4] == ["tijd", "medewerker", "actie", "omschrijving"]
-    assert len(body) == 4
+    assert len(body) == 5
     assert {row[1] for row in body} == {"bert"}
     assert "Reden: =HYPERLINK(1)" in {row[-1] for row in body}
     # a cell a spreadsheet would run as a formula gets a leading quote
     assert "'=cmd()" in {row[2] for row in body}
     for row in body:
         assert all(not cell.startswith(("=", "+", "-", "@")) for cell in row), row
-    assert await audited(client, "audit_exported") == [{"employee": "bert", "rows": 4}]
+    # the request's reference, none of the citizen's data
+    assert reference in {row[4] for row in body}
+    text = await response.text()
+    assert all(canary not in text for canary in (NAME, CANARY_MAIL, "612345678"))
+    assert await audited(client, "audit_exported") == [{"employee": "bert", "rows": 5}]
 
 
 async def test_bad_filters_get_a_message_and_agents_a_403(sqlite_client):
