@@ -22,17 +22,19 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from playwright.async_api import Page, Route
 
 from beeldbel.config import CallsConfig, MediaServerConfig, Secret
 from beeldbel.tokens import MediaClaims, sign_media_token
 from beeldbel.turn import ice_servers
 from controlplane.app.factory import create_app
 from controlplane.app.middlewares import CSP
+from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
 from controlplane.calls.agents import staff_call_context
 from controlplane.security.csrf import csrf_token
 from mediaserver.app import create_app as create_media_app
-from tests.helpers import serve_jwks
+from tests.helpers import serve_jwks, wait_for
 
 ISSUER = "https://desk.test"
 NODE = "media-e2e"
@@ -75,6 +77,30 @@ class CallHarness:
 
     async def end_room(self) -> None:
         assert await self.media_api("DELETE", f"/api/rooms/{ROOM}") == 204
+
+
+def client_errors(harness: CallHarness, page: str, kind: str) -> float:
+    """How many client errors of ``page`` and ``kind`` the control plane counted."""
+    value = harness.pages.app[METRICS].registry.get_sample_value(
+        "beeldbel_client_errors_total", {"page": page, "kind": kind}
+    )
+    return value or 0.0
+
+
+async def reported(harness: CallHarness, page: str, kind: str, what: str) -> None:
+    """Wait until one client error of ``page`` and ``kind`` is counted."""
+    await wait_for(
+        lambda: client_errors(harness, page, kind) == 1, 5, f"{what} to be counted"
+    )
+
+
+async def refuse(page: Page, pattern: str) -> None:
+    """The page's requests to ``pattern`` get a 503, as from a failing server."""
+
+    async def unavailable(route: Route) -> None:
+        await route.fulfill(status=503, body="")
+
+    await page.route(pattern, unavailable)
 
 
 def _call_app(role: str, request: web.Request) -> dict[str, str]:

@@ -12,11 +12,15 @@ import time
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.e2e.conftest import assert_accessible, new_page
-from tests.e2e.media_fixtures import CallHarness, make_call_harness  # noqa: F401
-from tests.e2e.test_device_check import client_errors
+from tests.e2e.media_fixtures import (  # noqa: F401 (a fixture)
+    CallHarness,
+    make_call_harness,
+    refuse,
+    reported,
+)
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.browser
@@ -512,11 +516,7 @@ async def test_joins_as_chosen_on_the_device_check_and_reports_failures(
         "sessionStorage.setItem('beeldbel-devices',"
         " JSON.stringify({muted: true, cameraOff: true}))"
     )
-
-    async def refuse(route: Route) -> None:
-        await route.fulfill(status=503, body="")
-
-    await citizen.route("**/t/progress", refuse)
+    await refuse(citizen, "**/t/progress")
     await citizen.goto(harness.url("/t/call/citizen"))
     await expect(citizen.locator("#toggle-mic")).to_have_text("Microfoon: uit")
     await expect(citizen.locator("#toggle-camera")).to_have_text("Camera: uit")
@@ -528,11 +528,7 @@ async def test_joins_as_chosen_on_the_device_check_and_reports_failures(
     await expect(remote.locator(".tile-muted")).to_be_visible(timeout=10000)
     await expect(remote.locator(".tile-camera-off")).to_be_visible()
     await assert_accessible(citizen, "citizen, joined muted with the camera off")
-    await wait_for(
-        lambda: client_errors(harness, "call", "report") == 1,
-        5,
-        "the refused progress report to be counted",
-    )
+    await reported(harness, "call", "report", "the refused progress report")
 
 
 async def test_a_failed_action_on_the_employees_page_is_counted(
@@ -541,19 +537,11 @@ async def test_a_failed_action_on_the_employees_page_is_counted(
 ) -> None:
     harness = await make_call_harness()
     agent = await open_call(harness, browser, "agent")
-
-    async def refuse(route: Route) -> None:
-        await route.fulfill(status=503, body="")
-
-    await agent.route("**/t/message", refuse)
+    await refuse(agent, "**/t/message")
     await agent.fill("#lobby-message-input", "Ik kom er zo aan.")
     await agent.click("#lobby-message-send")
     await expect(agent.locator("#call-notice")).to_be_visible()
-    await wait_for(
-        lambda: client_errors(harness, "staff_call", "action") == 1,
-        5,
-        "the failed message to be counted",
-    )
+    await reported(harness, "staff_call", "action", "the refused message")
 
 
 async def test_ended_by_the_employee_shows_the_ended_state(

@@ -13,9 +13,14 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, Route, expect
 
-from controlplane.base.metrics import METRICS
 from tests.e2e.conftest import assert_accessible, new_page
-from tests.e2e.media_fixtures import CallHarness, make_call_harness  # noqa: F401
+from tests.e2e.media_fixtures import (  # noqa: F401 (a fixture)
+    CallHarness,
+    client_errors,
+    make_call_harness,
+    refuse,
+    reported,
+)
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.browser
@@ -35,13 +40,6 @@ async def open_device_check(harness: CallHarness, browser: Any, **options: Any) 
     page = await new_page(browser, **options)
     await page.goto(harness.url("/t/device/citizen"))
     return page
-
-
-def client_errors(harness: CallHarness, page: str, kind: str) -> float:
-    value = harness.pages.app[METRICS].registry.get_sample_value(
-        "beeldbel_client_errors_total", {"page": page, "kind": kind}
-    )
-    return value or 0.0
 
 
 async def test_controls_are_disabled_until_the_script_works(
@@ -197,22 +195,14 @@ async def test_a_failed_progress_report_is_reported_and_counted(
 ) -> None:
     harness = await make_call_harness()
     page = await new_page(browser, viewport={"width": 390, "height": 844})
-
-    async def fail(route: Route) -> None:
-        await route.fulfill(status=503, body="")
-
-    await page.route("**/t/progress", fail)
+    await refuse(page, "**/t/progress")
     await page.goto(harness.url("/t/device/citizen"))
     await expect(page.locator("#connection-result")).to_have_attribute(
         "data-ok", "true"
     )
     await page.click("#play-tone")
     await page.click("#heard-yes")
-    await wait_for(
-        lambda: client_errors(harness, "device_check", "report") == 1,
-        5,
-        "the failed progress report to be counted",
-    )
+    await reported(harness, "device_check", "report", "the failed progress report")
 
 
 async def test_a_join_link_that_cannot_be_opened_is_reported(
@@ -228,11 +218,7 @@ async def test_a_join_link_that_cannot_be_opened_is_reported(
     await page.route("**/gesprek/openen", cut)
     await page.goto(harness.url("/gesprek#t=" + "x" * 32))
     await expect(page.locator("#join-error")).to_be_visible()
-    await wait_for(
-        lambda: client_errors(harness, "join", "report") == 1,
-        5,
-        "the link that could not be opened to be counted",
-    )
+    await reported(harness, "join", "report", "the link that could not be opened")
 
 
 async def test_an_uncaught_error_is_reported_once(
