@@ -235,3 +235,13 @@ def test_a_chart_tells_no_more_than_its_table():
     assert drawn(5).count('class="suppressed"') == 0
     assert 'role="img"' in drawn(1)
     assert 'aria-labelledby="c-title"' in drawn(1)
+
+
+async def test_a_long_period_folds_its_day_tables(sqlite_client):
+    await sign_in(sqlite_client, "supervisor")
+    week = await (await sqlite_client.get(WEEK)).text()
+    assert week.count('<details class="day-table" open>') == 2
+    long = "/staff/dashboard?period=range&from=2026-09-01&to=2026-11-08"
+    html = await (await sqlite_client.get(long)).text()
+    assert html.count('<details class="day-table">') == 2
+    assert 'data-figure="requests-source-web-2026-09-01"' in html
