@@ -33,7 +33,7 @@ from controlplane.pilot.periods import Period, PeriodError, choose_period
 from controlplane.requests import DESK
 from controlplane.security import audit
 from controlplane.security.secrets_store import SECRET_KEY
-from controlplane.staff import require_staff
+from controlplane.staff import StaffUser, require_staff
 from controlplane.storage.database import DB
 from controlplane.storage.schema import call_records, callback_requests
 
@@ -287,6 +287,27 @@ async def period_of(request: web.Request) -> Period:
         raise BadRequest(exc.key, details={exc.field: exc.key}) from None
 
 
+async def audit_download(
+    request: web.Request,
+    user: StaffUser,
+    action: str,
+    period: Period,
+    **details: Any,
+) -> None:
+    """Audit a download of ``period``'s rows or figures, with codes only."""
+    async with request.app[DB].write() as conn:
+        await audit.record(
+            conn,
+            action,
+            user_id=user.id,
+            username=user.username,
+            period=period.kind,
+            first=period.first.isoformat(),
+            last=period.last.isoformat(),
+            **details,
+        )
+
+
 async def download(request: web.Request) -> web.Response:
     """One export as a file to save, audited (what, which period, how many rows)."""
     user = await require_staff(request, "supervisor")
@@ -300,19 +321,15 @@ async def download(request: web.Request) -> web.Response:
         body, content_type = await asyncio.to_thread(to_xlsx, table), _XLSX
     else:  # the route allows no other
         raise NotFound("error_not_found")
-    async with request.app[DB].write() as conn:
-        await audit.record(
-            conn,
-            "pilot_exported",
-            user_id=user.id,
-            username=user.username,
-            table=name,
-            format=kind,
-            rows=len(table.rows),
-            period=period.kind,
-            first=period.first.isoformat(),
-            last=period.last.isoformat(),
-        )
+    await audit_download(
+        request,
+        user,
+        "pilot_exported",
+        period,
+        table=name,
+        format=kind,
+        rows=len(table.rows),
+    )
     filename = f"beeldbel-{name}-{period.first}-{period.last}.{kind}"
     response = web.Response(body=body, content_type=content_type)
     if kind == "csv":

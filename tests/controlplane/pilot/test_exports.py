@@ -131,7 +131,7 @@ async def test_a_cell_that_starts_a_formula_is_defused(client):
         ({"from": "2026-05-01", "to": "gisteren"}, "pilot_error_date_invalid"),
         ({"from": "2026-05-01"}, "pilot_error_date_missing"),
         ({"from": "2026-05-02", "to": "2026-05-01"}, "pilot_error_range_order"),
-        ({"from": "0001-01-01", "to": "9999-12-31"}, "pilot_error_range_long"),
+        ({"from": "2000-01-01", "to": "2099-12-31"}, "pilot_error_range_long"),
     ],
 )
 @pytest.mark.parametrize("lang", ["nl", "en"])
