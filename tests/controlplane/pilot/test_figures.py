@@ -49,41 +49,21 @@ def test_periods_follow_the_desk_days():
     assert len(chosen.days) == 7
 
 
+def _range(first: str, last: str) -> dict[str, str]:
+    return {"period": "range", "from": first, "to": last}
+
+
 @pytest.mark.parametrize(
     ("query", "field", "key"),
     [
         ({"period": "year"}, "period", "pilot_error_period"),
         ({"period": "range", "to": "2026-11-08"}, "from", "pilot_error_date_missing"),
-        (
-            {"period": "range", "from": "8-11-2026", "to": "2026-11-08"},
-            "from",
-            "pilot_error_date_invalid",
-        ),
-        (
-            {"period": "range", "from": "2026-02-30", "to": "2026-11-08"},
-            "from",
-            "pilot_error_date_invalid",
-        ),
-        (
-            {"period": "range", "from": "2026-11-09", "to": "2026-11-08"},
-            "to",
-            "pilot_error_range_order",
-        ),
-        (
-            {"period": "range", "from": "0001-01-01", "to": "0001-01-02"},
-            "from",
-            "pilot_error_date_years",
-        ),
-        (
-            {"period": "range", "from": "9999-12-30", "to": "9999-12-31"},
-            "from",
-            "pilot_error_date_years",
-        ),
-        (
-            {"period": "range", "from": "2020-01-01", "to": "2026-11-08"},
-            "to",
-            "pilot_error_range_long",
-        ),
+        (_range("8-11-2026", "2026-11-08"), "from", "pilot_error_date_invalid"),
+        (_range("2026-02-30", "2026-11-08"), "from", "pilot_error_date_invalid"),
+        (_range("2026-11-09", "2026-11-08"), "to", "pilot_error_range_order"),
+        (_range("0001-01-01", "0001-01-02"), "from", "pilot_error_date_years"),
+        (_range("9999-12-30", "9999-12-31"), "from", "pilot_error_date_years"),
+        (_range("2020-01-01", "2026-11-08"), "to", "pilot_error_range_long"),
     ],
 )
 def test_a_bad_period_names_its_field(query, field, key):
