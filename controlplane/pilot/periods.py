@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 #: The choices of ``?period=``; ``range`` takes ``from`` and ``to`` (YYYY-MM-DD).
@@ -60,6 +61,14 @@ class Period:
     def days(self) -> tuple[date, ...]:
         count = (self.last - self.first).days + 1
         return tuple(self.first + timedelta(days=i) for i in range(count))
+
+    @property
+    def query(self) -> str:
+        """The query string that names this period again (for links to the
+        report and exports of the same period)."""
+        if self.kind in ("today", "7d", "pilot"):
+            return urlencode({"period": self.kind})
+        return urlencode({"period": "range", "from": self.first, "to": self.last})
 
     def day_of(self, moment: datetime) -> date:
         """The desk's day ``moment`` falls on."""

@@ -245,3 +245,13 @@ async def test_a_long_period_folds_its_day_tables(sqlite_client):
     html = await (await sqlite_client.get(long)).text()
     assert html.count('<details class="day-table">') == 2
     assert 'data-figure="requests-source-web-2026-09-01"' in html
+
+
+async def test_the_report_and_exports_of_the_same_period(sqlite_client):
+    await sign_in(sqlite_client, "supervisor")
+    html = await (await sqlite_client.get(WEEK)).text()
+    query = f"period=range&amp;from={FIRST}&amp;to={LAST}"
+    for path in ("/staff/report", "/staff/report.pdf", "/staff/export/calls.csv"):
+        assert f'href="{path}?{query}"' in html, path
+    week = await (await sqlite_client.get("/staff/dashboard")).text()
+    assert 'href="/staff/report?period=7d"' in week
