@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from beeldbel.config import SmsConfig
+from beeldbel.config import SecurityConfig, SmsConfig
 from controlplane.app.factory import create_app
 from controlplane.security.secrets_store import SECRET_KEY
 from controlplane.security.survey_links import survey_token
@@ -205,3 +205,14 @@ async def test_a_video_call_gone_on_by_phone_keeps_one_record(
     assert answered.status == 303
     (after,) = await _records(client)
     assert (after.id, after.channel, after.citizen_ease) == (record.id, "video", 5)
+
+
+async def test_guessing_survey_links_is_rate_limited(
+    aiohttp_client, make_config, sqlite_url
+):
+    """The citizen's survey link is a public page: guesses from one address are
+    limited like the status page's."""
+    config = make_config(sqlite_url, security=SecurityConfig(status_per_ip_per_hour=3))
+    client = await aiohttp_client(create_app(config))
+    answers = [(await client.get(f"/enquete/{n}.1.guess")).status for n in range(4)]
+    assert answers == [404, 404, 404, 429]
