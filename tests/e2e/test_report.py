@@ -33,9 +33,11 @@ async def test_a_supervisor_reads_the_report_and_downloads_its_pdf(
     page = await new_page(browser, viewport={"width": 1366, "height": 768})
     await staff_login(page, live_system.base_url, "chef", secret)
 
-    await page.goto(live_system.base_url + "/staff/report")
+    await page.get_by_role("link", name="Rapport", exact=True).click()
 
     await expect(page.locator("h1")).to_have_text("Pilotrapport")
+    nav_link = page.locator('.staff-nav a[aria-current="page"]')
+    await expect(nav_link).to_have_attribute("href", "/staff/report")
     content = await page.content()
     assert all(canary not in content for canary in CANARIES)
     await assert_accessible(page, "pilot report")
@@ -48,10 +50,11 @@ async def test_a_supervisor_reads_the_report_and_downloads_its_pdf(
         f"{live_system.base_url}/staff/report?period=range&from={today}&to={today}"
     )
     await assert_accessible(page, "pilot report of today")
-    if SCREENSHOTS:  # the whole page once, charts and tables, for a person
-        await page.screenshot(
-            path=f"{SCREENSHOTS}/pilot-report-full.png", full_page=True
-        )
+    if SCREENSHOTS:  # the whole page, charts and tables, for a person
+        for width, height in ((1366, 768), (390, 844)):
+            await page.set_viewport_size({"width": width, "height": height})
+            path = f"{SCREENSHOTS}/pilot-report-full-{width}.png"
+            await page.screenshot(path=path, full_page=True)
     href = await page.locator("#report-pdf").get_attribute("href")
     assert href == f"/staff/report.pdf?period=range&from={today}&to={today}"
     pdf = await page.request.get(live_system.base_url + href)
