@@ -88,6 +88,7 @@ async def test_employee_answers_after_completing_a_phone_callback(client):
     assert record.media_node is None
     thanks = await client.get(answered.headers["Location"])
     assert thanks.status == 200
+    assert 'id="to-request"' not in await thanks.text()  # closed already
     # answered: the phone survey shows the saved answers, not a second form
     again = await client.get(survey, allow_redirects=False)
     assert again.status == 303
