@@ -4,14 +4,16 @@ every group under 5 suppressed."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from controlplane.calls import record as records
 from controlplane.pilot.cells import NO_DATA, Cell, percentile
 from controlplane.pilot.figures import period_figures, pilot_start
 from controlplane.pilot.periods import Period, PeriodError, choose_period
 from tests.controlplane.pilot.seeded_figures import ZONE, seed_week
+from tests.controlplane.sample_requests import add_request
 
 WEEK = Period(date(2026, 11, 2), date(2026, 11, 8), ZONE)
 
@@ -202,3 +204,20 @@ async def test_an_empty_period_has_no_data(db):
     assert ease is not None
     assert ease.text() == NO_DATA
     assert await pilot_start(db, ZONE) is None
+
+
+async def test_a_phone_callback_survey_counts_as_phone_not_as_a_video_call(db):
+    """Phone callbacks have a call record for their surveys only (channel phone)."""
+    await seed_week(db)
+    request_id, _ = await add_request(db, channel="phone", source="phone")
+    started = datetime(2026, 11, 4, 10, 0, tzinfo=UTC)
+    record = await records.phone_call_record(
+        db, request_id, started_at=started, ended_at=started + timedelta(minutes=4)
+    )
+    survey = records.CitizenSurvey(5, 5, "yes")
+    await records.save_citizen_survey(db, record.id, survey)
+    figures = await period_figures(db, WEEK)
+    assert figures.video.started.n == 6, "not a video call"
+    assert figures.video.not_ended.n == 0
+    assert figures.surveys.group("citizen", "phone").answered.n == 2
+    assert figures.surveys.group("citizen", "video").answered.n == 5
