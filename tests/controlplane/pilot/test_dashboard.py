@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from controlplane.app.factory import create_app
+from controlplane.pilot import dashboard
 from controlplane.pilot.cells import Cell
 from controlplane.pilot.charts import Chart, Series, svg
 from controlplane.requests import QUEUE_EVENTS
@@ -21,7 +22,7 @@ from controlplane.storage.schema import call_records, callback_requests, media_n
 from tests.controlplane.pilot.seeded_figures import FIRST, LAST, seed_week
 from tests.controlplane.sample_requests import NAME, add_request
 from tests.controlplane.staff_accounts import sign_in
-from tests.helpers import read_event, wait_for
+from tests.helpers import csrf_from, read_event, wait_for
 
 WEEK = f"/staff/dashboard?period=range&from={FIRST}&to={LAST}"
 
@@ -255,3 +256,19 @@ async def test_the_report_and_exports_of_the_same_period(sqlite_client):
         assert f'href="{path}?{query}"' in html, path
     week = await (await sqlite_client.get("/staff/dashboard")).text()
     assert 'href="/staff/report?period=7d"' in week
+
+
+async def test_the_live_stream_ends_so_the_session_is_checked_again(
+    sqlite_client, monkeypatch
+):
+    """The browser reconnects a stream that ended; a signed-out one is refused."""
+    monkeypatch.setattr(dashboard, "STREAM_SECONDS", 0.5)
+    await sign_in(sqlite_client, "supervisor")
+    events = {"Accept": "text/event-stream"}
+    response = await sqlite_client.get("/staff/dashboard/live", headers=events)
+    await asyncio.wait_for(read_event(response, "live"), 5)
+    await asyncio.wait_for(response.content.read(), 5)  # the stream ends
+    page = await (await sqlite_client.get("/staff/dashboard")).text()
+    await sqlite_client.post("/staff/logout", data={"csrf_token": csrf_from(page)})
+    again = await sqlite_client.get("/staff/dashboard/live", headers=events)
+    assert again.status == 401
