@@ -119,7 +119,7 @@ CALL_COLUMNS = (
 def _call_row(key: bytes, row: Any) -> tuple[Cell, ...]:
     return (
         pseudonym(key, row.request_id),
-        getattr(row, "channel", "video"),
+        row.channel,
         row.started_at,
         row.ended_at,
         _seconds(row.started_at, row.ended_at),
@@ -255,6 +255,8 @@ def to_xlsx(table: Table) -> bytes:
         sheet = book.add_worksheet(table.name)
         when = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         sheet.write_row(0, 0, table.columns)
+        # wide enough for the longest header and a time (19 characters)
+        sheet.set_column(0, len(table.columns) - 1, 24)
         for y, row in enumerate(table.rows, start=1):
             _xlsx_row(sheet, y, row, when)
         sheet.freeze_panes(1, 0)

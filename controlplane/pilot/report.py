@@ -19,9 +19,11 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
+import structlog
 from aiohttp import web
 
 from beeldbel.assets import STATIC
+from controlplane.base.errors import ControlPlaneError
 from controlplane.base.rendering import page_context
 from controlplane.base.settings import CONFIG
 from controlplane.pilot.dashboard_view import figures_context
@@ -33,6 +35,16 @@ from controlplane.staff import StaffUser, require_staff
 from controlplane.storage.database import DB
 
 TEMPLATE = "pilot/report.html"
+
+
+class PdfUnavailable(ControlPlaneError):
+    """WeasyPrint cannot load here (Debian's Pango is missing: make pdf-deps)."""
+
+    code = "pdf_unavailable"
+    status = 503
+
+
+log = structlog.get_logger()
 #: One PDF is laid out at a time: it takes a core for a second or so.
 _PDF_TURN = web.AppKey("pilot_pdf_turn", asyncio.Semaphore)
 
@@ -107,8 +119,13 @@ def with_svg_styles(html: str) -> str:
 
 def _layout(html: str, base_url: str) -> bytes:
     """The page as PDF (print media, so ``report.css``'s print rules apply).
-    WeasyPrint is imported here: it needs Debian's Pango, which only this needs."""
-    import weasyprint
+    WeasyPrint is imported here: it needs Debian's Pango, which only this needs,
+    so a machine without it serves everything but the PDF."""
+    try:
+        import weasyprint
+    except (ImportError, OSError):
+        log.exception("pdf_layout_unavailable")
+        raise PdfUnavailable("report_pdf_unavailable") from None
 
     document = weasyprint.HTML(
         string=html, base_url=base_url, url_fetcher=static_fetcher(base_url)

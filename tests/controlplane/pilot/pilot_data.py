@@ -43,6 +43,8 @@ class Seeded:
     request_ids: list[int]
     record_ids: list[int]
     old_reference: str
+    #: The record of the phone request's callback, with both surveys.
+    phone_record_id: int
 
 
 async def seed_pilot(db: Database, *, calls: int = 6) -> Seeded:
@@ -61,8 +63,9 @@ async def seed_pilot(db: Database, *, calls: int = 6) -> Seeded:
     phone_id, phone_ref = await _canary_request(db, employee, channel="phone")
     references.append(phone_ref)
     ids.append(phone_id)
+    phone_record = await _phone_call(db, phone_id, employee)
     _old_id, old_reference = await _canary_request(db, employee, days_ago=40)
-    return Seeded(references, ids, record_ids, old_reference)
+    return Seeded(references, ids, record_ids, old_reference, phone_record)
 
 
 async def _canary_request(
@@ -87,6 +90,19 @@ async def _canary_request(
                 .values(created_at=then)
             )
     return request_id, reference
+
+
+async def _phone_call(db: Database, request_id: int, employee: Actor) -> int:
+    """The phone callback of ``request_id``, answered by both sides."""
+    ended = datetime.now(UTC) - timedelta(minutes=5)
+    record = await records.phone_call_record(
+        db, request_id, started_at=ended - timedelta(seconds=240), ended_at=ended
+    )
+    answers = records.CitizenSurvey(4, 4, "yes", CANARY_COMMENT)
+    await records.save_citizen_survey(db, record.id, answers)
+    employee_answers = records.EmployeeSurvey(4, "partly", "yes")
+    await records.save_employee_survey(db, record, employee_answers, by=employee)
+    return record.id
 
 
 async def _call(db: Database, request_id: int, n: int, employee: Actor) -> int:

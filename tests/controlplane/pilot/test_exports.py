@@ -60,12 +60,26 @@ async def test_csv_exports_hold_codes_and_no_personal_data(client, name):
         assert reference.encode() not in body, "the reference identifies a case"
     rows = rows_of(body)
     if table == "calls":
-        assert len(rows) == len(seeded.record_ids)
-        assert {r["outcome"] for r in rows} == {"completed"}
-        assert {r["duration_s"] for r in rows} == {"300"}
-        assert sorted(r["citizen_ease"] for r in rows) == ["1", "1", "2", "3", "4", "5"]
-        assert {r["employee_case_handled"] for r in rows} == {"yes"}
-        assert {r["connection_type"] for r in rows} == {"direct", "relay"}
+        video = [r for r in rows if r["channel"] == "video"]
+        (phone,) = [r for r in rows if r["channel"] == "phone"]
+        assert len(video) == len(seeded.record_ids)
+        assert {r["outcome"] for r in video} == {"completed"}
+        assert {r["duration_s"] for r in video} == {"300"}
+        assert sorted(r["citizen_ease"] for r in video) == [
+            "1",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+        ]
+        assert {r["employee_case_handled"] for r in video} == {"yes"}
+        assert {r["connection_type"] for r in video} == {"direct", "relay"}
+        assert (phone["duration_s"], phone["employee_case_handled"]) == (
+            "240",
+            "partly",
+        )
+        assert phone["join_to_first_picture_ms"] == ""
         assert "citizen_comment" not in rows[0]
     else:
         # the request from 40 days ago is outside the period
@@ -83,7 +97,7 @@ async def test_calls_and_requests_join_on_a_pseudonym(client):
     requests = rows_of(await (await export(client, "requests.csv", **whole)).read())
 
     pseudonyms = {r["request"] for r in requests}
-    assert len(pseudonyms) == 4  # two with calls, the phone one, the old one
+    assert len(pseudonyms) == 4  # two with video calls, the phone one, the old one
     assert {c["request"] for c in calls} <= pseudonyms
     assert all(p.startswith("R-") and len(p) == 12 for p in pseudonyms)
     again = rows_of(await (await export(client, "requests.csv", **whole)).read())
@@ -184,5 +198,5 @@ async def test_each_export_is_audited_with_codes_only(client):
         "period": "range",
         "first": day,
         "last": day,
-        "rows": 1,
+        "rows": 2,  # the video call and the phone callback
     }

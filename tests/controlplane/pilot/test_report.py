@@ -7,6 +7,7 @@ import html
 import io
 import os
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,19 @@ def test_the_pdf_fetches_nothing_but_static_files():
     ):
         with pytest.raises(ValueError, match="static file"):
             static_path(url, base)
+
+
+async def test_without_pango_the_pdf_is_a_503_that_says_so(client, monkeypatch):
+    """WeasyPrint loads Debian's Pango when imported: on a machine without it
+    (``make run`` installs it, a hand-made venv may not) the page still works
+    and the PDF says what is missing instead of failing with a 500."""
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import fails as without
+    await staff.sign_in(client, "supervisor")
+
+    assert (await client.get("/staff/report")).status == 200
+    response = await client.get("/staff/report.pdf", params={"lang": "en"})
+
+    assert response.status == 503
+    catalog = client.server.app[CATALOG]
+    page = html.unescape(await response.text())
+    assert catalog.get("report_pdf_unavailable", "en") in page
