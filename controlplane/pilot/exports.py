@@ -2,13 +2,15 @@
 
 ``GET /staff/export/{calls|requests}.{csv|xlsx}`` with the dashboard's period
 (``?period=today|7d|pilot``, or ``range`` with ``from`` and ``to``), for
-supervisors and admins. A row holds codes, times (UTC), durations, quality
-and scores only: no name, number, e-mail, note, comment, token or address, no
-staff identity, and no reference either: the citizen has their reference in
-their e-mail and every employee can look it up, so it would tie a row to a
-person. Rows carry a keyed pseudonym of their request instead (the same in
-every export, so calls and requests can be joined; without the server's secret
-key it leads nowhere).
+supervisors and admins. A row holds codes, times (UTC, to the minute: seconds
+help no analysis but make a row easier to match with a phone log), durations,
+quality and scores only: no name, number, e-mail, note, comment, token or
+address, no staff identity, and no reference either: the citizen has their
+reference in their e-mail and every employee can look it up, so it would tie a
+row to a person. Rows carry a keyed pseudonym of their request instead (the same
+in every export, so calls and requests can be joined; without the server's
+secret key it leads nowhere). A row is one request or call, so the small-number
+rule of the figures does not apply to it: an export is confidential.
 """
 
 from __future__ import annotations
@@ -219,8 +221,12 @@ def _text(cell: Cell) -> str:
     if cell is None:
         return ""
     if isinstance(cell, datetime):
-        return cell.strftime("%Y-%m-%d %H:%M:%S")
+        return cell.strftime("%Y-%m-%d %H:%M")
     return str(cell)
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
 
 
 def defuse(text: str) -> str:
@@ -253,7 +259,7 @@ def to_xlsx(table: Table) -> bytes:
     }
     with xlsxwriter.Workbook(out, options) as book:
         sheet = book.add_worksheet(table.name)
-        when = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        when = book.add_format({"num_format": "yyyy-mm-dd hh:mm"})
         sheet.write_row(0, 0, table.columns)
         # wide enough for the longest header and a time (19 characters)
         sheet.set_column(0, len(table.columns) - 1, 24)
@@ -266,7 +272,7 @@ def to_xlsx(table: Table) -> bytes:
 def _xlsx_row(sheet: Any, y: int, row: Sequence[Cell], when: Any) -> None:
     for x, cell in enumerate(row):
         if isinstance(cell, datetime):
-            sheet.write_datetime(y, x, cell, when)
+            sheet.write_datetime(y, x, _minute(cell), when)
         elif isinstance(cell, int | float):
             sheet.write_number(y, x, cell)
         elif cell:

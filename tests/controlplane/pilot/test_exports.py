@@ -81,6 +81,8 @@ async def test_csv_exports_hold_codes_and_no_personal_data(client, name):
         )
         assert phone["join_to_first_picture_ms"] == ""
         assert "citizen_comment" not in rows[0]
+        # times to the minute, in UTC
+        assert all(len(r["started_at_utc"]) == len("2026-05-01 09:30") for r in rows)
     else:
         # the request from 40 days ago is outside the period
         assert len(rows) == len(seeded.request_ids)
