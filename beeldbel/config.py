@@ -314,6 +314,44 @@ class RedisConfig:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    #: Seconds a webhook delivery may take (connect, send, answer) before it
+    #: counts as failed and is retried.
+    timeout_seconds: int = 10
+    #: Deliver to private, loopback, link-local and other non-public addresses,
+    #: and over plain http. Only for tests and closed networks: it lets webhooks
+    #: reach the internal network.
+    allow_private_addresses: bool = False
+    #: The first retry waits about this long (milliseconds); each next one twice
+    #: as long, with random jitter, at most retry_max_seconds.
+    retry_base_ms: int = 5000
+    retry_max_seconds: int = 3600
+    #: An event still undelivered this long after it happened is dead-lettered:
+    #: no more retries until an admin replays it.
+    give_up_after_seconds: int = 24 * 3600
+    #: How often (milliseconds) the process holding the outbox lease looks for
+    #: due deliveries.
+    poll_ms: int = 1000
+    #: How long the outbox lease lasts unless renewed; another control-plane
+    #: process takes over once it runs out. More than timeout_seconds.
+    lease_seconds: int = 30
+    #: After a secret rotation the old secret signs too, for this many hours.
+    secret_overlap_hours: int = 24
+
+    def __post_init__(self) -> None:
+        _between(self, "timeout_seconds", 1, 300)
+        _between(self, "retry_base_ms", 1, 3_600_000)
+        _between(self, "poll_ms", 1, 60_000)
+        _at_least(self, 1, "retry_max_seconds", "give_up_after_seconds")
+        _between(self, "secret_overlap_hours", 0, 24 * 30)
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError(
+                f"lease_seconds {self.lease_seconds} must be more than "
+                f"timeout_seconds {self.timeout_seconds}"
+            )
+
+
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -585,6 +623,7 @@ class Config:
     sms: SmsConfig = field(default_factory=SmsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
 
 def media_nodes(config: Config) -> tuple[MediaNodeConfig, ...]:

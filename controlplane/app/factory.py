@@ -13,7 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from beeldbel.assets import STATIC
 from beeldbel.config import Config
-from controlplane import api, calls, pilot, requests, staff
+from controlplane import api, calls, pilot, requests, staff, webhooks
 from controlplane.app import health
 from controlplane.app.middlewares import (
     add_security_headers,
@@ -63,6 +63,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
     calls.setup(app)
     pilot.setup(app)
     health.setup(app)
+    webhooks.setup(app)
     return app
 
 

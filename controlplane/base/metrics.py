@@ -240,5 +240,30 @@ class Metrics:
             registry=r,
         )
 
+        self.webhook_deliveries = Counter(
+            "beeldbel_webhook_deliveries_total",
+            "Tries to deliver a webhook, by outcome (delivered, retried,"
+            " dead_lettered).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_delivery_duration = Histogram(
+            "beeldbel_webhook_delivery_duration_seconds",
+            "How long one try to deliver a webhook took (connect, send, answer).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.webhook_outbox = Gauge(
+            "beeldbel_webhook_outbox_messages",
+            "Webhook deliveries in the outbox, by state (pending, dead).",
+            ["state"],
+            registry=r,
+        )
+        self.webhook_oldest_pending = Gauge(
+            "beeldbel_webhook_outbox_oldest_pending_seconds",
+            "Age of the oldest webhook not yet delivered (0 when none).",
+            registry=r,
+        )
+
 
 METRICS = web.AppKey("metrics", Metrics)

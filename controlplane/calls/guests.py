@@ -31,6 +31,7 @@ from controlplane.calls.rooms import (
 from controlplane.requests import get_request, mask_phone
 from controlplane.security.csrf import csrf_token
 from controlplane.storage.database import DB
+from controlplane.webhooks import callback_event
 
 PROGRESS_STEPS = (
     "device_check_passed",
@@ -180,6 +181,8 @@ async def guest_progress(request: web.Request) -> web.Response:
     if errors:
         raise ValidationFailed("calls_progress_invalid", details=errors)
     await _count_progress(request.app, call, info.role, str(step), sorted(set(failed)))
+    if step == "in_call" and info.role == "citizen":
+        await _tell_joined(request.app, call)
     await request.app[CALLS].events.publish(
         call.room_id,
         "progress",
@@ -188,6 +191,16 @@ async def guest_progress(request: web.Request) -> web.Response:
         role=info.role,
     )
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+async def _tell_joined(app: web.Application, call: Call) -> None:
+    """The request's integrator hears that the citizen is in the call."""
+    if call.request_id is not None:
+        async with app[DB].write() as conn:
+            brief = {"id": call.record_id}
+            await callback_event(
+                conn, call.request_id, "call.citizen_joined", call=brief
+            )
 
 
 async def _count_progress(

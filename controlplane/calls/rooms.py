@@ -18,6 +18,7 @@ A media node's API client is :mod:`controlplane.calls.media_node`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,7 @@ from controlplane.security import audit, signing_keys
 from controlplane.security.secrets_store import SECRET_KEY
 from controlplane.storage.database import DB
 from controlplane.storage.schema import call_records
+from controlplane.webhooks import callback_event
 
 log = structlog.get_logger()
 
@@ -146,6 +148,7 @@ async def open_room(
             request_id=request_id,
             record_id=record_id,
         )
+        await callback_event(conn, request_id, "call.started", call={"id": record_id})
     app[METRICS].calls_started.inc()
     log.info(
         "video_call_started",
@@ -238,7 +241,7 @@ async def end_call(
     await join_links.void_room(db, call.room_id)
     await records.finish_call(db, call.record_id, outcome=outcome)
     await _count_end(app, call.record_id, outcome)
-    await audit_call(app, "video_call_ended", actor, call, outcome=outcome)
+    await _record_end(app, call, actor, outcome)
     if call.request_id is not None and await call_ended(db, call.request_id, actor):
         app[QUEUE_EVENTS].publish()
     calls = app[CALLS]
@@ -247,6 +250,41 @@ async def end_call(
     await calls.events.publish(guest_channel(call.room_id), "ended", outcome=outcome)
     await calls.forget(call.room_id)
     log.info("video_call_ended", room_id=call.room_id, outcome=outcome)
+
+
+async def _record_end(
+    app: web.Application, call: Call, actor: Actor, outcome: str
+) -> None:
+    """The audit entry of an ended call and, in its transaction, the webhook
+    events for the request's integrator (outcome and quality, no personal data)."""
+    record = await records.get_call_record(app[DB], call.record_id)
+    summary = {"id": call.record_id, "outcome": outcome, "quality": _quality(record)}
+    async with app[DB].write() as conn:
+        await audit.record(
+            conn,
+            "video_call_ended",
+            user_id=actor.id,
+            username=actor.username,
+            request_id=call.request_id,
+            record_id=call.record_id,
+            outcome=outcome,
+        )
+        if call.request_id is None:
+            return
+        await callback_event(conn, call.request_id, "call.ended", call=summary)
+        if outcome == records.SWITCHED_TO_PHONE:
+            brief = {"id": call.record_id}
+            await callback_event(
+                conn, call.request_id, "call.switched_to_phone", call=brief
+            )
+
+
+def _quality(record: records.CallRecord) -> dict[str, Any]:
+    """The call's technical summary as a webhook tells it."""
+    lasted = None
+    if record.ended_at is not None:
+        lasted = max(0, round((record.ended_at - record.started_at).total_seconds()))
+    return {"duration_seconds": lasted, **dataclasses.asdict(record.quality)}
 
 
 async def _count_end(app: web.Application, record_id: int, outcome: str) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from controlplane.requests.reference import new_reference
 from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests
+from controlplane.webhooks import callback_event
 
 log = structlog.get_logger()
 
@@ -130,6 +131,7 @@ async def store_request(
         .returning(callback_requests)
     )
     row = dict(result.one()._mapping)
+    await callback_event(conn, row["id"], "callback.created")
     return Created(row["id"], reference, True, row)
 
 

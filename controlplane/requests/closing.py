@@ -21,6 +21,7 @@ from controlplane.requests.transitions import (
     transition,
 )
 from controlplane.storage.database import Database
+from controlplane.webhooks import request_closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ async def close_in(
         outcome=outcome,
         attempts=request.attempts,
     )
+    await request_closed(conn, request_id, state.value)
     return request
 
 

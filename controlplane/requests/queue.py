@@ -46,6 +46,7 @@ from controlplane.requests.transitions import (
 )
 from controlplane.storage.database import Database
 from controlplane.storage.schema import callback_requests, users
+from controlplane.webhooks import callback_event, request_closed
 
 log = structlog.get_logger()
 
@@ -96,6 +97,7 @@ async def claim(
                 raise Conflict("console_conflict_closed")
             raise Conflict("console_conflict_taken")
         await audit_change(conn, "request_claimed", actor, request_id)
+        await callback_event(conn, request_id, "callback.claimed")
         request = await load_request(conn, request_id)
     logged("request_claimed", request, actor)
     return request
@@ -153,6 +155,7 @@ async def start_attempt(
             attempt=request.attempts,
             channel=request.channel,
         )
+        await callback_event(conn, request_id, "callback.attempted")
     if request.attempts == 1:
         waited = max(0.0, (now - request.due_at).total_seconds())
         metrics.time_to_first_attempt.observe(waited)
@@ -442,6 +445,7 @@ async def expire_overdue(
                 rid,
                 expire_after_hours=desk.expire_after_hours,
             )
+            await request_closed(conn, rid, State.EXPIRED.value)
         by_channel = await channels_of(conn, [rid for rid, _ in expired])
     for channel, count in by_channel.items():
         code = State.EXPIRED.value

@@ -24,6 +24,7 @@ from controlplane.requests.slots import is_bookable
 from controlplane.security import audit
 from controlplane.storage.database import Database
 from controlplane.storage.schema import audit_log, callback_requests, request_notes
+from controlplane.webhooks import request_closed
 
 log = structlog.get_logger()
 
@@ -102,6 +103,7 @@ async def cancel(
             updated_at=now,
         )
         await _audit(conn, "request_cancelled", request_id, from_state=before)
+        await request_closed(conn, request_id, State.CANCELLED.value)
         channel = await conn.scalar(
             sa.select(_req.c.channel).where(_req.c.id == request_id)
         )

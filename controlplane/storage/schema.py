@@ -326,3 +326,77 @@ sa.Index(
     call_records.c.media_node,
     call_records.c.ended_at,
 )
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    # where an integrator's API key wants its webhooks (controlplane.webhooks)
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "api_key_id",
+        sa.Integer,
+        sa.ForeignKey("api_keys.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("url", sa.String(2000), nullable=False),
+    # the event types it wants, e.g. ["callback.claimed", "call.ended"]
+    sa.Column("event_types", sa.JSON, nullable=False),
+    # the signing secret (whsec_…), sealed with the server's secret key
+    sa.Column("secret", sa.Text, nullable=False),
+    # the secret before the last rotation: signs too until previous_until
+    sa.Column("previous_secret", sa.Text, nullable=True),
+    sa.Column("previous_until", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    # one event for one endpoint, written in the transaction of the change it
+    # tells of; codes and times only, never a citizen's personal data
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # the Standard Webhooks message id (webhook-id): the same on every retry
+    sa.Column("message_id", sa.String(40), nullable=False),
+    sa.Column(
+        "endpoint_id",
+        sa.Integer,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # deliveries of one request to one endpoint go in id order
+    sa.Column("request_id", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    # the JSON body as signed and sent
+    sa.Column("payload", sa.Text, nullable=False),
+    # pending, delivered or dead
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # when it is due; while one is being sent, when that try counts as lost
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    # the last try's HTTP status, or a code (timeout, address_refused, ...)
+    sa.Column("last_error", sa.String(40), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+)
+
+webhook_leases = sa.Table(
+    "webhook_leases",
+    metadata,
+    # which control-plane process drains the outbox, until when (renewed)
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# the drainer reads pending rows in order; a request's rows by endpoint
+sa.Index(
+    "ix_webhook_outbox_state_next_attempt_at",
+    webhook_outbox.c.state,
+    webhook_outbox.c.next_attempt_at,
+)
+sa.Index(
+    "ix_webhook_outbox_endpoint_id_request_id",
+    webhook_outbox.c.endpoint_id,
+    webhook_outbox.c.request_id,
+)
