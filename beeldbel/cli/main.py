@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from beeldbel.cli import webhooks
 from beeldbel.config import Config, ConfigError, load_config
 
 
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = admin_sub.add_parser("apikey-revoke", help="revoke an API key")
     revoke.add_argument("prefix")
     revoke.set_defaults(func=_apikey_revoke)
+    webhooks.add_parsers(admin_sub, _with_db)
 
     signing = sub.add_parser("keys", help="signing keys of media join tokens")
     signing_sub = signing.add_subparsers(metavar="ACTION")

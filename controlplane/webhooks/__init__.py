@@ -24,12 +24,12 @@ from controlplane.storage.database import DB
 from controlplane.webhooks.drainer import Drainer
 from controlplane.webhooks.endpoints import (
     Endpoint,
-    EndpointInvalid,
     add_endpoint,
     list_endpoints,
     remove_endpoint,
     rotate_secret,
 )
+from controlplane.webhooks.errors import EndpointInvalid
 from controlplane.webhooks.events import (
     CALL_EVENTS,
     CALLBACK_EVENTS,

@@ -24,16 +24,13 @@ from controlplane.security.secret_box import SecretBox
 from controlplane.storage.database import Database
 from controlplane.storage.schema import api_keys, webhook_endpoints, webhook_outbox
 from controlplane.webhooks.addresses import AddressRefused, check_name, check_url
+from controlplane.webhooks.errors import EndpointInvalid
 from controlplane.webhooks.events import EVENT_TYPES
 
 #: Signing secrets of webhook endpoints (``webhook_endpoints.secret``).
 WEBHOOK_SECRETS = b"beeldbel webhook secrets v1"
 URL_MAX = 2000
 _ep = webhook_endpoints
-
-
-class EndpointInvalid(ValueError):
-    """An endpoint cannot be made or changed so; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beeldbel.config import WebhooksConfig
+from controlplane.security import audit
 from controlplane.storage.database import Database
 from controlplane.storage.schema import webhook_endpoints, webhook_outbox
+from controlplane.webhooks.errors import EndpointInvalid
 
 _out = webhook_outbox
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -132,7 +134,13 @@ async def depth(db: Database, now: datetime | None = None) -> Depth:
     return Depth(pending, by_state.get(DEAD, (0, None))[0], age)
 
 
-async def replay(db: Database, endpoint_id: int, message_id: str | None = None) -> int:
+async def replay(
+    db: Database,
+    endpoint_id: int,
+    message_id: str | None = None,
+    *,
+    username: str | None = None,
+) -> int:
     """Dead rows of ``endpoint_id`` (or its one ``message_id``) are pending again,
     due now, with a fresh ``give_up_after_seconds``; returns how many."""
     now = datetime.now(UTC)
@@ -140,10 +148,24 @@ async def replay(db: Database, endpoint_id: int, message_id: str | None = None) 
     if message_id is not None:
         conditions.append(_out.c.message_id == message_id)
     async with db.write() as conn:
+        known = await conn.scalar(
+            sa.select(webhook_endpoints.c.id).where(
+                webhook_endpoints.c.id == endpoint_id
+            )
+        )
+        if known is None:
+            raise EndpointInvalid(f"there is no webhook endpoint {endpoint_id}")
         result = await conn.execute(
             sa.update(_out)
             .where(*conditions)
             .values(state=PENDING, attempts=0, next_attempt_at=now, created_at=now)
+        )
+        await audit.record(
+            conn,
+            "webhook_events_replayed",
+            username=username,
+            endpoint_id=endpoint_id,
+            count=result.rowcount,
         )
     return int(result.rowcount)
 
