@@ -130,7 +130,8 @@ def _layout(html: str, base_url: str) -> bytes:
     document = weasyprint.HTML(
         string=html, base_url=base_url, url_fetcher=static_fetcher(base_url)
     )
-    pdf: bytes = document.write_pdf()
+    # PDF/UA-1: tagged (headings, tables), with the page's language and title
+    pdf: bytes = document.write_pdf(pdf_variant="pdf/ua-1")
     return pdf
 
 

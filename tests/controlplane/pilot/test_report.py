@@ -252,3 +252,20 @@ async def test_without_pango_the_pdf_is_a_503_that_says_so(client, monkeypatch):
     catalog = client.server.app[CATALOG]
     page = html.unescape(await response.text())
     assert catalog.get("report_pdf_unavailable", "en") in page
+
+
+async def test_the_pdf_is_tagged_for_screen_readers(client):
+    """PDF/UA-1: a structure tree (headings, tables), marked content, the page's
+    language and its title, so a screen reader can read the report as well."""
+    await staff.sign_in(client, "supervisor")
+
+    response = await client.get("/staff/report.pdf", params={"lang": "en"})
+
+    reader = PdfReader(io.BytesIO(await response.read()))
+    root = reader.trailer["/Root"]
+    assert root["/MarkInfo"]["/Marked"]
+    assert "/StructTreeRoot" in root
+    assert root["/Lang"] == "en"
+    assert reader.metadata is not None
+    assert reader.metadata.title is not None
+    assert reader.metadata.title.startswith("Pilot report")
