@@ -262,7 +262,7 @@ async def test_the_pdf_is_tagged_for_screen_readers(client):
     response = await client.get("/staff/report.pdf", params={"lang": "en"})
 
     reader = PdfReader(io.BytesIO(await response.read()))
-    root = reader.trailer["/Root"]
+    root: Any = reader.trailer["/Root"]
     assert root["/MarkInfo"]["/Marked"]
     assert "/StructTreeRoot" in root
     assert root["/Lang"] == "en"
