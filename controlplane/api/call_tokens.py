@@ -17,14 +17,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from controlplane.api.callbacks import (
-    BASE,
-    _authorize,
-    _check_fields,
-    _select_own,
-)
-from controlplane.api.callbacks import _reference as reference_of
-from controlplane.base.errors import Conflict, ValidationFailed
+from controlplane.api.access import BASE, authorize, reference_of, select_own
+from controlplane.api.models import CallToken, CallTokenRequest
+from controlplane.api.parsing import failure, parse_body
+from controlplane.base.errors import Conflict, FieldError
 from controlplane.base.json_body import json_body
 from controlplane.calls import active_call, media_grant, new_link, open_room
 from controlplane.requests import OPEN_STATES
@@ -33,38 +29,26 @@ from controlplane.storage.database import DB
 
 log = structlog.get_logger()
 
-ROLES = ("agent", "citizen", "interpreter")
-KINDS = ("link", "media")
-FIELDS = {"role": ("string", False), "kind": ("string", False)}
-
 
 def setup(app: web.Application) -> None:
     app.router.add_post(f"{BASE}/callbacks/{{reference}}/tokens", issue_token)
 
 
 def _parse(payload: dict[str, Any]) -> tuple[str, str]:
-    errors = _check_fields(payload, FIELDS)
-    role, kind = payload.get("role"), payload.get("kind")
-    if "role" not in errors and role not in ROLES:
-        errors["role"] = f"must be one of {', '.join(ROLES)}"
-    if "kind" not in errors and kind not in KINDS:
-        errors["kind"] = f"must be one of {', '.join(KINDS)}"
-    if not errors and role == "agent" and kind == "link":
-        errors["kind"] = "an agent gets a media token, not a join link"
-    if errors:
-        raise ValidationFailed(
-            f"invalid field {sorted(errors)[0]!r}; see details", details=errors
-        )
-    return str(role), str(kind)
+    asked = parse_body(CallTokenRequest, payload)
+    if asked.role == "agent" and asked.kind == "link":
+        detail = "an agent gets a media token, not a join link"
+        raise failure([FieldError("body", ("kind",), "not_allowed", detail)])
+    return asked.role, asked.kind
 
 
 async def issue_token(request: web.Request) -> web.Response:
-    key = await _authorize(request, "calls:write")
+    key = await authorize(request, "calls:write")
     role, kind = _parse(await json_body(request))
     reference = reference_of(request)
     app = request.app
     async with app[DB].read() as conn:
-        row = await _select_own(conn, reference, key)
+        row = await select_own(conn, reference, key)
     if row["state"] not in {s.value for s in OPEN_STATES}:
         raise Conflict(f"the request is {row['state']}; a call needs an open request")
     if row["channel"] != "video":
@@ -96,4 +80,5 @@ async def issue_token(request: web.Request) -> web.Response:
             kind=kind,
         )
     log.info("api_call_token_issued", api_key_id=key.id, role=role, kind=kind)
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
+    shown = CallToken.model_validate(body).model_dump(mode="json", exclude_none=True)
+    return web.json_response(shown, headers={"Cache-Control": "no-store"})

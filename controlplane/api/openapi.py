@@ -1,69 +1,365 @@
-"""The OpenAPI 3.1 description of /api/v1, served at ``/api/v1/openapi.json``.
+"""The OpenAPI 3.1 document of /api/v1, generated from the typed models that
+validate the requests and shape the responses (:mod:`controlplane.api.models`).
 
-Kept next to the handlers in ``api.py`` and checked against them by schemathesis
-(``tests/controlplane/test_openapi.py``), so it says what the code does.
+Served at ``/api/v1/openapi.json`` and driven against the real app by
+schemathesis (tests/controlplane/api/test_openapi.py). Built here from the
+models' JSON Schema (pydantic emits JSON Schema 2020-12, which OpenAPI 3.1
+uses as is) rather than with an aiohttp plug-in: the table :data:`OPERATIONS`
+is all there is to it, and nothing in the request path depends on it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
 
-from controlplane.requests import (
-    ACCESSIBILITY_NEEDS,
-    CHANNELS,
-    EMAIL_MAX,
-    LANGUAGES,
-    NAME_MAX,
-    NOTE_MAX,
-    PREFERRED,
-    State,
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from controlplane.api.access import BASE
+from controlplane.api.models import (
+    Callback,
+    CallbackCreate,
+    CallbackPage,
+    CallbackQuery,
+    CallToken,
+    CallTokenRequest,
+    SlotList,
+    SlotQuery,
+    TopicList,
 )
+from controlplane.api.problems import PROBLEM_TYPES, Problem, problem_type
+from controlplane.api.webhook_events import WEBHOOK_EVENTS
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-CALLBACK = {"$ref": "#/components/schemas/Callback"}
-NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+REF = "#/components/schemas/{model}"
+AUTH_ERRORS = ("unauthorized", "forbidden", "rate_limited")
+BODY_ERRORS = (
+    "bad_request",
+    "payload_too_large",
+    "unsupported_media_type",
+    "validation_failed",
+)
+TAGS = [
+    {"name": "callbacks", "description": "Callback requests made by this key."},
+    {"name": "desk", "description": "What a new request may ask for."},
+    {"name": "calls", "description": "Joining a request's video call."},
+    {"name": "meta", "description": "This document."},
+]
 
 
-def _error(description: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route as the document tells it; the handler lives in its module."""
+
+    method: Literal["get", "post"]
+    path: str
+    operation_id: str
+    tag: str
+    summary: str
+    response: type[BaseModel] | None
+    status: int = 200
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    scopes: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    reference: bool = False
+    idempotent: bool = False
+    description: str = ""
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post", "/callbacks", "createCallback", "callbacks",
+        "Ask for a citizen to be called back", Callback, status=201,
+        body=CallbackCreate, scopes=("callbacks:write",), errors=BODY_ERRORS,
+        idempotent=True,
+    ),
+    Operation(
+        "get", "/callbacks", "listCallbacks", "callbacks",
+        "The requests this key created, oldest first, a page at a time",
+        CallbackPage, query=CallbackQuery, scopes=("callbacks:read",),
+        errors=("validation_failed",),
+    ),
+    Operation(
+        "get", "/callbacks/{reference}", "getCallback", "callbacks",
+        "The state of a request this key created", Callback,
+        scopes=("callbacks:read",), errors=("not_found",), reference=True,
+    ),
+    Operation(
+        "post", "/callbacks/{reference}/cancel", "cancelCallback", "callbacks",
+        "Cancel a request that nobody is calling yet", Callback,
+        scopes=("callbacks:write",), errors=("not_found", "conflict", *BODY_ERRORS),
+        reference=True, description="No body, or an empty JSON object.",
+    ),
+    Operation(
+        "post", "/callbacks/{reference}/tokens", "issueCallToken", "calls",
+        "A join link or media token for the request's video call", CallToken,
+        body=CallTokenRequest, scopes=("calls:write",),
+        errors=("not_found", "conflict", "link_expired", "media_unavailable",
+                *BODY_ERRORS),
+        reference=True,
+        description="Makes the room if the open video request has no running "
+        "call. The answer is never logged or kept (Cache-Control: no-store).",
+    ),
+    Operation(
+        "get", "/topics", "listTopics", "desk",
+        "The desk's topics: the codes a request's topic may be", TopicList,
+        scopes=("callbacks:write", "callbacks:read"),
+    ),
+    Operation(
+        "get", "/slots", "listSlots", "desk",
+        "Free slots a request with preferred slot may name", SlotList,
+        query=SlotQuery, scopes=("callbacks:write", "callbacks:read"),
+        errors=("validation_failed",),
+    ),
+)  # fmt: skip
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(f"{BASE}/openapi.json", openapi_json)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once; the models do not change)."""
     return {
-        "description": description,
-        "content": {"application/json": {"schema": ERROR}},
-    }
-
-
-def _callback(description: str, headers: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "description": description,
-        "headers": headers,
-        "content": {"application/json": {"schema": CALLBACK}},
-    }
-
-
-AUTH_ERRORS = {
-    "401": {
-        **_error("No, an unknown or a revoked API key."),
-        "headers": {
-            "WWW-Authenticate": {"schema": {"type": "string"}, "required": True}
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Beeldbel integrator API",
+            "version": "1.1.0",
+            "description": (
+                "Create callback requests on behalf of citizens and follow them. "
+                "A key sees only the requests it created. Errors are RFC 9457 "
+                "problem details (application/problem+json)."
+            ),
         },
-    },
-    "403": _error("The API key lacks the scope this operation needs."),
-    "429": {
-        **_error("The API key made too many requests; retry after the header."),
-        "headers": {"Retry-After": {"schema": {"type": "string"}, "required": True}},
-    },
-}
-BODY_ERRORS = {
-    "400": _error("The body is not a JSON object, or a header is malformed."),
-    "413": _error("The body is larger than the configured limit."),
-    "415": _error("The body is not application/json."),
-    "422": _error("A field is missing, unknown, of the wrong type or invalid."),
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "tags": TAGS,
+        "paths": _paths(),
+        "webhooks": _webhooks(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "bb_<prefix>_<secret>",
+                }
+            },
+            "schemas": _schemas(),
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    """Every model's JSON Schema, referring to each other under components."""
+    inputs = [op.body for op in OPERATIONS if op.body]
+    outputs = [op.response for op in OPERATIONS if op.response]
+    outputs += [Problem, *(event.payload for event in WEBHOOK_EVENTS)]
+    pairs: list[tuple[type[BaseModel], Literal["validation", "serialization"]]]
+    pairs = [(model, "validation") for model in dict.fromkeys(inputs)]
+    pairs += [(model, "serialization") for model in dict.fromkeys(outputs)]
+    _refs, top = models_json_schema(pairs, ref_template=REF)
+    schemas: dict[str, Any] = top.get("$defs", {})
+    return schemas
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _example(model: type[BaseModel]) -> Any:
+    extra = model.model_config.get("json_schema_extra")
+    assert isinstance(extra, dict), f"{model.__name__} has no example"  # noqa: S101
+    examples = extra["examples"]
+    assert isinstance(examples, list)  # noqa: S101
+    return examples[0]
+
+
+def _paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for op in OPERATIONS:
+        paths.setdefault(f"{BASE}{op.path}", {})[op.method] = _operation(op)
+    paths[f"{BASE}/openapi.json"] = {
+        "get": {
+            "operationId": "getOpenApi",
+            "tags": ["meta"],
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI document.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
+    return paths
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    scopes = " or ".join(op.scopes)
+    spec: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "tags": [op.tag],
+        "summary": op.summary,
+        "description": f"{op.description} Needs the scope {scopes}.".strip(),
+        "parameters": _parameters(op),
+        "responses": {str(op.status): _success(op), **_problems(op)},
+    }
+    if op.body is not None:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": _ref(op.body),
+                    "example": _example(op.body),
+                }
+            },
+        }
+    return spec
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = []
+    if op.reference:
+        parameters.append(REFERENCE)
+    if op.idempotent:
+        parameters.append(IDEMPOTENCY_KEY)
+    if op.query is not None:
+        parameters += _query_parameters(op.query)
+    return parameters
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """One parameter per field; an absent parameter is the field's null."""
+    schema = model.model_json_schema(mode="validation")
+    parameters = []
+    for name, field in schema["properties"].items():
+        field = dict(field)
+        branches = [b for b in field.pop("anyOf", []) if b.get("type") != "null"]
+        if branches:
+            field.update(branches[0])
+        field.pop("title", None)
+        description = field.pop("description", "")
+        example = field.pop("examples", [None])[0]
+        parameter = {
+            "name": name,
+            "in": "query",
+            "required": name in schema.get("required", ()),
+            "description": description,
+            "schema": field,
+        }
+        if example is not None:
+            parameter["example"] = example
+        parameters.append(parameter)
+    return parameters
+
+
+def _success(op: Operation) -> dict[str, Any]:
+    assert op.response is not None  # noqa: S101
+    response: dict[str, Any] = {
+        "description": op.response.__doc__ or op.summary,
+        "content": {
+            "application/json": {
+                "schema": _ref(op.response),
+                "example": _example(op.response),
+            }
+        },
+    }
+    if op.idempotent:
+        response["description"] = "Created (or replayed)."
+        response["headers"] = {
+            "Location": {"schema": {"type": "string"}, "required": True},
+            "Idempotent-Replayed": {
+                "schema": {"type": "string", "enum": ["true"]},
+                "description": "Present when this is the stored answer to a retry.",
+            },
+        }
+    return response
+
+
+def _problems(op: Operation) -> dict[str, Any]:
+    """The problem responses of ``op``, one per status, with an example each."""
+    by_status: dict[int, list[str]] = {}
+    for code in (*op.errors, *AUTH_ERRORS):
+        by_status.setdefault(PROBLEM_TYPES[code].status, []).append(code)
+    responses = {}
+    for status, codes in sorted(by_status.items()):
+        kind = PROBLEM_TYPES[codes[0]]
+        response: dict[str, Any] = {
+            "description": "; ".join(
+                f"{code}: {PROBLEM_TYPES[code].title}" for code in codes
+            ),
+            "content": {
+                "application/problem+json": {
+                    "schema": _ref(Problem),
+                    "example": _problem_example(op, codes[0], kind.title, status),
+                }
+            },
+        }
+        if status in STATUS_HEADERS:
+            response["headers"] = STATUS_HEADERS[status]
+        responses[str(status)] = response
+    return responses
+
+
+def _problem_example(op: Operation, code: str, title: str, status: int) -> Any:
+    instance = f"{BASE}{op.path}".replace("{reference}", "BB-4K7Q-9M2X")
+    return {
+        "type": problem_type(code),
+        "title": title,
+        "status": status,
+        "detail": title,
+        "instance": instance,
+        "error": {"code": code, "message": title},
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    """The ``webhooks:`` section: one entry per event in
+    :data:`controlplane.api.webhook_events.WEBHOOK_EVENTS`."""
+    return {
+        event.name: {
+            "post": {
+                "operationId": f"webhook_{event.name.replace('.', '_')}",
+                "tags": ["webhooks"],
+                "summary": event.summary,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref(event.payload),
+                            "example": _example(event.payload),
+                        }
+                    },
+                },
+                "responses": {
+                    "2XX": {"description": "Received; any other answer is retried."}
+                },
+            }
+        }
+        for event in WEBHOOK_EVENTS
+    }
+
+
+STATUS_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "required": True}},
 }
 REFERENCE = {
     "name": "reference",
     "in": "path",
     "required": True,
-    "description": "The reference returned on creation, e.g. BB-4K7Q-9M2X.",
+    "description": "The reference returned on creation.",
     "schema": {"type": "string"},
+    "example": "BB-4K7Q-9M2X",
 }
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -80,279 +376,5 @@ IDEMPOTENCY_KEY = {
         "maxLength": 255,
         "pattern": "^[ -~]+$",
     },
+    "example": "crm-ticket-48151",
 }
-
-CALLBACK_CREATE: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": [
-        "name",
-        "phone",
-        "topic",
-        "channel",
-        "preferred",
-        "language",
-        "consent",
-    ],
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
-        "phone": {
-            "type": "string",
-            "description": "Dutch or international number; stored as E.164.",
-            "examples": ["+31612345678"],
-        },
-        "email": {"type": ["string", "null"], "maxLength": EMAIL_MAX},
-        "topic": {
-            "type": "string",
-            "description": "One of the desk's topic codes.",
-            "examples": ["report_crime"],
-        },
-        "channel": {"type": "string", "enum": list(CHANNELS)},
-        "preferred": {"type": "string", "enum": list(PREFERRED)},
-        "slot": {
-            **NULLABLE_TIME,
-            "description": (
-                "Slot start with an offset; set exactly when preferred is slot."
-            ),
-        },
-        "language": {"type": "string", "enum": list(LANGUAGES)},
-        "accessibility": {
-            "type": "array",
-            "items": {"type": "string", "enum": list(ACCESSIBILITY_NEEDS)},
-        },
-        "accessibility_note": {"type": ["string", "null"], "maxLength": NOTE_MAX},
-        "consent": {
-            "type": "boolean",
-            "const": True,
-            "description": "The integrator asserts that the citizen consented.",
-        },
-    },
-}
-
-CALL_TOKEN_REQUEST: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["role", "kind"],
-    "properties": {
-        "role": {"type": "string", "enum": ["agent", "citizen", "interpreter"]},
-        "kind": {
-            "type": "string",
-            "enum": ["link", "media"],
-            "description": "A join link (citizen, interpreter) or a media token.",
-        },
-    },
-}
-CALL_TOKEN_RESPONSE: dict[str, Any] = {
-    "type": "object",
-    "required": ["kind", "role", "room_id"],
-    "properties": {
-        "kind": {"type": "string", "enum": ["link", "media"]},
-        "role": {"type": "string"},
-        "room_id": {"type": "string"},
-        "link": {"type": "string", "description": "Single-use join link."},
-        "expires_at": {"type": "string", "format": "date-time"},
-        "token": {"type": "string", "description": "Single-use media join token."},
-        "media_url": {"type": "string", "description": "The media node's WebSocket."},
-        "expires_in": {"type": "integer"},
-        "ice_servers": {"type": "array", "items": {"type": "object"}},
-        "force_relay": {"type": "boolean"},
-    },
-}
-
-CALLBACK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": [
-        "id",
-        "reference",
-        "state",
-        "channel",
-        "topic",
-        "language",
-        "preferred",
-        "slot",
-        "accessibility",
-        "created_at",
-        "updated_at",
-        "due_at",
-        "attempts",
-        "first_attempt_at",
-        "outcome",
-        "closed_at",
-    ],
-    "properties": {
-        "id": {"type": "string", "description": "Public id; equals reference."},
-        "reference": {"type": "string", "pattern": "^BB-[0-9A-Z]{4}-[0-9A-Z]{4}$"},
-        "state": {"type": "string", "enum": [s.value for s in State]},
-        "channel": {"type": "string", "enum": list(CHANNELS)},
-        "topic": {"type": "string"},
-        "language": {"type": "string", "enum": list(LANGUAGES)},
-        "preferred": {"type": "string", "enum": list(PREFERRED)},
-        "slot": NULLABLE_TIME,
-        "accessibility": {
-            "type": "array",
-            "items": {"type": "string", "enum": list(ACCESSIBILITY_NEEDS)},
-        },
-        "created_at": {"type": "string", "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-        "due_at": {"type": "string", "format": "date-time"},
-        "attempts": {"type": "integer", "minimum": 0},
-        "first_attempt_at": NULLABLE_TIME,
-        "outcome": {"type": ["string", "null"]},
-        "closed_at": NULLABLE_TIME,
-    },
-}
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "additionalProperties": False,
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "additionalProperties": False,
-            "properties": {
-                "code": {"type": "string", "examples": ["validation_failed"]},
-                "message": {"type": "string"},
-                "details": {
-                    "type": "object",
-                    "description": "Field name → what is wrong with it.",
-                    "additionalProperties": {"type": "string"},
-                },
-            },
-        }
-    },
-}
-
-
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Beeldbel integrator API",
-            "version": "1.0.0",
-            "description": (
-                "Create callback requests on behalf of citizens and follow them. "
-                "A key sees only the requests it created."
-            ),
-        },
-        "servers": [{"url": "/"}],
-        "security": [{"bearerAuth": []}],
-        "paths": _paths(),
-        "components": {
-            "securitySchemes": {
-                "bearerAuth": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "bearerFormat": "bb_<prefix>_<secret>",
-                }
-            },
-            "schemas": {
-                "CallbackCreate": CALLBACK_CREATE,
-                "Callback": CALLBACK_SCHEMA,
-                "Error": ERROR_SCHEMA,
-            },
-        },
-    }
-
-
-def _paths() -> dict[str, Any]:
-    location = {"Location": {"schema": {"type": "string"}, "required": True}}
-    replayed = {
-        "Idempotent-Replayed": {
-            "schema": {"type": "string", "enum": ["true"]},
-            "description": "Present when this is the stored answer to a retry.",
-        }
-    }
-    return {
-        "/api/v1/callbacks": {
-            "post": {
-                "operationId": "createCallback",
-                "summary": "Ask for a citizen to be called back",
-                "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/CallbackCreate"}
-                        }
-                    },
-                },
-                "responses": {
-                    "201": _callback(
-                        "Created (or replayed).", {**location, **replayed}
-                    ),
-                    **BODY_ERRORS,
-                    **AUTH_ERRORS,
-                },
-            }
-        },
-        "/api/v1/callbacks/{reference}": {
-            "get": {
-                "operationId": "getCallback",
-                "summary": "The state of a request this key created",
-                "parameters": [REFERENCE],
-                "responses": {
-                    "200": _callback("The request, without personal data.", {}),
-                    "404": _error("No request with this reference for this key."),
-                    **AUTH_ERRORS,
-                },
-            }
-        },
-        "/api/v1/callbacks/{reference}/cancel": {
-            "post": {
-                "operationId": "cancelCallback",
-                "summary": "Cancel a request that nobody is calling yet",
-                "parameters": [REFERENCE],
-                "responses": {
-                    "200": _callback("Cancelled.", {}),
-                    "404": _error("No request with this reference for this key."),
-                    "409": _error("The request is being called or is closed."),
-                    **BODY_ERRORS,
-                    **AUTH_ERRORS,
-                },
-            }
-        },
-        "/api/v1/callbacks/{reference}/tokens": {
-            "post": {
-                "operationId": "issueCallToken",
-                "summary": "A join link or media token for the request's video call",
-                "description": "Needs the calls:write scope. Makes the room if "
-                "the open video request has no running call.",
-                "parameters": [REFERENCE],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": CALL_TOKEN_REQUEST}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "The link or token; never logged or kept.",
-                        "content": {
-                            "application/json": {"schema": CALL_TOKEN_RESPONSE}
-                        },
-                    },
-                    "404": _error("No request with this reference for this key."),
-                    "409": _error("The request is closed or not a video request."),
-                    "410": _error("The request's call has ended."),
-                    "503": _error("The media node cannot be reached."),
-                    **BODY_ERRORS,
-                    **AUTH_ERRORS,
-                },
-            }
-        },
-        "/api/v1/openapi.json": {
-            "get": {
-                "operationId": "getOpenApi",
-                "summary": "This document",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "The OpenAPI document.",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        },
-    }

@@ -13,8 +13,14 @@ from aiohttp.typedefs import Handler
 
 from beeldbel.config import media_nodes
 from beeldbel.http import hide_server_version
+from controlplane.api import is_api, problem_response
 from controlplane.app.health import PROBE_PATHS
-from controlplane.base.errors import ControlPlaneError, CsrfFailed, RateLimited
+from controlplane.base.errors import (
+    ControlPlaneError,
+    CsrfFailed,
+    RateLimited,
+    ValidationFailed,
+)
 from controlplane.base.i18n import CATALOG, Catalog, request_language
 from controlplane.base.metrics import METRICS
 from controlplane.base.rendering import render
@@ -151,6 +157,16 @@ def _error_response(
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    if is_api(request):
+        return problem_response(
+            request,
+            status,
+            code,
+            exc.message if exc else message,
+            details=details,
+            errors=exc.errors if isinstance(exc, ValidationFailed) else (),
+            headers=headers,
+        )
     if _wants_json(request):
         body: dict[str, object] = {
             "code": code,

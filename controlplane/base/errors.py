@@ -1,13 +1,16 @@
 """Errors the control plane shows to people and programs.
 
-Handlers raise these; the error middleware turns them into a page or a JSON body
-``{"error": {"code", "message"}}`` with the status. Messages are Dutch-first
-translation keys where a citizen may see them.
+Handlers raise these; the error middleware turns them into a page, a JSON body
+``{"error": {"code", "message"}}`` or, under /api/v1, RFC 9457 problem details,
+with the status. Messages are Dutch-first translation keys where a citizen may
+see them.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 
 class ControlPlaneError(Exception):
@@ -25,11 +28,40 @@ class BadRequest(ControlPlaneError):
     status = 400
 
 
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """What is wrong where: a body member (``path`` into the JSON) or a query
+    parameter, with a machine ``code`` (``required``, ``wrong_type``…)."""
+
+    where: Literal["body", "query"]
+    path: tuple[str | int, ...]
+    code: str
+    detail: str
+
+
 class ValidationFailed(ControlPlaneError):
-    """One or more fields are wrong; ``details`` maps field to message."""
+    """One or more fields are wrong; ``details`` maps field to message and
+    ``errors`` says precisely where (derived from ``details`` when not given)."""
 
     code = "validation_failed"
     status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, str] | None = None,
+        errors: Sequence[FieldError] = (),
+    ) -> None:
+        if details is None:
+            details = {}
+            for error in errors:
+                details.setdefault(str(error.path[0]), error.detail)
+        super().__init__(message, details=details)
+        self.errors = tuple(errors) or tuple(
+            FieldError("body", (field,), "invalid", text)
+            for field, text in self.details.items()
+        )
 
 
 class Unauthorized(ControlPlaneError):

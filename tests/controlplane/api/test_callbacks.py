@@ -312,17 +312,18 @@ async def test_wrong_method_and_unknown_route_are_json(
     sqlite_url, make_config, aiohttp_client
 ):
     client = await aiohttp_client(create_app(make_config(sqlite_url)))
-    for method, path, status in (
-        ("DELETE", "/api/v1/callbacks", 405),
-        ("GET", "/api/v1/callbacks", 405),
-        ("GET", "/api/v1/nothing", 404),
-        ("GET", "/api/v1/callbacks/BB-2222-2222/extra", 404),
+    for method, path, status, allow in (
+        # GET lists the key's requests (issue 13)
+        ("DELETE", "/api/v1/callbacks", 405, "GET,HEAD,POST"),
+        ("GET", "/api/v1/callbacks/BB-2222-2222/cancel", 405, "POST"),
+        ("GET", "/api/v1/nothing", 404, None),
+        ("GET", "/api/v1/callbacks/BB-2222-2222/extra", 404, None),
     ):
         response = await client.request(method, path)
         assert response.status == status, path
         assert (await response.json())["error"]["code"]
         if status == 405:
-            assert response.headers["Allow"] == "POST"
+            assert response.headers["Allow"] == allow
             assert "not" in (await response.json())["error"]["message"]
 
 
