@@ -24,7 +24,7 @@ from aiohttp import web
 
 from beeldbel.assets import STATIC
 from controlplane.base.errors import ControlPlaneError
-from controlplane.base.rendering import page_context
+from controlplane.base.rendering import page_context, render
 from controlplane.base.settings import CONFIG
 from controlplane.pilot.dashboard_view import figures_context
 from controlplane.pilot.exports import audit_download, period_of
@@ -76,9 +76,7 @@ async def _report(request: web.Request) -> tuple[StaffUser, Period, dict[str, An
 
 async def report_page(request: web.Request) -> web.Response:
     _user, _period, context = await _report(request)
-    return aiohttp_jinja2.render_template(
-        TEMPLATE, request, {**page_context(request), **context, "for_pdf": False}
-    )
+    return render(request, TEMPLATE, {**context, "for_pdf": False})
 
 
 async def report_pdf(request: web.Request) -> web.Response:
