@@ -23,6 +23,7 @@ import structlog
 
 from beeldbel.config import WebhooksConfig
 from controlplane.base.metrics import Metrics
+from controlplane.security.secret_box import SecretUnreadable
 from controlplane.storage.database import Database
 from controlplane.webhooks import outbox
 from controlplane.webhooks.endpoints import signing_secrets
@@ -85,16 +86,17 @@ class Drainer:
         return len(taken)
 
     async def _deliver(self, row: Any, now: datetime) -> None:
-        message = Message(
-            row.id,
-            row.message_id,
-            row.url,
-            row.payload,
-            signing_secrets(row, self._secret_key, now),
-        )
-        started = time.monotonic()
-        result = await self._sender.send(message)
-        self._metrics.webhook_delivery_duration.observe(time.monotonic() - started)
+        try:
+            secrets = signing_secrets(row, self._secret_key, now)
+        except SecretUnreadable:
+            # another secret_key than the one that sealed it: retried, then dead
+            result = "secret_unreadable"
+        else:
+            message = Message(row.id, row.message_id, row.url, row.payload, secrets)
+            started = time.monotonic()
+            result = await self._sender.send(message)
+            elapsed = time.monotonic() - started
+            self._metrics.webhook_delivery_duration.observe(elapsed)
         async with self._db.write() as conn:
             outcome = await outbox.settle(
                 conn, self._config, row, result, datetime.now(UTC)

@@ -60,9 +60,23 @@ async def integrator(
     allow_private: bool = True,
 ) -> tuple[int, Endpoint, str]:
     """An API key with one endpoint at ``url``: (key id, endpoint, secret)."""
-    _key, key_id = await create_api_key_with_id(db, "CRM", ("callbacks:write",))
-    prefix = _key.split("_")[1]
+    _key, key_id, endpoint, secret = await integrator_with_key(
+        db, url, types, allow_private=allow_private
+    )
+    return key_id, endpoint, secret
+
+
+async def integrator_with_key(
+    db: Database,
+    url: str,
+    types: Sequence[str] = EVENT_TYPES,
+    *,
+    allow_private: bool = True,
+) -> tuple[str, int, Endpoint, str]:
+    """:func:`integrator`, with the full API key first."""
+    key, key_id = await create_api_key_with_id(db, "CRM", ("callbacks:write",))
+    prefix = key.split("_")[1]
     endpoint, secret = await add_endpoint(
         db, SECRET_KEY, prefix, url, tuple(types), allow_private=allow_private
     )
-    return key_id, endpoint, secret
+    return key, key_id, endpoint, secret
