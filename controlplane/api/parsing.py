@@ -66,9 +66,9 @@ def failure(errors: list[FieldError]) -> ValidationFailed:
     """One :class:`ValidationFailed` for ``errors``; the message names the first."""
     first = errors[0]
     name = str(first.path[0])
-    if first.code == "unknown_field":
-        return ValidationFailed(f"unknown field {name!r}", errors=errors)
     noun = "parameter" if first.where == "query" else "field"
+    if first.code == "unknown_field":
+        return ValidationFailed(f"unknown {noun} {name!r}", errors=errors)
     return ValidationFailed(f"invalid {noun} {name!r}; see details", errors=errors)
 
 
@@ -77,7 +77,10 @@ def _field_error(error: ErrorDetails, where: Literal["body", "query"]) -> FieldE
     code = _CODES.get(kind, "wrong_type" if kind.endswith("_type") else "invalid")
     # a failed member of a union is reported once per branch: name the field
     path = tuple(p for p in error["loc"] if not _is_branch(p))
-    return FieldError(where, path or ("",), code, _message(error))
+    detail = _message(error)
+    if code == "unknown_field":
+        detail = "unknown parameter" if where == "query" else "unknown field"
+    return FieldError(where, path or ("",), code, detail)
 
 
 def _is_branch(part: str | int) -> bool:
@@ -89,8 +92,6 @@ def _is_branch(part: str | int) -> bool:
 def _message(error: ErrorDetails) -> str:
     """pydantic's message, made to read as ours (it never repeats the input)."""
     message = error["msg"]
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
     if error["type"] == "missing":
         return "required"
     return message.removeprefix("Value error, ")

@@ -136,3 +136,13 @@ async def test_listing_needs_the_read_scope(client):
     response = await client.get("/api/v1/callbacks", headers=_auth(writer))
     assert response.status == 403
     assert (await client.get("/api/v1/callbacks")).status == 401
+
+
+async def test_an_unknown_parameter_is_called_a_parameter(client):
+    mine, _ = await _keys(client)
+    response = await client.get("/api/v1/callbacks?colour=red", headers=_auth(mine))
+    problem = await response.json()
+    assert problem["detail"] == "unknown parameter 'colour'"
+    assert problem["errors"] == [
+        {"parameter": "colour", "code": "unknown_field", "detail": "unknown parameter"}
+    ]
