@@ -6,7 +6,8 @@ in the transaction of the change they tell of, and the lease-holding drainer
 that delivers them at least once, in order per request, with retries and a
 dead letter. Offers :func:`callback_event` and :func:`request_closed` to the
 packages that change requests and calls, the endpoint and replay operations to
-the CLI and admin pages, and :func:`setup` to run the drainer in the app.
+the CLI and admin pages, the events' typed bodies (:data:`EVENT_MODELS`) to the
+OpenAPI document, and :func:`setup` to run the drainer in the app.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from controlplane.webhooks.events import (
     request_closed,
 )
 from controlplane.webhooks.outbox import dead_letters, depth, replay
+from controlplane.webhooks.payloads import EVENT_MODELS
 
 DRAINER = web.AppKey("webhook_drainer", Drainer)
 
@@ -63,6 +65,7 @@ __all__ = [
     "CALLBACK_EVENTS",
     "CALL_EVENTS",
     "DRAINER",
+    "EVENT_MODELS",
     "EVENT_TYPES",
     "Drainer",
     "Endpoint",

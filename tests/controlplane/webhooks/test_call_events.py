@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from controlplane.app.factory import create_app
 from controlplane.storage.database import DB
 from controlplane.storage.schema import webhook_outbox
+from controlplane.webhooks import EVENT_MODELS, EVENT_TYPES
+from controlplane.webhooks.payloads import example
 from tests.controlplane.mail import smtp  # noqa: F401 (a fixture)
 from tests.controlplane.video_calls import (
     ADDRESS,
@@ -77,6 +79,9 @@ async def test_a_call_switched_to_the_phone_is_told(
         "call.ended",
         "call.switched_to_phone",
     ]
+    models = {name: model for name, _summary, model in EVENT_MODELS}
+    for event in told:
+        models[event["type"]].model_validate(event)  # as documented
     ended = told[5]["data"]
     assert ended["call"]["outcome"] == "switched_to_phone"
     assert ended["call"]["quality"]["connection_type"] == "unknown"
@@ -84,3 +89,12 @@ async def test_a_call_switched_to_the_phone_is_told(
     text = json.dumps(told)
     for personal in ("Canary Burger", ADDRESS, "612345678", room_id):
         assert personal not in text
+
+
+def test_every_event_type_is_documented_with_an_example_that_validates():
+    assert [name for name, _summary, _model in EVENT_MODELS] == list(EVENT_TYPES)
+    for name, summary, model in EVENT_MODELS:
+        assert summary
+        schema = model.model_json_schema()
+        assert schema["examples"] == [example(name)]
+        model.model_validate(example(name))
