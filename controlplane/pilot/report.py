@@ -10,6 +10,7 @@ PDF is the same page laid out by WeasyPrint with its print stylesheet
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import re
 from datetime import datetime
@@ -45,6 +46,9 @@ class PdfUnavailable(ControlPlaneError):
 
 
 log = structlog.get_logger()
+# WeasyPrint warns on each PDF about the site's screen-only CSS it does not know
+# (accent-color, prefers-reduced-motion…); its errors still reach the log
+logging.getLogger("weasyprint").setLevel(logging.ERROR)
 #: One PDF is laid out at a time: it takes a core for a second or so.
 _PDF_TURN = web.AppKey("pilot_pdf_turn", asyncio.Semaphore)
 
