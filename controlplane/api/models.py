@@ -183,7 +183,9 @@ class CallbackQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: StateName | None = Field(default=None, description="Only this state.")
+    status: StateName | None = Field(
+        default=None, description="Only this state.", examples=["new"]
+    )
     since: Moment | None = Field(
         default=None,
         description="Only requests changed at or after this moment (with offset).",
@@ -193,8 +195,11 @@ class CallbackQuery(BaseModel):
         default=None,
         max_length=200,
         description="The next_cursor of the previous page; opaque.",
+        examples=[CALLBACK_PAGE_EXAMPLE["next_cursor"]],
     )
-    limit: int = Field(default=50, ge=1, le=100, description="Items per page.")
+    limit: int = Field(
+        default=50, ge=1, le=100, description="Items per page.", examples=[20]
+    )
 
 
 class SlotQuery(BaseModel):

@@ -176,9 +176,9 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _example(model: type[BaseModel]) -> Any:
     extra = model.model_config.get("json_schema_extra")
-    assert isinstance(extra, dict), f"{model.__name__} has no example"  # noqa: S101
-    examples = extra["examples"]
-    assert isinstance(examples, list)  # noqa: S101
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not isinstance(examples, list) or not examples:
+        raise TypeError(f"{model.__name__} needs an example in json_schema_extra")
     return examples[0]
 
 
@@ -247,6 +247,8 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
         if branches:
             field.update(branches[0])
         field.pop("title", None)
+        if field.get("default", "") is None:  # absent, not the JSON null
+            del field["default"]
         description = field.pop("description", "")
         example = field.pop("examples", [None])[0]
         parameter = {

@@ -55,6 +55,9 @@ def test_every_operation_has_tags_and_whole_examples():
         for method, operation in item.items():
             where = f"{method} {path}"
             assert set(operation["tags"]) <= tags, where
+            for parameter in operation.get("parameters", []):
+                assert "example" in parameter, f"{where} {parameter['name']}"
+                assert parameter["schema"].get("default", "") is not None, where
             body = operation.get("requestBody", {}).get("content", {})
             for media in body.values():
                 assert "example" in media, where
