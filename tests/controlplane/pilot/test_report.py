@@ -186,6 +186,8 @@ async def test_the_report_page_shows_the_same_rows_in_english(client):
     flat = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
     for row in await expected_rows(client, period, "en"):
         assert row in flat, row
+    untranslated = re.findall(r"\b(?:report|pilot|dashboard|console)_[a-z_0-9]+", flat)
+    assert not untranslated, "a key without a text shows as the key"
     assert 'href="/staff/report.pdf?' in page
     assert "/staff/export/calls.csv?" in page
 
