@@ -34,6 +34,8 @@ log = structlog.get_logger()
 
 #: Rows sent side by side in one round at most.
 BATCH = 50
+#: Seconds between deletions of long-delivered rows (by the lease holder).
+PRUNE_EVERY = 3600.0
 
 
 class Drainer:
@@ -61,11 +63,15 @@ class Drainer:
     async def run(self) -> None:
         """Drain every ``poll_ms`` until cancelled; errors are logged, not fatal."""
         pause = self._config.poll_ms / 1000
+        next_prune = time.monotonic()
         try:
             while True:
                 try:
                     if await self.lease.hold():
                         await self.drain_once()
+                        if time.monotonic() >= next_prune:
+                            await outbox.prune(self._db)
+                            next_prune = time.monotonic() + PRUNE_EVERY
                     await self.refresh_gauges()
                 except Exception:
                     log.exception("webhook_drain_failed")

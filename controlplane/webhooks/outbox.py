@@ -26,6 +26,8 @@ from controlplane.webhooks.errors import EndpointInvalid
 
 _out = webhook_outbox
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+#: How long a delivered row is kept (to look into a complaint), then deleted.
+KEEP_DELIVERED = timedelta(days=7)
 
 
 async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[Any]:
@@ -184,3 +186,16 @@ async def dead_letters(db: Database, endpoint_id: int | None = None) -> list[Any
         query = query.where(_out.c.endpoint_id == endpoint_id)
     async with db.read() as conn:
         return list((await conn.execute(query.order_by(_out.c.id))).all())
+
+
+async def prune(db: Database, now: datetime | None = None) -> int:
+    """Delete rows delivered more than :data:`KEEP_DELIVERED` ago; returns how
+    many (the outbox does not grow without end)."""
+    cutoff = (now or datetime.now(UTC)) - KEEP_DELIVERED
+    async with db.write() as conn:
+        result = await conn.execute(
+            sa.delete(_out).where(
+                _out.c.state == DELIVERED, _out.c.delivered_at < cutoff
+            )
+        )
+    return int(result.rowcount)

@@ -5,10 +5,13 @@ retried with backoff, dead-lettered and replayed, in order per request."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+import trustme
 from standardwebhooks.webhooks import Webhook
 
 from beeldbel.config import WebhooksConfig
@@ -22,6 +25,7 @@ from controlplane.webhooks import (
     replay,
     rotate_secret,
 )
+from controlplane.webhooks.outbox import prune
 from tests.controlplane.requests.test_queue import add_user
 from tests.controlplane.sample_requests import NAME, add_request
 from tests.controlplane.webhooks.receivers import (
@@ -174,4 +178,45 @@ async def test_during_a_rotation_both_secrets_sign(db, aiohttp_server):
     assert len(headers["webhook-signature"].split(" ")) == 2
     for secret in (old, new):
         assert json.loads(body) == Webhook(secret).verify(body, headers)
+    await d.close()
+
+
+async def test_https_to_a_receiver_whose_certificate_is_trusted(db, aiohttp_server):
+    """Over TLS, as in production: the certificate is checked (a trustme CA)."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    receiver = Receiver()
+    receiver.server = await aiohttp_server(
+        receiver.app(), host="127.0.0.1", ssl=server_tls
+    )
+    url = receiver.url.replace("http://", "https://")
+    key_id, _endpoint, secret = await integrator(db, url)
+    await add_request(db, source="api", api_key_id=key_id)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    d = Drainer(db, FAST, Metrics(), SECRET_KEY, ssl_context=client_tls)
+    await drain_until(d, lambda: receiver.got)
+    headers, body = receiver.got[0]
+    assert Webhook(secret).verify(body, headers)["type"] == "callback.created"
+    await d.close()
+
+    untrusting = Drainer(db, FAST, Metrics(), SECRET_KEY)
+    await add_request(db, source="api", api_key_id=key_id)
+    await untrusting.drain_once()
+    assert len(receiver.got) == 1, "an untrusted certificate gets nothing"
+    assert (await outbox_rows(db))[-1].last_error == "connection_failed"
+    await untrusting.close()
+
+
+async def test_delivered_rows_are_pruned_after_a_week(db, aiohttp_server):
+    receiver = await start(aiohttp_server, Receiver())
+    key_id, _endpoint, _secret = await integrator(db, receiver.url)
+    await add_request(db, source="api", api_key_id=key_id)
+    d = drainer(db)
+    await drain_until(d, lambda: receiver.got)
+    await add_request(db, source="api", api_key_id=key_id)  # still pending
+    assert await prune(db, datetime.now(UTC) + timedelta(days=6)) == 0
+    assert await prune(db, datetime.now(UTC) + timedelta(days=8)) == 1
+    assert [r.state for r in await outbox_rows(db)] == ["pending"]
     await d.close()
