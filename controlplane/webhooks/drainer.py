@@ -54,6 +54,7 @@ class Drainer:
         self._secret_key = secret_key
         holder = f"{socket.gethostname()[:40]}-{uuid.uuid4().hex[:12]}"
         self.lease = Lease(db, holder, config.lease_seconds)
+        self._next_prune = time.monotonic()
         self._sender = Sender(
             timeout_seconds=config.timeout_seconds,
             allow_private=config.allow_private_addresses,
@@ -63,21 +64,27 @@ class Drainer:
     async def run(self) -> None:
         """Drain every ``poll_ms`` until cancelled; errors are logged, not fatal."""
         pause = self._config.poll_ms / 1000
-        next_prune = time.monotonic()
         try:
             while True:
                 try:
-                    if await self.lease.hold():
-                        await self.drain_once()
-                        if time.monotonic() >= next_prune:
-                            await outbox.prune(self._db)
-                            next_prune = time.monotonic() + PRUNE_EVERY
-                    await self.refresh_gauges()
+                    await self._round()
                 except Exception:
                     log.exception("webhook_drain_failed")
                 await asyncio.sleep(pause)
         finally:
             await self._sender.close()
+
+    async def _round(self) -> None:
+        """The gauges always; the lease and a drain only while something is
+        pending (an idle desk writes nothing)."""
+        if not await self.refresh_gauges():
+            return
+        if not await self.lease.hold():
+            return
+        await self.drain_once()
+        if time.monotonic() >= self._next_prune:
+            await outbox.prune(self._db)
+            self._next_prune = time.monotonic() + PRUNE_EVERY
 
     async def drain_once(self) -> int:
         """One round: send what is due; returns how many were tried."""
@@ -117,11 +124,13 @@ class Drainer:
             outcome=outcome,
         )
 
-    async def refresh_gauges(self) -> None:
+    async def refresh_gauges(self) -> int:
+        """Set the outbox gauges; returns how many rows are pending."""
         depth = await outbox.depth(self._db)
         self._metrics.webhook_outbox.labels(outbox.PENDING).set(depth.pending)
         self._metrics.webhook_outbox.labels(outbox.DEAD).set(depth.dead)
         self._metrics.webhook_oldest_pending.set(depth.oldest_seconds)
+        return depth.pending
 
     async def close(self) -> None:
         await self._sender.close()

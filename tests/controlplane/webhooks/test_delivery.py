@@ -220,3 +220,20 @@ async def test_delivered_rows_are_pruned_after_a_week(db, aiohttp_server):
     assert await prune(db, datetime.now(UTC) + timedelta(days=8)) == 1
     assert [r.state for r in await outbox_rows(db)] == ["pending"]
     await d.close()
+
+
+async def test_the_gauges_tell_depth_and_the_oldest_wait(db, aiohttp_server):
+    receiver = await start(aiohttp_server, Receiver((503, 200)))
+    key_id, _endpoint, _secret = await integrator(db, receiver.url)
+    await add_request(db, source="api", api_key_id=key_id)
+    metrics = Metrics()
+    d = drainer(db, metrics=metrics)
+    assert await d.refresh_gauges() == 1
+    assert metrics.webhook_outbox.labels("pending")._value.get() == 1
+    assert metrics.webhook_oldest_pending._value.get() > 0
+    await drain_until(d, lambda: len(receiver.got) == 2)
+    assert await d.refresh_gauges() == 0
+    assert metrics.webhook_oldest_pending._value.get() == 0
+    assert metrics.webhook_deliveries.labels("retried")._value.get() == 1
+    assert metrics.webhook_delivery_duration._sum.get() > 0
+    await d.close()
