@@ -4,6 +4,7 @@ retried with backoff, dead-lettered and replayed, in order per request."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import ssl
 from collections.abc import Callable
@@ -113,14 +114,7 @@ async def test_dead_letter_after_the_give_up_time_and_replay(db, aiohttp_server)
     receiver = await start(aiohttp_server, Receiver((503,)))
     key_id, endpoint, _secret = await integrator(db, receiver.url)
     await add_request(db, source="api", api_key_id=key_id)
-    config = WebhooksConfig(
-        retry_base_ms=50,
-        poll_ms=10,
-        allow_private_addresses=True,
-        give_up_after_seconds=1,
-        timeout_seconds=2,
-        lease_seconds=5,
-    )
+    config = dataclasses.replace(FAST, retry_base_ms=50, give_up_after_seconds=1)
     metrics = Metrics()
     d = drainer(db, config, metrics)
 
