@@ -61,17 +61,8 @@ async def test_an_event_outlives_a_killed_control_plane(
     key, _key_id, _endpoint, _secret = await integrator_with_key(
         db, str(server.make_url("/hook")), ("callback.created",)
     )
-    port, metrics_port = _free_ports(2)
-    base_url = f"http://127.0.0.1:{port}"
-    toml = tmp_path / "beeldbel.toml"
-    toml.write_text(
-        f'[server]\nport = {port}\npublic_url = "{base_url}"\n'
-        f'data_dir = "{tmp_path / "data"}"\n'
-        f"[tls]\nenabled = false\n[metrics]\nport = {metrics_port}\n"
-        f'[security]\nsecret_key = "{SECRET_KEY.decode()}"\n'
-        "[webhooks]\nallow_private_addresses = true\ntimeout_seconds = 5\n"
-        "lease_seconds = 6\npoll_ms = 50\nretry_base_ms = 50\n"
-    )
+    base_url = f"http://127.0.0.1:{_free_ports(1)[0]}"
+    toml = _config(tmp_path, base_url)
     env = {"PATH": "/usr/bin:/bin", "BEELDBEL_DATABASE_URL": db_url}
     plane = ControlPlane(toml, env, tmp_path / "controlplane.log")
     try:
@@ -100,3 +91,74 @@ async def test_an_event_outlives_a_killed_control_plane(
     assert len(set(receiver.arrivals)) == 1, "the same message both times"
     assert len(receiver.arrivals) == 2
     assert VALID["name"] not in json.dumps(receiver.arrivals)
+
+
+def _config(tmp_path: Path, base_url: str, name: str = "beeldbel") -> Path:
+    """A control plane's config at ``base_url``: webhooks to loopback allowed,
+    short timeout, lease and backoff; the secret key the tests seal with."""
+    port = base_url.rsplit(":", 1)[1]
+    toml = tmp_path / f"{name}.toml"
+    toml.write_text(
+        f'[server]\nport = {port}\npublic_url = "{base_url}"\n'
+        f'data_dir = "{tmp_path / name}"\n'
+        f"[tls]\nenabled = false\n[metrics]\nport = 0\n"
+        f'[security]\nsecret_key = "{SECRET_KEY.decode()}"\n'
+        "[webhooks]\nallow_private_addresses = true\ntimeout_seconds = 5\n"
+        "lease_seconds = 6\npoll_ms = 50\nretry_base_ms = 50\n"
+    )
+    return toml
+
+
+async def test_two_control_planes_send_each_event_once(
+    db, db_url, tmp_path: Path, aiohttp_server
+):
+    """Both processes drain one outbox: every event is acknowledged once, and no
+    event is ever being sent by both at the same time."""
+    in_flight: dict[str, int] = {}
+    overlaps: list[str] = []
+    acknowledged: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        message_id = request.headers["webhook-id"]
+        in_flight[message_id] = in_flight.get(message_id, 0) + 1
+        if in_flight[message_id] > 1:
+            overlaps.append(message_id)
+        await asyncio.sleep(0.05)  # a slow receiver: tries would overlap
+        in_flight[message_id] -= 1
+        acknowledged.append(message_id)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", slow)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    key, _key_id, _endpoint, _secret = await integrator_with_key(
+        db, str(server.make_url("/hook"))
+    )
+    env = {"PATH": "/usr/bin:/bin", "BEELDBEL_DATABASE_URL": db_url}
+    urls = [f"http://127.0.0.1:{port}" for port in _free_ports(2)]
+    planes = [
+        ControlPlane(_config(tmp_path, url, f"cp{i}"), env, tmp_path / f"cp{i}.log")
+        for i, url in enumerate(urls)
+    ]
+    try:
+        for plane, url in zip(planes, urls, strict=True):
+            await plane.start(url)
+        async with aiohttp.ClientSession() as session:
+            for i in range(10):
+                response = await session.post(
+                    f"{urls[i % 2]}/api/v1/callbacks",
+                    json=VALID,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert response.status == 201, await response.text()
+
+        async def all_delivered() -> bool:
+            states = await outbox_states(db)
+            return len(states) == 10 and {s for _t, s in states} == {"delivered"}
+
+        await wait_for(all_delivered, 30, "every event delivered")
+    finally:
+        for plane in planes:
+            await plane.stop()
+    assert overlaps == []
+    assert len(acknowledged) == len(set(acknowledged)) == 10
