@@ -46,6 +46,11 @@ TAGS = [
     {"name": "desk", "description": "What a new request may ask for."},
     {"name": "calls", "description": "Joining a request's video call."},
     {"name": "meta", "description": "This document."},
+    {
+        "name": "webhooks",
+        "description": "Events sent to the endpoints of the key that created "
+        "the request, signed as the Standard Webhooks specification says.",
+    },
 ]
 
 
@@ -333,6 +338,7 @@ def _webhooks() -> dict[str, Any]:
                 "operationId": f"webhook_{event.name.replace('.', '_')}",
                 "tags": ["webhooks"],
                 "summary": event.summary,
+                "parameters": WEBHOOK_HEADERS,
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -380,3 +386,31 @@ IDEMPOTENCY_KEY = {
     },
     "example": "crm-ticket-48151",
 }
+#: The Standard Webhooks headers every delivery carries.
+WEBHOOK_HEADERS = [
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": True,
+        "description": "The event's id: the same on every retry; de-duplicate on it.",
+        "schema": {"type": "string"},
+        "example": "msg_2b7f3c9e1a4d4e0f8c6b5a3d2e1f0a9b",
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": True,
+        "description": "When this attempt was signed, in Unix seconds.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "example": "1772443900",
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": True,
+        "description": "v1,<base64 HMAC-SHA256 of id.timestamp.body>; during a "
+        "secret's rotation, one per secret, space-separated.",
+        "schema": {"type": "string"},
+        "example": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+    },
+]

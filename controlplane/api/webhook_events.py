@@ -2,11 +2,11 @@
 
 The one place where the document learns of webhooks: each
 :class:`WebhookEvent` names an event type (``callback.created``…), says in a
-line when it is sent, and gives the pydantic model of its payload, whose
+line when it is sent, and gives the pydantic model of its body, whose
 ``json_schema_extra`` holds one whole example (as every model in
-:mod:`controlplane.api.models` does). :data:`WEBHOOK_EVENTS` is filled from the
-webhooks package's own event models, so the document cannot drift from what is
-sent; until then the section is empty.
+:mod:`controlplane.api.models` does). They come from the webhooks package's own
+models (:data:`controlplane.webhooks.EVENT_MODELS`), which its tests hold
+against what it sends, so the document cannot drift from the events.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydantic import BaseModel
+
+from controlplane.webhooks import EVENT_MODELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,4 +26,6 @@ class WebhookEvent:
 
 
 #: Every event type an endpoint may subscribe to, in the order docs list them.
-WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ()
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = tuple(
+    WebhookEvent(name, summary, payload) for name, summary, payload in EVENT_MODELS
+)

@@ -21,6 +21,7 @@ from controlplane.requests import (
     PREFERRED,
     State,
 )
+from controlplane.webhooks import CALL_EVENTS, CALLBACK_EVENTS
 
 
 def test_literal_types_name_the_domains_values():
@@ -116,3 +117,16 @@ def test_a_webhook_event_appears_under_webhooks_with_its_example(monkeypatch):
     assert media["schema"] == {"$ref": "#/components/schemas/CallbackCreated"}
     assert media["example"] == {"type": "x"}
     assert "CallbackCreated" in doc["components"]["schemas"]
+
+
+def test_every_webhook_event_is_documented_with_its_example():
+    webhooks = document()["webhooks"]
+    assert list(webhooks) == [*CALLBACK_EVENTS, *CALL_EVENTS]
+    schemas = document()["components"]["schemas"]
+    for name, item in webhooks.items():
+        media = item["post"]["requestBody"]["content"]["application/json"]
+        assert media["example"]["type"] == name
+        assert media["schema"]["$ref"].rsplit("/", 1)[1] in schemas
+        assert set(item["post"]["tags"]) <= {tag["name"] for tag in document()["tags"]}
+        headers = {p["name"] for p in item["post"]["parameters"]}
+        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}

@@ -36,7 +36,12 @@ from controlplane.storage.database import DB
 
 schema = schemathesis.openapi.from_dict(document())
 schema.config.generation.update(
-    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=60
+    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+    max_examples=60,
+    # every call carries the test's key (missing and bad keys have tests of their
+    # own): a case whose only "invalid" part is a dropped Authorization header
+    # would reach the API valid, and a 200 to it is no fault
+    with_security_parameters=False,
 )
 
 
