@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from controlplane import webhooks
 from controlplane.api import idempotency
 from controlplane.api.access import (
     BASE,
@@ -172,6 +173,8 @@ async def cancel_callback(request: web.Request) -> web.Response:
             api_key_id=key.id,
             from_state=row["state"],
         )
+        # the key's own webhook endpoints hear it too, in the same transaction
+        await webhooks.request_closed(conn, row["id"], State.CANCELLED.value)
         row = await select_own(conn, reference, key)
     cancelled = (State.CANCELLED.value, CANCEL_OUTCOME, row["channel"])
     request.app[METRICS].outcomes.labels(*cancelled).inc()

@@ -20,7 +20,8 @@ SUMMARIES = {
     "callback.attempted": "An employee started calling the citizen (each attempt).",
     "callback.completed": "The request is closed after calls: state completed "
     "(with its outcome) or no_answer after the last attempt.",
-    "callback.cancelled": "The desk or the citizen cancelled the request.",
+    "callback.cancelled": "The desk, the citizen or the integrator cancelled the "
+    "request.",
     "callback.expired": "Nobody handled the request in time; it closed as expired.",
     "call.started": "The employee started the video call.",
     "call.citizen_joined": "The citizen is in the video call.",

@@ -1,6 +1,6 @@
 """Every way a request of an API key closes queues its event in the closing
 transaction: completed, no answer after the last attempt (told as completed,
-state no_answer), cancelled by the desk or the citizen, expired."""
+state no_answer), cancelled by the desk, the citizen or the integrator, expired."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from beeldbel.config import DeskConfig
+from controlplane.app.factory import create_app
 from controlplane.base.metrics import Metrics
 from controlplane.requests import (
     cancel,
@@ -21,10 +22,11 @@ from controlplane.requests import (
     start_attempt,
 )
 from controlplane.requests.self_service import cancel as citizen_cancel
-from controlplane.storage.schema import webhook_outbox
+from controlplane.storage.database import DB
+from controlplane.storage.schema import callback_requests, webhook_outbox
 from tests.controlplane.requests.test_queue import add_user
-from tests.controlplane.sample_requests import add_request
-from tests.controlplane.webhooks.receivers import integrator
+from tests.controlplane.sample_requests import VALID, add_request
+from tests.controlplane.webhooks.receivers import integrator, integrator_with_key
 
 
 async def last_event(db, request_id: int) -> tuple[str, dict[str, Any]]:
@@ -74,3 +76,25 @@ async def test_each_way_of_closing_is_told(db):
     assert await expire_overdue(db, metrics, desk, now=later) == [late]
     kind, data = await last_event(db, late)
     assert (kind, data["state"]) == ("callback.expired", "expired")
+
+
+async def test_a_cancel_over_the_api_is_told(aiohttp_client, make_config, db_url):
+    app = create_app(make_config(db_url))
+    client = await aiohttp_client(app)
+    key, _key_id, _endpoint, _secret = await integrator_with_key(
+        app[DB], "https://example.org/h"
+    )
+    auth = {"Authorization": f"Bearer {key}"}
+    created = await client.post("/api/v1/callbacks", json=VALID, headers=auth)
+    cancelled = await client.post(created.headers["Location"] + "/cancel", headers=auth)
+    assert cancelled.status == 200
+    reference = (await cancelled.json())["reference"]
+    async with app[DB].read() as conn:
+        request_id = await conn.scalar(
+            sa.select(callback_requests.c.id).where(
+                callback_requests.c.reference == reference
+            )
+        )
+    assert request_id is not None
+    kind, data = await last_event(app[DB], request_id)
+    assert (kind, data["outcome"]) == ("callback.cancelled", "cancelled_by_api")
