@@ -17,6 +17,7 @@ from controlplane.staff import (
     login,
     phone_entry,
     request_page,
+    webhooks_page,
 )
 from controlplane.staff.auth import StaffUser, require_staff
 from controlplane.staff.labels import Labels
@@ -32,6 +33,7 @@ def setup(app: web.Application) -> None:
     admin.setup(app)
     api_keys_page.setup(app)
     audit_page.setup(app)
+    webhooks_page.setup(app)
 
 
 __all__ = ["Labels", "StaffUser", "require_staff", "setup"]

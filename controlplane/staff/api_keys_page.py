@@ -68,8 +68,15 @@ async def _page(
         "done": "",
         **extra,
     }
-    response = render(request, "admin/api_keys.html", context, status=status)
-    # the page may hold a secret: never from a cache or the back button's store
+    return render_uncached(request, "admin/api_keys.html", context, status)
+
+
+def render_uncached(
+    request: web.Request, template: str, context: dict[str, Any], status: int
+) -> web.Response:
+    """A page that may hold a secret shown once: never from a cache or the back
+    button's store (also the webhooks page's)."""
+    response = render(request, template, context, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
 
