@@ -1,0 +1,1 @@
+"""Examples of programs that use Beeldbel from outside (see each folder's README)."""
