@@ -91,7 +91,7 @@ lint: install-test node-deps
 	node_modules/.bin/tsc -p web
 
 typecheck: install-test
-	$(BIN)/mypy beeldbel controlplane mediaserver tests bench scripts
+	$(BIN)/mypy beeldbel controlplane mediaserver tests bench scripts examples
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
