@@ -1,7 +1,8 @@
 """The integrator example (``examples/integrator``) against a real control plane
 (issue 13): the example runs as its own process, creates a phone callback over
 ``/api/v1`` and listens for webhooks on a local HTTPS receiver (a trustme
-certificate the control plane trusts through ``SSL_CERT_FILE``). A staff member
+certificate the control plane trusts through ``SSL_CERT_FILE``), registered as
+an admin does with ``beeldbel admin apikey-create`` and ``webhook-add``. A staff member
 signs in over HTTP and claims, calls and completes the request in the console;
 the example verifies every webhook's signature with ``standardwebhooks`` and
 stops once the request is closed."""
@@ -23,10 +24,9 @@ import trustme
 from controlplane.storage.schema import webhook_outbox
 from tests.controlplane.staff_accounts import add_staff_to
 from tests.controlplane.storage.test_durability import ControlPlane, _free_ports
-from tests.controlplane.webhooks.receivers import integrator_with_key
 from tests.deploy.desk_clients import PASSWORD, Browser
 from tests.deploy.test_webhook_outbox import _config
-from tests.helpers import wait_for
+from tests.helpers import beeldbel_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +81,20 @@ async def _run_example(
     return Example(process)
 
 
+async def _admin_registers(toml: Path, hook_url: str) -> tuple[str, str]:
+    """What an admin does for the integrator, as docs/api.md says: an API key,
+    and the receiver's URL as its webhook endpoint; (key, signing secret)."""
+    code, out = await beeldbel_cli(
+        toml, "admin", "apikey-create", "CRM", "--scope", "callbacks:write"
+    )
+    assert code == 0, out
+    key = out.split()[-1]
+    prefix = key.split("_")[1]
+    code, out = await beeldbel_cli(toml, "admin", "webhook-add", prefix, hook_url)
+    assert code == 0, out
+    return key, out.split()[-1]
+
+
 async def _work_the_request(browser: Browser, reference: str) -> None:
     """Claim, call and complete ``reference`` through the console's forms."""
     queue = await browser.page("/staff")
@@ -105,9 +119,11 @@ async def test_the_example_follows_a_phone_callback_to_its_end(
     ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(cert_file)
     api_port, hook_port = _free_ports(2)
     hook_url = f"https://127.0.0.1:{hook_port}/beeldbel"
-    key, _key_id, _endpoint, secret = await integrator_with_key(sqlite_db, hook_url)
     base_url = f"http://127.0.0.1:{api_port}"
     toml = _config(tmp_path, base_url)
+    with toml.open("a") as config:  # the CLI reads only the config file
+        config.write(f'[database]\nurl = "{sqlite_url}"\n')
+    key, secret = await _admin_registers(toml, hook_url)
     env = {
         "PATH": "/usr/bin:/bin",
         "BEELDBEL_DATABASE_URL": sqlite_url,
