@@ -53,23 +53,26 @@ async def _add(client: Any, page: str, url: str, *events: str) -> Any:
     return await _post(client, page, page, data)
 
 
-async def _dead_letter(client: Any, endpoint_id: int) -> None:
+def dead_letter(endpoint_id: int, message_id: str, event_type: str) -> Any:
+    """An outbox row given up on (shared with the browser test)."""
     now = datetime.now(UTC)
+    return sa.insert(webhook_outbox).values(
+        message_id=message_id,
+        endpoint_id=endpoint_id,
+        request_id=1,
+        event_type=event_type,
+        payload="{}",
+        state="dead",
+        attempts=17,
+        next_attempt_at=now,
+        created_at=now,
+        last_error="503",
+    )
+
+
+async def _dead_letter(client: Any, endpoint_id: int) -> None:
     async with client.server.app[DB].write() as conn:
-        await conn.execute(
-            sa.insert(webhook_outbox).values(
-                message_id="msg_dood",
-                endpoint_id=endpoint_id,
-                request_id=1,
-                event_type="callback.claimed",
-                payload="{}",
-                state="dead",
-                attempts=9,
-                next_attempt_at=now,
-                created_at=now,
-                last_error="503",
-            )
-        )
+        await conn.execute(dead_letter(endpoint_id, "msg_dood", "callback.claimed"))
 
 
 async def _state(client: Any, message_id: str) -> Any:
