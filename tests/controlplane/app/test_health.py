@@ -120,12 +120,15 @@ async def _take_away(db_url: str) -> Callable[[], Awaitable[None]]:
     name = url.database
     assert name is not None
     away = f"{name}_away"
+    # no new sessions first: the app's background loops (webhook drainer, purge)
+    # would otherwise reconnect between the terminate and the rename
+    await _on_pg_server(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
     await _end_connections(name)
     await _on_pg_server(f'ALTER DATABASE "{name}" RENAME TO "{away}"')
 
     async def rename_back() -> None:
-        await _end_connections(away)
         await _on_pg_server(f'ALTER DATABASE "{away}" RENAME TO "{name}"')
+        await _on_pg_server(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
     return rename_back
 
