@@ -140,6 +140,14 @@ async def test_an_admin_adds_rotates_replays_and_removes_an_endpoint(client):
     assert audit[2]["count"] == 1
     for text in (secret, new.group(1), "geheim", "hooks.example.org"):
         assert text not in str(audit)
+    # the audit log names these actions and their details in words
+    log = await (await client.get("/staff/admin/audit")).text()
+    for words in (
+        "Webhookadres toegevoegd",
+        "Ondertekengeheim vervangen",
+        "Webhookadres: ",
+    ):
+        assert words in log, words
 
 
 async def test_bad_endpoint_forms_get_a_message_at_the_field(sqlite_client):
