@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from controlplane.base.errors import NotFound
 from controlplane.base.settings import CONFIG
@@ -178,20 +179,34 @@ def _form_errors(
     key: dict[str, Any], url: str, events: tuple[str, ...], *, allow_private: bool
 ) -> dict[str, str]:
     errors: dict[str, str] = {}
-    schemes = ("https://", "http://") if allow_private else ("https://",)
     if key["revoked_at"] is not None:
         errors["url"] = "admin_webhooks_error_key_revoked"
-    elif not url:
-        errors["url"] = "admin_webhooks_error_url_missing"
-    elif len(url) > URL_MAX:
-        errors["url"] = "admin_webhooks_error_url_long"
-    elif not url.lower().startswith(schemes) or not url.isprintable():
-        errors["url"] = "admin_webhooks_error_url_https"
+    elif problem := _url_error(url, allow_private=allow_private):
+        errors["url"] = problem
     if not events:
         errors["event"] = "admin_webhooks_error_event_missing"
     elif any(event not in EVENT_TYPES for event in events):
         errors["event"] = "admin_webhooks_error_event_unknown"
     return errors
+
+
+def _url_error(url: str, *, allow_private: bool) -> str | None:
+    """What is wrong with the URL's form, each with its own message; whether its
+    address is public :func:`~controlplane.webhooks.add_endpoint` decides."""
+    if not url:
+        return "admin_webhooks_error_url_missing"
+    if len(url) > URL_MAX:
+        return "admin_webhooks_error_url_long"
+    schemes = ("https", "http") if allow_private else ("https",)
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "admin_webhooks_error_url_https"
+    if parsed.scheme not in schemes or not parsed.host or not url.isprintable():
+        return "admin_webhooks_error_url_https"
+    if parsed.user is not None or parsed.password is not None:
+        return "admin_webhooks_error_url_credentials"
+    return None
 
 
 async def rotate(request: web.Request) -> web.Response:

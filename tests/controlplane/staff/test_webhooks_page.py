@@ -159,6 +159,8 @@ async def test_bad_endpoint_forms_get_a_message_at_the_field(sqlite_client):
         ("https://10.0.0.1/hook", ["callback.created"], "url"),
         ("http://hooks.example.org/hook", ["callback.created"], "url"),
         ("", ["callback.created"], "url"),
+        ("https://", ["callback.created"], "url"),
+        ("https://gebruiker:wachtwoord@hooks.example.org/", ["call.ended"], "url"),
         ("https://hooks.example.org/hook", [], "event"),
         ("https://hooks.example.org/hook", ["callback.nonsense"], "event"),
     ):
@@ -167,6 +169,10 @@ async def test_bad_endpoint_forms_get_a_message_at_the_field(sqlite_client):
         html = await response.text()
         assert f'id="webhook-{field}-error"' in html, (url, events, html)
         assert "whsec_" not in html
+    credentials = await _add(
+        client, page, "https://a:b@hooks.example.org/", "call.ended"
+    )
+    assert "gebruikersnaam" in await credentials.text()
     refused = await _add(client, page, "https://127.0.0.1/hook", "call.ended")
     assert "openbaar" in await refused.text()
     english = await _add(client, page + "?lang=en", "https://[::1]/hook", "call.ended")
