@@ -100,6 +100,7 @@ async def test_an_admin_adds_rotates_replays_and_removes_an_endpoint(client):
     assert endpoint.event_types == ("callback.claimed", "call.ended")
     listing = await (await client.get(page)).text()
     assert secret not in listing, "the secret is shown once"
+    assert f'href="{KEYS}" aria-current="page"' in listing, "where we are: API keys"
     assert "hooks.example.org" in listing
     assert 'data-rotation="never"' in listing
 
