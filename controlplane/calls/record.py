@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controlplane.base.errors import Conflict, NotFound
 from controlplane.requests import Actor, get_request
@@ -159,6 +160,11 @@ def _record(row: Any) -> CallRecord:
 # storage
 
 
+#: Work done in the transaction that writes a record (its id given): the audit
+#: entry and the webhook events, so they exist if and only if the change does.
+InTransaction = Callable[[AsyncConnection, int], Awaitable[None]]
+
+
 async def create_call_record(
     db: Database,
     *,
@@ -166,8 +172,10 @@ async def create_call_record(
     request_id: int | None,
     started_at: datetime | None = None,
     media_node: str | None = None,
+    then: InTransaction | None = None,
 ) -> int:
-    """The id of ``room_id``'s record; made on the first call (idempotent)."""
+    """The id of ``room_id``'s record; made on the first call (idempotent), with
+    ``then`` in the transaction that makes it."""
     existing = await find_by_room(db, room_id)
     if existing is not None:
         return existing.id
@@ -188,6 +196,8 @@ async def create_call_record(
                 )
             ).scalar_one()
             record_id = int(record_id)
+            if then is not None:
+                await then(conn, record_id)
     except IntegrityError:
         # made at the same moment by another worker
         again = await find_by_room(db, room_id)
@@ -272,6 +282,7 @@ async def _update(
     *,
     once: str = "",
     audited: Mapping[str, Any] | None = None,
+    then: InTransaction | None = None,
 ) -> None:
     """Update a record; with ``once``, only while that column is still empty; with
     ``audited`` (:func:`audit.record`'s arguments), audited in the same transaction.
@@ -283,6 +294,8 @@ async def _update(
         result = await conn.execute(statement.values(**values))
         if result.rowcount == 1 and audited is not None:
             await audit.record(conn, **audited)
+        if result.rowcount == 1 and then is not None:
+            await then(conn, record_id)
     if result.rowcount == 1:
         return
     await get_call_record(db, record_id)  # NotFound when there is no such record
@@ -306,14 +319,19 @@ async def update_quality(db: Database, record_id: int, quality: Quality) -> None
 
 
 async def finish_call(
-    db: Database, record_id: int, *, outcome: str, ended_at: datetime | None = None
+    db: Database,
+    record_id: int,
+    *,
+    outcome: str,
+    ended_at: datetime | None = None,
+    then: InTransaction | None = None,
 ) -> None:
-    """Mark the call ended with ``outcome`` (a code such as ``completed``)."""
+    """Mark the call ended with ``outcome`` (a code such as ``completed``), with
+    ``then`` in the same transaction."""
     if not re.fullmatch(r"[a-z][a-z0-9_]{1,31}", outcome):
         raise ValueError(f"outcome {outcome!r} must be a short code")
-    await _update(
-        db, record_id, {"outcome": outcome, "ended_at": ended_at or datetime.now(UTC)}
-    )
+    values = {"outcome": outcome, "ended_at": ended_at or datetime.now(UTC)}
+    await _update(db, record_id, values, then=then)
 
 
 async def save_citizen_survey(

@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beeldbel.turn import ice_servers_for
 from controlplane.base.errors import Conflict, LinkExpired, MediaUnavailable, NotFound
@@ -136,10 +137,9 @@ async def open_room(
             # its place on the node goes back now, not when it would expire
             await app[MEDIA_NODES].release(db, room_id)
             raise
-    record_id = await records.create_call_record(
-        db, room_id=room_id, request_id=request_id, media_node=node.node_id
-    )
-    async with db.write() as conn:
+
+    async def told(conn: AsyncConnection, record_id: int) -> None:
+        # with the record: the start is audited and told iff it is recorded
         await audit.record(
             conn,
             "video_call_started",
@@ -149,6 +149,10 @@ async def open_room(
             record_id=record_id,
         )
         await callback_event(conn, request_id, "call.started", call={"id": record_id})
+
+    record_id = await records.create_call_record(
+        db, room_id=room_id, request_id=request_id, media_node=node.node_id, then=told
+    )
     app[METRICS].calls_started.inc()
     log.info(
         "video_call_started",
@@ -239,9 +243,12 @@ async def end_call(
         log.warning("media_room_not_ended", room_id=call.room_id)
     db = app[DB]
     await join_links.void_room(db, call.room_id)
-    await records.finish_call(db, call.record_id, outcome=outcome)
+    ended_at = datetime.now(UTC)
+    told = await _end_told(app, call, actor, outcome, ended_at)
+    await records.finish_call(
+        db, call.record_id, outcome=outcome, ended_at=ended_at, then=told
+    )
     await _count_end(app, call.record_id, outcome)
-    await _record_end(app, call, actor, outcome)
     if call.request_id is not None and await call_ended(db, call.request_id, actor):
         app[QUEUE_EVENTS].publish()
     calls = app[CALLS]
@@ -252,14 +259,17 @@ async def end_call(
     log.info("video_call_ended", room_id=call.room_id, outcome=outcome)
 
 
-async def _record_end(
-    app: web.Application, call: Call, actor: Actor, outcome: str
-) -> None:
-    """The audit entry of an ended call and, in its transaction, the webhook
-    events for the request's integrator (outcome and quality, no personal data)."""
+async def _end_told(
+    app: web.Application, call: Call, actor: Actor, outcome: str, ended_at: datetime
+) -> records.InTransaction:
+    """What the transaction that closes the record also writes: the audit entry
+    and the webhook events for the request's integrator (outcome and quality, no
+    personal data), so they exist iff the call is recorded as ended."""
     record = await records.get_call_record(app[DB], call.record_id)
-    summary = {"id": call.record_id, "outcome": outcome, "quality": _quality(record)}
-    async with app[DB].write() as conn:
+
+    async def told(conn: AsyncConnection, _record_id: int) -> None:
+        quality = _quality(record, ended_at)
+        summary = {"id": call.record_id, "outcome": outcome, "quality": quality}
         await audit.record(
             conn,
             "video_call_ended",
@@ -278,12 +288,12 @@ async def _record_end(
                 conn, call.request_id, "call.switched_to_phone", call=brief
             )
 
+    return told
 
-def _quality(record: records.CallRecord) -> dict[str, Any]:
+
+def _quality(record: records.CallRecord, ended_at: datetime) -> dict[str, Any]:
     """The call's technical summary as a webhook tells it."""
-    lasted = None
-    if record.ended_at is not None:
-        lasted = max(0, round((record.ended_at - record.started_at).total_seconds()))
+    lasted = max(0, round((ended_at - record.started_at).total_seconds()))
     return {"duration_seconds": lasted, **dataclasses.asdict(record.quality)}
 
 

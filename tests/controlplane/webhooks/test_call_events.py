@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from controlplane.app.factory import create_app
 from controlplane.storage.database import DB
-from controlplane.storage.schema import webhook_outbox
+from controlplane.storage.schema import audit_log, call_records, webhook_outbox
 from controlplane.webhooks import EVENT_MODELS, EVENT_TYPES
 from controlplane.webhooks.payloads import example
 from tests.controlplane.mail import smtp  # noqa: F401 (a fixture)
@@ -98,3 +98,36 @@ def test_every_event_type_is_documented_with_an_example_that_validates():
         schema = model.model_json_schema()
         assert schema["examples"] == [example(name)]
         model.model_validate(example(name))
+
+
+async def test_the_end_is_recorded_only_with_its_events(
+    aiohttp_client,
+    make_config,
+    sqlite_url,
+    media,
+    smtp,  # noqa: F811
+):
+    """The call record's end, its audit entry and its webhook events are one
+    transaction: when the outbox cannot be written, the end is not recorded."""
+    config = call_config(make_config, sqlite_url, str(media.make_url("")), smtp[1])
+    client = await aiohttp_client(create_app(config))
+    app = client.server.app
+    key_id, _endpoint, _secret = await integrator(
+        app[DB], "https://hooks.example.org/beeldbel", allow_private=False
+    )
+    request_id, token = await claimed(client, source="api", api_key_id=key_id)
+    room_id = await start(client, request_id, token)
+    async with app[DB].write() as conn:
+        await conn.execute(sa.text("ALTER TABLE webhook_outbox RENAME TO outbox_away"))
+    ended = await staff_json(client, f"/staff/gesprekken/{room_id}/einde", token)
+    assert ended.status == 500
+    async with app[DB].read() as conn:
+        ended_at = await conn.scalar(
+            sa.select(call_records.c.ended_at).where(call_records.c.room_id == room_id)
+        )
+        audited = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(audit_log)
+            .where(audit_log.c.action == "video_call_ended")
+        )
+    assert (ended_at, audited) == (None, 0)
