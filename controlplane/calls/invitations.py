@@ -94,9 +94,7 @@ async def deliver(
             to,
             done,
             "email",
-            mailer.send_join_link(
-                config.mail, to.email, link, to.lang, desk, texts=words
-            ),
+            mailer.send_link(config.mail, to.email, link, to.lang, desk, texts=words),
         )
     if to.phone:
         key = "sms_join_text" if to.role == "citizen" else "sms_interpreter_text"

@@ -146,7 +146,7 @@ def _html(letter: Letter) -> str:
     )
 
 
-async def send_join_link(
+async def send_link(
     config: MailConfig,
     to_address: str,
     link: str,
@@ -155,8 +155,11 @@ async def send_join_link(
     *,
     catalog: Catalog | None = None,
     texts: str = "mail_join",
+    kind: str = "join_link",
 ) -> None:
-    """Send the join link to ``to_address``; :class:`DeliveryFailed` if it fails."""
+    """Send a link to ``to_address``; :class:`DeliveryFailed` if it fails.
+    ``texts``: the catalog's prefix of its wording (a join link, an interpreter's,
+    a survey's: ``mail_survey``); ``kind`` names it in the log."""
     message = join_link_message(
         config,
         catalog or _default_catalog(),
@@ -166,8 +169,8 @@ async def send_join_link(
         desk_name=desk_name,
         texts=texts,
     )
-    await _send(config, message, failed_event="join_link_mail_failed")
-    log.info("join_link_mailed", lang=lang)
+    await _send(config, message, failed_event=f"{kind}_mail_failed")
+    log.info(f"{kind}_mailed", lang=lang)
 
 
 async def send_confirmation(
@@ -194,29 +197,6 @@ async def send_confirmation(
     )
     await _send(config, message, failed_event="confirmation_mail_failed")
     log.info("confirmation_mailed", lang=lang)
-
-
-async def send_survey_link(
-    config: MailConfig,
-    to_address: str,
-    link: str,
-    lang: str,
-    desk_name: str,
-    *,
-    catalog: Catalog | None = None,
-) -> None:
-    """Send the survey link to ``to_address``; :class:`DeliveryFailed` if not."""
-    message = join_link_message(
-        config,
-        catalog or _default_catalog(),
-        to_address=to_address,
-        link=link,
-        lang=lang,
-        desk_name=desk_name,
-        texts="mail_survey",
-    )
-    await _send(config, message, failed_event="survey_link_mail_failed")
-    log.info("survey_link_mailed", lang=lang)
 
 
 async def _send(

@@ -55,13 +55,15 @@ async def send_survey_link(app: web.Application, item: Request, by: Actor) -> st
 
 async def _mail(app: web.Application, item: Request, link: str) -> None:
     assert item.email is not None  # noqa: S101 (checked by the caller)
-    await mailer.send_survey_link(
+    await mailer.send_link(
         app[CONFIG].mail,
         item.email,
         link,
         item.language,
         app[DESK].current.name,
         catalog=app[CATALOG],
+        texts="mail_survey",
+        kind="survey_link",
     )
 
 

@@ -11,7 +11,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from beeldbel.config import MailConfig, Secret
 from controlplane.base.errors import DeliveryFailed
-from controlplane.notify.mailer import send_join_link
+from controlplane.notify.mailer import send_link
 from tests.controlplane.mail import Collector
 from tests.helpers import free_port
 
@@ -71,7 +71,7 @@ async def test_message_arrives_with_link_intact_in_the_right_language(
     smtp, lang, subject, phrase
 ):
     collector, _, port = smtp
-    await send_join_link(mail_config(port), ADDRESS, LINK, lang, "Politie")
+    await send_link(mail_config(port), ADDRESS, LINK, lang, "Politie")
     (mail_from, rcpts, message) = collector.messages[0]
     assert (mail_from, rcpts) == ("desk@beeldbel.example", [ADDRESS])
     assert message["Subject"] == subject
@@ -90,14 +90,14 @@ async def test_message_arrives_with_link_intact_in_the_right_language(
 async def test_login_is_used_when_configured(smtp):
     collector, logins, port = smtp
     config = mail_config(port, username="desk", password=Secret("s3cret"))
-    await send_join_link(config, ADDRESS, LINK, "nl", "Politie")
+    await send_link(config, ADDRESS, LINK, "nl", "Politie")
     assert logins.seen == [("desk", "s3cret")]
     assert len(collector.messages) == 1
 
 
 async def test_server_down_is_delivery_failed_and_nothing_personal_logged(capsys):
     with pytest.raises(DeliveryFailed) as failed:
-        await send_join_link(mail_config(free_port()), ADDRESS, LINK, "nl", "X")
+        await send_link(mail_config(free_port()), ADDRESS, LINK, "nl", "X")
     assert failed.value.message == "delivery_mail_failed"
     assert failed.value.status == 502
     logged = capsys.readouterr()
@@ -109,7 +109,7 @@ async def test_server_down_is_delivery_failed_and_nothing_personal_logged(capsys
 async def test_disabled_mail_refuses(smtp):
     collector, _, port = smtp
     with pytest.raises(DeliveryFailed, match="delivery_mail_disabled"):
-        await send_join_link(
+        await send_link(
             mail_config(port, enabled=False), ADDRESS, LINK, "nl", "Politie"
         )
     assert collector.messages == []
