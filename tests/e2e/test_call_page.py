@@ -330,6 +330,16 @@ async def open_chat(page: Page) -> None:
     await expect(page.locator("#chat-input")).to_be_visible()
 
 
+async def chat_ready(page: Page) -> None:
+    """The chat panel open and its data channel to the media server open."""
+    await open_chat(page)
+
+    async def channel_open() -> bool:
+        return bool((await page_stats(page))["chatOpen"])
+
+    await wait_for(channel_open, 10, "chat channel open")
+
+
 async def admitted_pair(harness: CallHarness, browser: Browser) -> tuple[Page, Page]:
     """An employee and a citizen page, the citizen admitted and decoding video."""
     agent = await open_call(harness, browser, "agent")
@@ -405,12 +415,7 @@ async def test_chat_message_arrives_within_a_second(
     harness = await make_call_harness()
     agent, citizen = await admitted_pair(harness, browser)
     for page in (agent, citizen):
-        await open_chat(page)
-
-        async def chat_open(page: Page = page) -> bool:
-            return bool((await page_stats(page))["chatOpen"])
-
-        await wait_for(chat_open, 10, "chat channel open")
+        await chat_ready(page)
     await citizen.fill("#chat-input", "Hallo, ik hoor u niet goed.")
     sent = time.monotonic()
     await citizen.press("#chat-input", "Enter")
@@ -443,12 +448,7 @@ async def test_real_time_text_shows_the_line_as_it_is_typed(
     harness = await make_call_harness()
     agent, citizen = await admitted_pair(harness, browser)
     for page in (agent, citizen):
-        await open_chat(page)
-
-        async def chat_open(page: Page = page) -> bool:
-            return bool((await page_stats(page))["chatOpen"])
-
-        await wait_for(chat_open, 10, "chat channel open")
+        await chat_ready(page)
     draft = citizen.locator("#chat-drafts .chat-draft")
     await agent.locator("#chat-input").press_sequentially("Goedemiddag, u spreekt")
     typed = time.monotonic()
