@@ -27,11 +27,11 @@ import aiohttp
 import pyotp
 import pytest
 from aiosmtpd.controller import Controller
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from beeldbel.cli.devca import ensure_dev_certificates
 from tests.controlplane.staff_accounts import add_staff_to
-from tests.e2e.conftest import ROOT, assert_accessible, wait_until_up
+from tests.e2e.conftest import ROOT, assert_accessible, new_page, wait_until_up
 from tests.helpers import beeldbel_cli, free_port, free_udp_port, wait_for
 
 API_SECRET = "e2e-media-api-secret-0123456789"
@@ -240,3 +240,35 @@ async def staff_login(
     await expect(page.locator("#queue")).to_be_visible()
     if check:
         await assert_accessible(page, "queue")
+
+
+async def request_video_callback(
+    system: CallSystem,
+    browser: Browser,
+    email: str,
+    *,
+    name: str = "Fatima de Vries",
+    check_pages: bool = False,
+) -> str:
+    """A citizen asks for a video callback as soon as possible through the form;
+    the reference the confirmation shows. ``check_pages``: axe on the form and
+    the confirmation."""
+    citizen = await new_page(browser)
+    await citizen.goto(system.base_url + "/")
+    if check_pages:
+        await assert_accessible(citizen, "callback form")
+    await citizen.fill("#name", name)
+    await citizen.fill("#phone", "06-12345678")
+    await citizen.fill("#email", email)
+    await citizen.select_option("#topic", "report_crime")
+    await citizen.check("#channel-video")
+    await citizen.check("#preferred-asap")
+    await citizen.check("#consent")
+    await citizen.click("#submit-request")
+    reference_box = citizen.locator("#reference")
+    await expect(reference_box).to_have_text(re.compile(r"BB-[A-Z0-9]{4}-[A-Z0-9]{4}"))
+    if check_pages:
+        await assert_accessible(citizen, "confirmation")
+    reference = (await reference_box.inner_text()).strip()
+    await citizen.context.close()
+    return reference

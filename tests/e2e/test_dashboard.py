@@ -17,6 +17,7 @@ from tests.controlplane.pilot.seeded_figures import FIRST, LAST, seed_week
 from tests.e2e.call_system import (  # noqa: F401 (the fixture)
     CallSystem,
     live_call_system,
+    request_video_callback,
     staff_login,
 )
 from tests.e2e.conftest import SCREENSHOTS, assert_accessible, new_page
@@ -25,24 +26,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CITIZEN_EMAIL = "burger.dashboard@example.nl"
 LIVE = 15_000  # ms: a queue notice is at once, a waiting room within 5 s
-
-
-async def request_video_callback(system: CallSystem, browser: Browser) -> str:
-    citizen = await new_page(browser)
-    await citizen.goto(system.base_url + "/")
-    await citizen.fill("#name", "Dashboard Testburger")
-    await citizen.fill("#phone", "06-12345678")
-    await citizen.fill("#email", CITIZEN_EMAIL)
-    await citizen.select_option("#topic", "report_crime")
-    await citizen.check("#channel-video")
-    await citizen.check("#preferred-asap")
-    await citizen.check("#consent")
-    await citizen.click("#submit-request")
-    reference_box = citizen.locator("#reference")
-    await expect(reference_box).to_have_text(re.compile(r"BB-[A-Z0-9]{4}-[A-Z0-9]{4}"))
-    reference = (await reference_box.inner_text()).strip()
-    await citizen.context.close()
-    return reference
 
 
 async def start_call(agent: Page, reference: str) -> None:
@@ -106,7 +89,9 @@ async def test_live_counts_follow_the_desk(
     await expect(figure(chief, "live-video-calls")).to_have_text("0")
     await assert_accessible(chief, "dashboard, quiet desk")
 
-    reference = await request_video_callback(system, browser)
+    reference = await request_video_callback(
+        system, browser, CITIZEN_EMAIL, name="Dashboard Testburger"
+    )
     await expect(figure(chief, "live-waiting")).to_have_text("1", timeout=LIVE)
     await expect(figure(chief, "live-waiting-video-asap")).to_have_text("1")
 
@@ -128,7 +113,9 @@ async def test_periods_and_a_bad_range(
 ) -> None:
     system = live_call_system
     secret = await system.add_staff("beheer.dash", "admin")
-    await request_video_callback(system, browser)
+    await request_video_callback(
+        system, browser, CITIZEN_EMAIL, name="Dashboard Testburger"
+    )
     page = await new_page(browser)
     await staff_login(page, system.base_url, "beheer.dash", secret)
     await page.goto(system.base_url + "/staff/dashboard?period=pilot")

@@ -19,9 +19,10 @@ from tests.e2e.call_system import (  # noqa: F401 (a fixture)
     NODE,
     CallSystem,
     live_call_system,
+    request_video_callback,
 )
 from tests.e2e.conftest import assert_accessible
-from tests.e2e.test_video_story import agent_starts_call, request_video_callback
+from tests.e2e.test_video_story import CITIZEN_EMAIL, agent_starts_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -35,7 +36,7 @@ async def test_agent_is_told_when_the_media_node_is_lost(
     browser: Browser,
 ) -> None:
     system = live_call_system
-    reference = await request_video_callback(system, browser)
+    reference = await request_video_callback(system, browser, CITIZEN_EMAIL)
     agent = await agent_starts_call(system, browser, reference)
     await expect(agent.locator("#call-live")).to_be_visible(timeout=15_000)
 

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.call_system import CallSystem, live_call_system, staff_login  # noqa: F401
+from tests.e2e.call_system import (  # noqa: F401 (a fixture)
+    CallSystem,
+    live_call_system,
+    request_video_callback,
+    staff_login,
+)
 from tests.e2e.conftest import assert_accessible, new_page, notes, notifying_page
 from tests.e2e.test_call_page import open_chat
 from tests.helpers import wait_for
@@ -100,26 +105,6 @@ class InCall:
     join_to_first_frame_ms: float
 
 
-async def request_video_callback(system: CallSystem, browser: Browser) -> str:
-    citizen = await new_page(browser)
-    await citizen.goto(system.base_url + "/")
-    await assert_accessible(citizen, "callback form")
-    await citizen.fill("#name", "Fatima de Vries")
-    await citizen.fill("#phone", "06-12345678")
-    await citizen.fill("#email", CITIZEN_EMAIL)
-    await citizen.select_option("#topic", "report_crime")
-    await citizen.check("#channel-video")
-    await citizen.check("#preferred-asap")
-    await citizen.check("#consent")
-    await citizen.click("#submit-request")
-    reference_box = citizen.locator("#reference")
-    await expect(reference_box).to_have_text(re.compile(r"BB-[A-Z0-9]{4}-[A-Z0-9]{4}"))
-    await assert_accessible(citizen, "confirmation")
-    reference = (await reference_box.inner_text()).strip()
-    await citizen.context.close()
-    return reference
-
-
 async def _has(page: Page, note: str) -> bool:
     return note in await notes(page)
 
@@ -156,7 +141,9 @@ async def device_check(page: Page, who: str) -> None:
 
 async def citizen_joins(system: CallSystem, browser: Browser) -> InCall:
     """The story up to both sides in the call; returns the pages and the timing."""
-    reference = await request_video_callback(system, browser)
+    reference = await request_video_callback(
+        system, browser, CITIZEN_EMAIL, check_pages=True
+    )
     agent = await agent_starts_call(system, browser, reference)
     link = await system.mailbox.link_for(CITIZEN_EMAIL)
     await expect(agent.locator("#join-link")).to_have_value(link)
