@@ -6,19 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-Address = tuple[str, int]
-
-
-class _Side(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
-        self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.on_datagram(data, addr)
+from tests.impairment import Address, DatagramSide
 
 
 class LossyRelay:
@@ -29,8 +17,8 @@ class LossyRelay:
         self.client: Address | None = None
         self.drop_to_client: Callable[[bytes], bool] = lambda data: False
         self.dropped = 0
-        self._client_side = _Side(self._from_client)
-        self._server_side = _Side(self._from_server)
+        self._client_side = DatagramSide(self._from_client)
+        self._server_side = DatagramSide(self._from_server)
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
