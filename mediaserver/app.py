@@ -27,6 +27,9 @@ log = structlog.get_logger()
 MUX = web.AppKey("mux", UdpMux)
 STATS = web.AppKey("stats", ForwarderStats)
 SWEEP_INTERVAL = 1.0
+#: How often publishers hear when their packets arrived (transport-cc): as often
+#: as a browser's own receiver tells it at low bitrates.
+FEEDBACK_INTERVAL = 0.1
 
 
 def create_app(
@@ -66,6 +69,7 @@ def create_app(
         )
         tasks = [
             asyncio.create_task(_sweep_forever(rooms)),
+            asyncio.create_task(_feedback_forever(rooms)),
             asyncio.create_task(metrics.watch_loop_lag()),
         ]
         if config.control_plane_url:
@@ -102,6 +106,15 @@ async def _sweep_forever(rooms: Rooms) -> None:
             await rooms.sweep()
         except Exception:
             log.exception("sweep_failed")
+
+
+async def _feedback_forever(rooms: Rooms) -> None:
+    while True:
+        await asyncio.sleep(FEEDBACK_INTERVAL)
+        try:
+            rooms.send_transport_feedback()
+        except Exception:
+            log.exception("transport_feedback_failed")
 
 
 async def drain(app: web.Application, timeout: float) -> bool:  # noqa: ASYNC109

@@ -79,14 +79,49 @@ def parse_rtp(data: bytes) -> RtpHeader:
 
 
 def rewrite_rtp(
-    data: bytes, header: RtpHeader, payload_type: int, seq: int, ts: int, ssrc: int
+    data: bytes,
+    header: RtpHeader,
+    payload_type: int,
+    seq: int,
+    ts: int,
+    ssrc: int,
+    extensions: bytes = b"",
 ) -> bytes:
-    """The packet with new PT, sequence number, timestamp and SSRC, and without
-    header extensions (their ids belong to the publisher's negotiation)."""
-    fixed = _HEADER.pack(
-        header.first_byte & 0xEF, header.marker | payload_type, seq, ts, ssrc
+    """The packet with new PT, sequence number, timestamp and SSRC, and with
+    ``extensions`` (a whole extension block, or nothing) in place of the
+    publisher's header extensions (their ids belong to its negotiation)."""
+    first = (header.first_byte & 0xEF) | (0x10 if extensions else 0)
+    fixed = _HEADER.pack(first, header.marker | payload_type, seq, ts, ssrc)
+    return (
+        fixed + data[12 : header.csrc_end] + extensions + data[header.payload_offset :]
     )
-    return fixed + data[12 : header.csrc_end] + data[header.payload_offset :]
+
+
+def abs_send_time(ext_id: int, now: float) -> bytes:
+    """The extension block with abs-send-time (6.18 fixed-point seconds, 24 bits)
+    for a packet sent at ``now``: a subscriber's browser estimates its downlink
+    from it. Only differences matter, so a monotonic clock will do."""
+    value = int(now * 262144) & 0xFFFFFF
+    return struct.pack("!HHB", 0xBEDE, 1, (ext_id << 4) | 2) + value.to_bytes(3, "big")
+
+
+def opus_has_fec(payload: memoryview | bytes) -> bool:
+    """Whether an Opus packet (RFC 6716) carries in-band FEC: its SILK layer's LBRR
+    flag. SILK codes its voice-activity flags (one per 20 ms, one for a 10 ms
+    frame) and then the LBRR flag first, each with probability 1/2, so they are
+    the first bits after the TOC byte; stereo repeats them for the side channel.
+    CELT-only packets (configs 16-31) have no SILK layer; only packets whose
+    first frame follows the TOC byte (codes 0 and 1) are read."""
+    if len(payload) < 2:
+        return False
+    toc = payload[0]
+    config, stereo, code = toc >> 3, toc >> 2 & 1, toc & 3
+    if config >= 16 or code > 1:
+        return False
+    frames = config & 3 if config < 12 and config & 3 else 1
+    mid = payload[1] >> (7 - frames) & 1
+    side = payload[1] >> (6 - 2 * frames) & 1 if stereo else 0
+    return bool(mid or side)
 
 
 def rtx_wrap(

@@ -369,6 +369,14 @@ class Rooms:
                 else:
                     media.send_receiver_report()
 
+    def send_transport_feedback(self) -> None:
+        """transport-cc feedback to every participant that numbers its packets."""
+        for room in self.rooms.values():
+            for participant in room.participants.values():
+                media = participant.peer.media
+                if media.transport_cc_id and media.transport.started:
+                    media.send_transport_feedback()
+
     async def close(self) -> None:
         for room_id in list(self.rooms):
             await self.end(room_id)

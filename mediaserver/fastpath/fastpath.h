@@ -16,7 +16,8 @@
  *   module.c   the extension module and the three types
  *   forward.c  one datagram of a known peer: the path itself, counters, sending
  *   socket.c   draining the shared socket in batches; the batch-window timer
- *   rtp.c      RTP header parsing and keyframe detection
+ *   rtp.c      RTP header parsing, keyframe and Opus FEC detection
+ *   twcc.c     transport-cc feedback and abs-send-time (congestion control)
  */
 #ifndef BEELDBEL_FASTPATH_H
 #define BEELDBEL_FASTPATH_H
@@ -57,7 +58,8 @@ extern srtp_func srtp_unprotect_fn;
 extern PyObject *s_packets_in, *s_bytes_in, *s_packets_out, *s_bytes_out,
     *s_forwarded, *s_drop, *s_srtp, *s_malformed, *s_lobby, *s_awaiting_keyframe,
     *s_unknown_payload_type, *s_srtp_protect, *s_send_failed, *s_handle_datagram,
-    *s_handle_rtp, *s_send_nack, *s_on_forward_time, *s_keyframes, *s_h264, *s_error;
+    *s_handle_rtp, *s_send_nack, *s_on_forward_time, *s_keyframes, *s_h264, *s_error,
+    *s_opus_fec;
 
 static inline double monotonic(void) {
     struct timespec ts;
@@ -66,6 +68,16 @@ static inline double monotonic(void) {
 }
 
 /* ------------------------------------------------------------------ types */
+
+/* arrivals of a publisher's transport-wide sequence numbers not yet reported */
+#define TWCC_RING 2048
+typedef struct {
+    long long max;  /* highest extended sequence number seen, -1: none yet */
+    long long next; /* the first one the next feedback reports */
+    unsigned char feedback_count;
+    long long seq[TWCC_RING]; /* which extended number a slot holds */
+    long long arrival_us[TWCC_RING];
+} TransportCc;
 
 typedef struct {
     PyObject_HEAD
@@ -82,6 +94,10 @@ typedef struct {
     int fd;
     struct sockaddr_storage remote;
     socklen_t remote_len;
+    /* header extension ids negotiated with this peer (0: not negotiated) */
+    int transport_cc_id;  /* on what it sends us: answered with feedback */
+    int abs_send_time_id; /* on what we send it: its own estimator reads it */
+    TransportCc *twcc;    /* while transport_cc_id is set */
 } PeerCore;
 
 typedef struct {
@@ -147,6 +163,17 @@ static inline void put32(unsigned char *p, unsigned int v) {
 int parse_rtp(const unsigned char *data, Py_ssize_t length, RtpHeader *h);
 int is_vp8_keyframe_start(const unsigned char *p, Py_ssize_t n);
 int is_h264_keyframe_start(const unsigned char *p, Py_ssize_t n);
+int opus_has_fec(const unsigned char *p, Py_ssize_t n);
+
+/* twcc.c */
+#define ABS_SEND_TIME_SIZE 8 /* the extension block: profile, length, one element */
+const unsigned char *find_extension(const unsigned char *data, const RtpHeader *h,
+                                    int id, int *size);
+void twcc_record(TransportCc *t, int id, const unsigned char *data, const RtpHeader *h,
+                 double now);
+PyObject *twcc_feedback(TransportCc *t, unsigned int sender_ssrc,
+                        unsigned int media_ssrc);
+void write_abs_send_time(unsigned char *o, int id, double now);
 
 /* forward.c */
 int peer_handle(PeerCore *peer, unsigned char *buffer, Py_ssize_t length);

@@ -55,6 +55,17 @@ static int bump(PyObject *stats, int table, PyObject *key, long long amount) {
     return rc;
 }
 
+/* stats.<name> += 1, for counters that are plain attributes */
+static int count(PyObject *stats, PyObject *name) {
+    PyObject *current = PyObject_GetAttr(stats, name);
+    long long value = current == NULL ? -1 : PyLong_AsLongLong(current);
+    Py_XDECREF(current);
+    PyObject *more = PyErr_Occurred() ? NULL : PyLong_FromLongLong(value + 1);
+    int rc = more == NULL ? -1 : PyObject_SetAttr(stats, name, more);
+    Py_XDECREF(more);
+    return rc;
+}
+
 static int drop(PyObject *stats, PyObject *reason) {
     PyObject *result = PyObject_CallMethodOneArg(stats, s_drop, reason);
     Py_XDECREF(result);
@@ -210,7 +221,7 @@ static int send_protected(PeerCore *peer, const unsigned char *plain, Py_ssize_t
 
 /* OutboundLeg.forward: rewrite (packet.rewrite_rtp), keep for NACKs, send */
 static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t length,
-                       const RtpHeader *h, int keyframe) {
+                       const RtpHeader *h, int keyframe, double now) {
     PeerCore *sub = (PeerCore *)leg->subscriber;
     if (sub->stats == NULL || leg->kind == NULL || leg->payload_map == NULL ||
         !PyDict_Check(leg->payload_map)) {
@@ -234,20 +245,24 @@ static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t lengt
     if (payload_type == -1 && PyErr_Occurred())
         return -1;
     unsigned int seq = (h->sequence_number + leg->seq_offset) & 0xFFFF;
-    /* fixed header, CSRCs, then everything after the header extensions */
+    /* fixed header, CSRCs, our extensions, then what follows the publisher's */
     Py_ssize_t csrc = h->csrc_end - 12;
     Py_ssize_t rest = length - h->payload_offset;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, 12 + csrc + rest);
+    int abs_send_time = sub->abs_send_time_id;
+    Py_ssize_t extensions = abs_send_time ? ABS_SEND_TIME_SIZE : 0;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 12 + csrc + extensions + rest);
     if (out == NULL)
         return -1;
     unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
-    o[0] = h->first_byte & 0xEF;
+    o[0] = (h->first_byte & 0xEF) | (extensions ? 0x10 : 0);
     o[1] = h->marker | (unsigned char)payload_type;
     put16(o + 2, seq);
     put32(o + 4, h->timestamp + leg->ts_offset);
     put32(o + 8, leg->ssrc);
     memcpy(o + 12, data + 12, csrc);
-    memcpy(o + 12 + csrc, data + h->payload_offset, rest);
+    if (abs_send_time)
+        write_abs_send_time(o + 12 + csrc, abs_send_time, now);
+    memcpy(o + 12 + csrc + extensions, data + h->payload_offset, rest);
     Py_ssize_t size = PyBytes_GET_SIZE(out);
     int rc = 0;
     if (PyList_Check(leg->history) && PyList_GET_SIZE(leg->history) == HISTORY_SIZE) {
@@ -286,17 +301,11 @@ static int stream_on_rtp(StreamCore *s, const unsigned char *data, Py_ssize_t le
         keyframe = stream_keyframe(s, data, h);
         if (keyframe < 0)
             return -1;
-        if (keyframe) {
-            PyObject *count = PyObject_GetAttr(publisher->stats, s_keyframes);
-            long long value = count == NULL ? -1 : PyLong_AsLongLong(count);
-            Py_XDECREF(count);
-            PyObject *more = PyErr_Occurred() ? NULL : PyLong_FromLongLong(value + 1);
-            int rc = more == NULL ? -1
-                                  : PyObject_SetAttr(publisher->stats, s_keyframes, more);
-            Py_XDECREF(more);
-            if (rc < 0)
-                return -1;
-        }
+        if (keyframe && count(publisher->stats, s_keyframes) < 0)
+            return -1;
+    } else if (opus_has_fec(data + h->payload_offset, h->payload_end - h->payload_offset) &&
+               count(publisher->stats, s_opus_fec) < 0) {
+        return -1;
     }
     if (!publisher->forwarding)
         return drop(publisher->stats, s_lobby);
@@ -308,7 +317,7 @@ static int stream_on_rtp(StreamCore *s, const unsigned char *data, Py_ssize_t le
             return -1;
         }
         Py_INCREF(leg);
-        int rc = leg_forward((LegCore *)leg, data, length, h, keyframe);
+        int rc = leg_forward((LegCore *)leg, data, length, h, keyframe, now);
         Py_DECREF(leg);
         if (rc < 0)
             return -1;
@@ -348,6 +357,8 @@ int peer_handle(PeerCore *peer, unsigned char *buffer, Py_ssize_t length) {
     RtpHeader h;
     if (parse_rtp(buffer, plain, &h) < 0)
         return drop(peer->stats, s_malformed);
+    if (peer->twcc != NULL) /* every packet, RTX and padding too: all are numbered */
+        twcc_record(peer->twcc, peer->transport_cc_id, buffer, &h, now);
     PyObject *ssrc = PyLong_FromUnsignedLong(h.ssrc);
     if (ssrc == NULL)
         return -1;

@@ -8,7 +8,8 @@ srtp_func srtp_unprotect_fn = NULL;
 PyObject *s_packets_in, *s_bytes_in, *s_packets_out, *s_bytes_out, *s_forwarded,
     *s_drop, *s_srtp, *s_malformed, *s_lobby, *s_awaiting_keyframe,
     *s_unknown_payload_type, *s_srtp_protect, *s_send_failed, *s_handle_datagram,
-    *s_handle_rtp, *s_send_nack, *s_on_forward_time, *s_keyframes, *s_h264, *s_error;
+    *s_handle_rtp, *s_send_nack, *s_on_forward_time, *s_keyframes, *s_h264, *s_error,
+    *s_opus_fec;
 
 /* socket.c */
 PyObject *fastpath_drain(PyObject *module, PyObject *args);
@@ -90,6 +91,50 @@ static PyObject *peer_fast_handle(PeerCore *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *peer_set_extensions(PeerCore *self, PyObject *args) {
+    int transport_cc, abs_send_time;
+    if (!PyArg_ParseTuple(args, "ii", &transport_cc, &abs_send_time))
+        return NULL;
+    if (transport_cc < 0 || transport_cc > 255 || abs_send_time < 0 ||
+        abs_send_time > 14) { /* abs-send-time goes in a one-byte header */
+        PyErr_SetString(PyExc_ValueError, "header extension id out of range");
+        return NULL;
+    }
+    if (transport_cc && self->twcc == NULL) {
+        self->twcc = PyMem_Calloc(1, sizeof(TransportCc));
+        if (self->twcc == NULL)
+            return PyErr_NoMemory();
+        self->twcc->max = -1;
+    } else if (!transport_cc && self->twcc != NULL) {
+        PyMem_Free(self->twcc);
+        self->twcc = NULL;
+    }
+    self->transport_cc_id = transport_cc;
+    self->abs_send_time_id = abs_send_time;
+    Py_RETURN_NONE;
+}
+
+static PyObject *peer_record_transport_cc(PeerCore *self, PyObject *args) {
+    Py_buffer view;
+    double now;
+    if (!PyArg_ParseTuple(args, "y*d", &view, &now))
+        return NULL;
+    RtpHeader h;
+    if (self->twcc != NULL && parse_rtp(view.buf, view.len, &h) == 0)
+        twcc_record(self->twcc, self->transport_cc_id, view.buf, &h, now);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyObject *peer_transport_feedback(PeerCore *self, PyObject *args) {
+    unsigned int sender_ssrc, media_ssrc;
+    if (!PyArg_ParseTuple(args, "II", &sender_ssrc, &media_ssrc))
+        return NULL;
+    if (self->twcc == NULL)
+        Py_RETURN_NONE;
+    return twcc_feedback(self->twcc, sender_ssrc, media_ssrc);
+}
+
 static PyObject *peer_attached(PeerCore *self, void *closure) {
     return PyBool_FromLong(self->tx != NULL);
 }
@@ -106,6 +151,8 @@ static int peer_clear(PeerCore *self) {
     Py_CLEAR(self->streams);
     Py_CLEAR(self->srtp_owner);
     self->rx = self->tx = NULL;
+    PyMem_Free(self->twcc);
+    self->twcc = NULL;
     return 0;
 }
 
@@ -128,6 +175,8 @@ static PyMemberDef peer_members[] = {
     {"forwarding", T_BOOL, offsetof(PeerCore, forwarding), 0, NULL},
     {"last_packet_at", T_DOUBLE, offsetof(PeerCore, last_packet_at), 0, NULL},
     {"_timing_count", T_LONGLONG, offsetof(PeerCore, timing_count), 0, NULL},
+    {"transport_cc_id", T_INT, offsetof(PeerCore, transport_cc_id), READONLY, NULL},
+    {"abs_send_time_id", T_INT, offsetof(PeerCore, abs_send_time_id), READONLY, NULL},
     {NULL}};
 
 static PyMethodDef peer_methods[] = {
@@ -136,6 +185,13 @@ static PyMethodDef peer_methods[] = {
     {"detach", (PyCFunction)peer_detach, METH_NOARGS, "stop sending from C"},
     {"fast_handle", (PyCFunction)peer_fast_handle, METH_O,
      "one SRTP datagram through the C path (as the socket drain does)"},
+    {"_set_extensions", (PyCFunction)peer_set_extensions, METH_VARARGS,
+     "_set_extensions(transport_cc_id, abs_send_time_id): 0 for none"},
+    {"record_transport_cc", (PyCFunction)peer_record_transport_cc, METH_VARARGS,
+     "record_transport_cc(plain_rtp, now): what the C path notes of each packet"},
+    {"transport_feedback", (PyCFunction)peer_transport_feedback, METH_VARARGS,
+     "transport_feedback(sender_ssrc, media_ssrc) -> the next transport-cc packet "
+     "or None"},
     {NULL}};
 
 static PyGetSetDef peer_getset[] = {
@@ -300,6 +356,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     INTERN(s_keyframes, "keyframes");
     INTERN(s_h264, "video/h264");
     INTERN(s_error, "error");
+    INTERN(s_opus_fec, "opus_fec");
     if (PyType_Ready(&PeerCoreType) < 0 || PyType_Ready(&StreamCoreType) < 0 ||
         PyType_Ready(&LegCoreType) < 0)
         return NULL;

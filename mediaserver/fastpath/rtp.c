@@ -75,3 +75,21 @@ int is_h264_keyframe_start(const unsigned char *p, Py_ssize_t n) {
         return (p[1] & 0x80) && (p[1] & 0x1F) == 5;
     return 0;
 }
+
+/* Whether an Opus packet (RFC 6716) carries in-band FEC: the LBRR flag of its SILK
+ * layer. SILK codes its voice-activity flags (one per 20 ms, or one for a 10 ms
+ * frame) and then its LBRR flag first, each with probability 1/2, so they are the
+ * first bits after the TOC byte; a stereo packet repeats them for the side
+ * channel. CELT-only packets (configs 16-31) have no SILK layer, and only packets
+ * whose first frame starts right after the TOC byte (codes 0 and 1) are read. */
+int opus_has_fec(const unsigned char *p, Py_ssize_t n) {
+    if (n < 2)
+        return 0;
+    int config = p[0] >> 3, stereo = (p[0] >> 2) & 1, code = p[0] & 3;
+    if (config >= 16 || code > 1)
+        return 0;
+    int frames = config < 12 && (config & 3) ? (config & 3) : 1;
+    int mid = (p[1] >> (7 - frames)) & 1;
+    int side = stereo ? (p[1] >> (6 - 2 * frames)) & 1 : 0;
+    return mid || side;
+}

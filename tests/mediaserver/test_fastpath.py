@@ -294,7 +294,14 @@ def test_arbitrary_authenticated_rtp_gets_the_same_treatment(packets):
     sender, receiver = udp_pair()
     with sender, receiver:
         c = run("fast_handle", (sender, receiver), items=items)
-    for name in ("packets_in", "bytes_in", "packets_out", "forwarded", "dropped"):
+    for name in (
+        "packets_in",
+        "bytes_in",
+        "packets_out",
+        "forwarded",
+        "dropped",
+        "opus_fec",
+    ):
         assert getattr(c.stats, name) == getattr(python.stats, name), name
     # same key, same packets in the same order: the same ciphertexts
     assert sorted(c.to_subscriber) == sorted(python.to_subscriber)

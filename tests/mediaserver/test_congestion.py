@@ -1,0 +1,267 @@
+"""Congestion-control signals on the short path, C and Python alike.
+
+A publisher that numbers its packets (transport-cc) gets feedback on each one's
+arrival; a subscriber gets abs-send-time on each forwarded packet; Opus packets
+with in-band FEC are counted. The feedback is read back here by a parser written
+from the draft (both chunk kinds), not by the code that wrote it.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import random
+import struct
+import time
+from dataclasses import dataclass
+
+import av
+import pytest
+
+from mediaserver import packet as rtp
+from tests.mediaserver.packets import rtp_packet
+from tests.mediaserver.test_fastpath import (
+    AUDIO,
+    CLIENT_KEY,
+    VIDEO,
+    Setup,
+    outbound,
+    plain,
+    setup,
+    udp_pair,
+    vp8,
+)
+
+TRANSPORT_CC, ABS_SEND_TIME = 3, 2
+
+
+@dataclass
+class Feedback:
+    base: int
+    reference_us: int
+    count: int
+    #: sequence number → arrival in µs from the reference time, for those received
+    arrivals: dict[int, int]
+
+
+def parse_feedback(packet: bytes) -> Feedback:
+    """draft-holmer-rmcat-transport-wide-cc-extensions-01, section 3.1."""
+    assert packet[0] & 0x1F == 15
+    assert packet[1] == 205
+    assert (struct.unpack_from("!H", packet, 2)[0] + 1) * 4 == len(packet)
+    end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
+    base, count = struct.unpack_from("!HH", packet, 12)
+    reference = int.from_bytes(packet[16:19], "big", signed=True)
+    symbols: list[int] = []
+    at = 20
+    while len(symbols) < count:
+        chunk = struct.unpack_from("!H", packet, at)[0]
+        at += 2
+        if not chunk & 0x8000:  # run length
+            symbols += [chunk >> 13 & 3] * (chunk & 0x1FFF)
+        elif chunk & 0x4000:  # seven two-bit symbols
+            symbols += [chunk >> (12 - 2 * i) & 3 for i in range(7)]
+        else:  # fourteen one-bit symbols
+            symbols += [chunk >> (13 - i) & 1 for i in range(14)]
+    arrivals = {}
+    clock = 0
+    for i, symbol in enumerate(symbols[:count]):
+        if symbol == 1:
+            clock += packet[at] * 250
+            at += 1
+        elif symbol == 2:
+            clock += struct.unpack_from("!h", packet, at)[0] * 250
+            at += 2
+        else:
+            continue
+        arrivals[(base + i) & 0xFFFF] = clock
+    assert at <= end
+    return Feedback(base, reference * 64000, count, arrivals)
+
+
+def numbered(seq: int, transport_seq: int) -> bytes:
+    """A VP8 packet with the transport-wide sequence number (one-byte header)."""
+    ext = bytes([TRANSPORT_CC << 4 | 1]) + struct.pack("!H", transport_seq) + b"\x00"
+    return vp8(seq, keyframe=seq == 0, ext=ext)
+
+
+def publishing(path: str) -> Setup:
+    """A publisher with transport-cc, fed through the C path or the Python one."""
+    s = setup()
+    s.publisher.set_header_extensions(transport_cc=TRANSPORT_CC)
+    if path == "fast_handle":
+        rx, tx = s.publisher.transport._rx, s.publisher.transport._tx
+        assert rx is not None
+        assert tx is not None
+        s.publisher.attach(rx.address, tx.address, (rx, tx), -1, "127.0.0.1", 9)
+    return s
+
+
+def feed(s: Setup, path: str, packets: list[bytes]) -> None:
+    client = outbound(CLIENT_KEY)
+    for packet in packets:
+        getattr(s.publisher, path)(client.protect(packet))
+
+
+def feedbacks(s: Setup) -> list[Feedback]:
+    found = []
+    while (packet := s.publisher.transport_feedback(0xFEED, VIDEO)) is not None:
+        found.append(parse_feedback(packet))
+    return found
+
+
+@pytest.mark.parametrize("path", ["fast_handle", "handle_datagram"])
+def test_feedback_reports_each_numbered_packet_once(path):
+    s = publishing(path)
+    sent = [65533, 65534, 65535, 0, 2, 3, 7]  # across the wrap; 1, 4, 5, 6 lost
+    start = time.monotonic()
+    feed(s, path, [numbered(i, n) for i, n in enumerate(sent)])
+    elapsed_us = (time.monotonic() - start) * 1e6
+
+    [feedback] = feedbacks(s)
+    assert feedback.base == 65533
+    assert feedback.count == 11
+    assert sorted(feedback.arrivals) == sorted(sent)
+    times = [feedback.arrivals[n] for n in sent]
+    assert times == sorted(times)  # handled in order
+    # the reference is the first arrival rounded down to 64 ms
+    assert 0 <= times[0] < 64000 + 250
+    assert times[-1] - times[0] <= elapsed_us + 500
+
+    # a late packet was reported lost already; the next feedback starts after 7
+    feed(s, path, [numbered(20, 1), numbered(21, 8)])
+    [after] = feedbacks(s)
+    assert (after.base, after.count, list(after.arrivals)) == (8, 1, [8])
+    assert feedbacks(s) == []
+
+
+def test_feedback_goes_out_in_packets_of_bounded_size():
+    """A long burst splits over several feedback packets, none over the MTU, and
+    together they cover every sequence number once."""
+    s = publishing("fast_handle")
+    feed(s, "fast_handle", [numbered(i, i * 2) for i in range(600)])  # half lost
+    found = feedbacks(s)
+    assert len(found) > 1
+    covered = [f.base + i for f in found for i in range(f.count)]
+    assert covered == list(range(0, 1199))
+    assert sum(len(f.arrivals) for f in found) == 600
+
+
+def test_no_feedback_without_transport_cc():
+    s = setup()
+    feed(s, "handle_datagram", [numbered(0, 1)])
+    assert s.publisher.transport_feedback(0xFEED, VIDEO) is None
+    s.publisher.set_header_extensions(transport_cc=0)
+    assert s.publisher.transport_feedback(0xFEED, VIDEO) is None
+
+
+def abs_send_time_of(packet: bytes) -> int | None:
+    header = rtp.parse_rtp(packet)
+    if not packet[0] & 0x10:
+        return None
+    block = packet[header.csrc_end : header.payload_offset]
+    assert block[:2] == b"\xbe\xde"
+    assert block[4] == ABS_SEND_TIME << 4 | 2
+    return int.from_bytes(block[5:8], "big")
+
+
+@pytest.mark.parametrize("path", ["fast_handle", "handle_datagram"])
+def test_forwarded_packets_carry_abs_send_time(path):
+    s = setup()
+    s.subscriber.set_header_extensions(abs_send_time=ABS_SEND_TIME)
+    sender, receiver = udp_pair()
+    with sender, receiver:
+        if path == "fast_handle":
+            rx, tx = s.subscriber.transport._rx, s.subscriber.transport._tx
+            assert tx is not None
+            host, port = receiver.getsockname()
+            s.subscriber.attach(
+                tx.address, tx.address, (rx, tx), sender.fileno(), host, port
+            )
+            prx, ptx = s.publisher.transport._rx, s.publisher.transport._tx
+            assert prx is not None
+            assert ptx is not None
+            s.publisher.attach(prx.address, ptx.address, (prx, ptx), -1, host, 9)
+        now = time.monotonic()
+        feed(s, path, [vp8(0, keyframe=True), vp8(1, ext=b"\x10\xff\x00\x00")])
+        while True:
+            try:
+                s.to_subscriber.append(receiver.recv(4096))
+            except BlockingIOError:
+                break
+    forwarded = [p for p in plain(s.to_subscriber) if not rtp.is_rtcp(p)]
+    assert len(forwarded) == 2
+    for packet in forwarded:
+        stamp = abs_send_time_of(packet)
+        assert stamp is not None
+        # 6.18 fixed point, 24 bits: within 10 ms of when it was sent
+        assert abs(stamp - (int(now * 262144) & 0xFFFFFF)) < 2622
+        assert packet.endswith(vp8(1)[12:]) or packet.endswith(vp8(0, True)[12:])
+
+
+def test_without_abs_send_time_forwarded_packets_carry_no_extension():
+    s = setup()
+    feed(s, "handle_datagram", [vp8(0, keyframe=True)])
+    [packet] = [p for p in plain(s.to_subscriber) if not rtp.is_rtcp(p)]
+    assert abs_send_time_of(packet) is None
+
+
+def opus_packets(fec: bool) -> list[bytes]:
+    """Two seconds of a voice-like signal from libopus (FFmpeg's wrapper), 20 ms
+    frames at 24 kbit/s, with or without in-band FEC."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = 48000
+    codec.layout = "mono"
+    codec.format = "s16"
+    codec.bit_rate = 24000
+    codec.options = {
+        "application": "voip",
+        "fec": "1" if fec else "0",
+        "packet_loss": "10" if fec else "0",
+    }
+    rng = random.Random(1)
+    packets = []
+    for i in range(100):
+        samples = array.array("h")
+        for n in range(960 * i, 960 * (i + 1)):
+            t = n / 48000
+            level = 0.5 + 0.5 * math.sin(2 * math.pi * 3 * t)
+            voice = math.sin(2 * math.pi * 180 * t) * level
+            samples.append(int((voice * 0.4 + rng.gauss(0, 0.05)) * 20000))
+        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+        frame.planes[0].update(samples.tobytes())
+        frame.sample_rate = 48000
+        frame.pts = 960 * i
+        packets += [bytes(p) for p in codec.encode(frame)]
+    return packets
+
+
+def test_fec_is_recognised_in_real_opus():
+    with_fec = [rtp.opus_has_fec(p) for p in opus_packets(fec=True)]
+    without = [rtp.opus_has_fec(p) for p in opus_packets(fec=False)]
+    assert sum(with_fec) > len(with_fec) // 2
+    assert not any(without)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fec"),
+    [
+        (bytes([0x08, 0b0100_0000]), True),  # SILK NB 20 ms, mono: VAD, LBRR
+        (bytes([0x08, 0b1000_0000]), False),  # voice, no LBRR
+        (bytes([0x18, 0b0001_0000]), True),  # SILK NB 60 ms: three VAD flags
+        (bytes([0x0C, 0b0001_0000]), True),  # 20 ms stereo: the side's LBRR
+        (bytes([0x78, 0xFF]), True),  # hybrid FB 10 ms: SILK comes first
+        (bytes([0x80, 0xFF]), False),  # CELT: no SILK layer
+        (bytes([0x0B, 0xFF]), False),  # code 3: several frames, not read
+        (bytes([0x08]), False),  # DTX: the TOC byte only
+    ],
+)
+def test_fec_flag_in_the_c_path_as_in_python(payload, fec):
+    assert rtp.opus_has_fec(payload) is fec
+    counts = []
+    for path in ("handle_datagram", "fast_handle"):
+        s = publishing(path)
+        audio = rtp_packet(seq=1, ssrc=AUDIO, pt=111, payload=payload)
+        feed(s, path, [audio])
+        counts.append(s.stats.opus_fec)
+    assert counts == [int(fec)] * 2
