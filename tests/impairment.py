@@ -164,6 +164,9 @@ class ImpairedRelay:
     def __init__(self, server: Address, *, seed: int = 14) -> None:
         self.server = server
         self.client: Address | None = None
+        #: The port the relay sends to the server from: the client's address as
+        #: the server sees it (set by :meth:`start`).
+        self.upstream_port = 0
         self._client_side = DatagramSide(self._from_client)
         self._server_side = DatagramSide(self._from_server)
         self.uplink = Link(self._to_server, seed=seed)
@@ -180,6 +183,7 @@ class ImpairedRelay:
         )
         deep_buffers(transport)
         deep_buffers(towards)
+        self.upstream_port = int(towards.get_extra_info("sockname")[1])
         return int(transport.get_extra_info("sockname")[1])
 
     def _from_client(self, data: bytes, addr: Address) -> None:

@@ -21,8 +21,10 @@ class Receiver(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.arrivals: list[tuple[int, float]] = []
+        self.senders: set[tuple[str, int]] = set()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.senders.add(addr)
         loop = asyncio.get_running_loop()
         self.arrivals.append((int.from_bytes(data[:4], "big"), loop.time()))
 
@@ -129,6 +131,14 @@ async def test_the_rate_can_drop_and_come_back_under_way(path) -> None:
     print(f"2 Mbit/s then 300 kbit/s: {fast / 1000:.0f}, then {slow / 1000:.0f}")
     assert 1_700_000 < fast < 2_300_000
     assert 250_000 < slow < 350_000
+
+
+async def test_the_server_sees_the_relays_upstream_port(path) -> None:
+    """What a far end learns as the client's address (as behind a NAT)."""
+    relay, sender, receiver = path
+    burst(sender, 3)
+    await settled(relay, receiver, 3)
+    assert receiver.senders == {("127.0.0.1", relay.upstream_port)}
 
 
 def _rate(arrivals: list[tuple[int, float]]) -> float:
