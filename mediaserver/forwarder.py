@@ -9,8 +9,9 @@ everything else (RTCP, RTX, unknown SSRCs, NACKs to send, drops to count). A
 publisher's stream (:class:`InboundStream`) fans out to one :class:`OutboundLeg`
 per subscriber. Each leg owns its SSRC, payload types, sequence-number and
 timestamp offsets, a send history for NACKs and its sender-report counters.
-RTCP is bridged: PLI/FIR from a subscriber becomes a rate-limited PLI to the
-publisher, NACKs are answered from the leg's history, the publisher's sender
+RTCP is bridged: NACKs are answered from the leg's history, and PLI/FIR from a
+subscriber, or a NACK the history cannot answer, becomes a PLI to the publisher,
+at most one a second per publisher; the publisher's sender
 reports are translated per leg (lip-sync), and the publisher gets our receiver
 reports, NACKs and REMB.
 
@@ -40,7 +41,10 @@ from mediaserver.transport import MediaTransport, SrtpError
 log = structlog.get_logger()
 
 HISTORY_SIZE = 512
-PLI_INTERVAL = 0.5
+#: At most one keyframe request a second to a publisher, however many subscribers
+#: ask: a keyframe costs several ordinary frames, and on a weak uplink a storm of
+#: them turns a little loss into a frozen picture.
+KEYFRAME_INTERVAL = 1.0
 MAX_NACK_GAP = 64
 #: REMB sent to a publisher when no subscriber reported an estimate yet.
 DEFAULT_REMB_BPS = 1_500_000
@@ -251,7 +255,6 @@ class InboundStream(StreamCore):
         self._has_transit = False
         self._last_sr = 0
         self._last_sr_at = 0.0
-        self._last_pli = 0.0
         self.remb: dict[int, int] = {}
 
     def on_rtp(self, data: bytes, header: rtp.RtpHeader, now: float) -> None:
@@ -331,14 +334,19 @@ class InboundStream(StreamCore):
             leg.send_sender_report(ntp, rtp_ts)
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most every ``PLI_INTERVAL``."""
+        """Ask the publisher for a keyframe, at most once per
+        ``KEYFRAME_INTERVAL`` over all its streams. A subscriber whose request
+        falls in the interval asks again (browsers repeat PLI while they wait),
+        and legs still waiting for their first keyframe are asked for at each
+        receiver report."""
         if self.kind != "video":
             return
+        publisher = self.publisher
         now = time.monotonic()
-        if now - self._last_pli < PLI_INTERVAL:
+        if now - publisher._last_keyframe_request < KEYFRAME_INTERVAL:
             return
-        self._last_pli = now
-        self.publisher.send_pli(self.info.ssrc)
+        publisher._last_keyframe_request = now
+        publisher.send_pli(self.info.ssrc)
 
     def report_block(self) -> rtp.ReportBlock | None:
         if self._max_seq < 0:
@@ -381,6 +389,7 @@ class PeerMedia(PeerCore):
         self.forwarding = False
         self.last_packet_at = time.monotonic()
         self._timing_count = 0
+        self._last_keyframe_request = 0.0
 
     # wiring (called by the room, not per packet)
 
@@ -527,11 +536,17 @@ class PeerMedia(PeerCore):
         if leg is None:
             return
         self.stats.nack["from_subscriber"] += 1
+        unanswered = False
         for seq in rtp.nack_sequence_numbers(packet):
             if leg.retransmit(seq):
                 self.stats.retransmitted += 1
             else:
                 self.stats.drop("nack_not_in_history")
+                unanswered = True
+        if unanswered:
+            # the subscriber cannot recover by NACK: it would send a PLI after
+            # its own wait, so ask for it now
+            leg.source.request_keyframe()
 
     # sending
 

@@ -8,7 +8,7 @@ import time
 
 from mediaserver.api import REGISTRY, ROOMS
 from mediaserver.app import MUX, STATS
-from mediaserver.forwarder import PLI_INTERVAL
+from mediaserver.forwarder import KEYFRAME_INTERVAL
 from tests.helpers import wait_for
 from tests.mediaserver.client import decodes, join, without_candidates
 from tests.mediaserver.conftest import create_room
@@ -61,7 +61,7 @@ async def test_subscriber_pli_produces_a_keyframe(server, clients, token):
 
 async def test_plis_to_a_publisher_are_rate_limited(server, clients, token):
     """A burst of PLIs from a subscriber reaches the publisher as at most one PLI
-    per ``PLI_INTERVAL``."""
+    per ``KEYFRAME_INTERVAL``."""
     await create_room(server)
     agent = await join(clients, server, token, "agent", "a1")
     interpreter = await join(clients, server, token, "interpreter", "i1")
@@ -78,7 +78,7 @@ async def test_plis_to_a_publisher_are_rate_limited(server, clients, token):
     elapsed = time.monotonic() - start
     forwarded = stats.pli["to_publisher"] - sent
     # aiortc's own receivers may send PLIs too: they share the same limit
-    assert forwarded <= elapsed / PLI_INTERVAL + 1, (forwarded, elapsed)
+    assert forwarded <= elapsed / KEYFRAME_INTERVAL + 1, (forwarded, elapsed)
 
 
 def is_rtp(data: bytes) -> bool:

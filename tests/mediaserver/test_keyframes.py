@@ -1,0 +1,98 @@
+"""Keyframe requests: NACK first, then at most one keyframe request a second per
+publisher, however many subscribers ask.
+
+A keyframe costs several times an ordinary frame; on a weak uplink a storm of
+them is what turns a little loss into a frozen picture.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mediaserver import packet as rtp
+from mediaserver.forwarder import KEYFRAME_INTERVAL, LegInfo, StreamInfo
+from mediaserver.transport import DirectSrtp
+from tests.mediaserver.test_fastpath import (
+    CLIENT_KEY,
+    PUBLISHER_KEY,
+    VIDEO,
+    Setup,
+    inbound,
+    outbound,
+    setup,
+    vp8,
+)
+
+SUBSCRIBER_CLIENT_KEY = os.urandom(30)
+SCREEN = 0x5555
+
+
+def with_screen(s: Setup) -> int:
+    """A second video stream of the publisher (a shared screen), with its leg;
+    returns the leg's SSRC."""
+    info = StreamInfo("video", SCREEN, None, {96: "video/vp8"}, {}, 90000)
+    stream = s.publisher.add_stream(info)
+    s.subscriber.add_leg(stream, LegInfo(0xC1, 0xC2, {"video/vp8": 98}, {}))
+    return 0xC1
+
+
+def from_subscriber(s: Setup, *packets: bytes) -> None:
+    """RTCP the subscriber's browser sends to us, protected with its key."""
+    s.subscriber.transport._rx = DirectSrtp(inbound(SUBSCRIBER_CLIENT_KEY))
+    client = outbound(SUBSCRIBER_CLIENT_KEY)
+    for packet in packets:
+        s.subscriber.handle_datagram(client.protect_rtcp(packet))
+
+
+def plis_to_publisher(s: Setup) -> list[int]:
+    """The media SSRCs of the PLIs the publisher got."""
+    session = inbound(PUBLISHER_KEY)
+    found = []
+    for datagram in s.to_publisher:
+        packet = session.unprotect_rtcp(datagram)
+        for packet_type, fmt, part in rtp.iter_rtcp(packet):
+            if packet_type == rtp.RTCP_PSFB and fmt == rtp.FMT_PLI:
+                found.append(rtp.feedback_ssrcs(part)[1])
+    return found
+
+
+def started(s: Setup) -> Setup:
+    """Video flowing to the subscriber; the start-up request's window over."""
+    client = outbound(CLIENT_KEY)
+    for seq in range(10):
+        s.publisher.handle_datagram(client.protect(vp8(seq, keyframe=seq == 0)))
+    s.publisher._last_keyframe_request -= KEYFRAME_INTERVAL
+    s.to_publisher.clear()
+    return s
+
+
+def test_requests_from_several_subscribers_and_streams_make_one_a_second():
+    s = started(setup())
+    screen_leg = with_screen(s)
+    s.publisher._last_keyframe_request -= KEYFRAME_INTERVAL
+    s.to_publisher.clear()
+    pli = rtp.build_pli(0x77, s.leg.ssrc)
+    from_subscriber(s, pli, pli, rtp.build_pli(0x77, screen_leg), pli)
+    assert len(plis_to_publisher(s)) == 1
+
+    s.publisher._last_keyframe_request -= KEYFRAME_INTERVAL
+    from_subscriber(s, rtp.build_pli(0x77, screen_leg))
+    assert plis_to_publisher(s)[1:] == [SCREEN]
+
+
+def test_a_nack_is_answered_from_history_without_a_keyframe_request():
+    s = started(setup())
+    sent = s.leg._first_seq + 5
+    from_subscriber(s, rtp.build_nack(0x77, s.leg.ssrc, [sent]))
+    assert s.stats.retransmitted == 1
+    assert plis_to_publisher(s) == []
+
+
+def test_a_nack_the_history_cannot_answer_asks_for_a_keyframe():
+    """The subscriber cannot recover by NACK: it would send a PLI after its own
+    wait, so we ask at once."""
+    s = started(setup())
+    gone = (s.leg._first_seq + 5000) & 0xFFFF
+    from_subscriber(s, rtp.build_nack(0x77, s.leg.ssrc, [gone, gone + 1]))
+    assert s.stats.dropped["nack_not_in_history"] == 2
+    assert plis_to_publisher(s) == [VIDEO]
