@@ -48,6 +48,9 @@ KEYFRAME_INTERVAL = 1.0
 MAX_NACK_GAP = 64
 #: REMB sent to a publisher when no subscriber reported an estimate yet.
 DEFAULT_REMB_BPS = 1_500_000
+#: A subscriber estimate this much away from what the publisher last heard goes
+#: to the publisher at once, not with the next receiver report (up to 1 s later).
+REMB_CHANGE = 0.1
 #: One in this many forwarded packets is timed for the forwarding histogram.
 TIMING_SAMPLE = 16
 
@@ -390,6 +393,8 @@ class PeerMedia(PeerCore):
         self.last_packet_at = time.monotonic()
         self._timing_count = 0
         self._last_keyframe_request = 0.0
+        #: The REMB this publisher last got from us (0: none yet).
+        self._remb_sent = 0
 
     # wiring (called by the room, not per packet)
 
@@ -529,6 +534,7 @@ class PeerMedia(PeerCore):
                     leg = self.legs.get(ssrc)
                     if leg is not None:
                         leg.source.remb[self.rtcp_ssrc] = bitrate
+                        leg.source.publisher.on_estimate()
 
     def _on_nack(self, packet: bytes) -> None:
         _, media_ssrc = rtp.feedback_ssrcs(packet)
@@ -572,6 +578,30 @@ class PeerMedia(PeerCore):
         self.stats.pli["to_publisher"] += 1
         self.send_rtcp(rtp.build_pli(self.rtcp_ssrc, media_ssrc))
 
+    def on_estimate(self) -> None:
+        """A subscriber of this publisher reported a new downlink estimate: a
+        change of more than ``REMB_CHANGE`` goes to the publisher at once."""
+        bitrate = self._lowest_estimate()
+        last = self._remb_sent
+        if bitrate is not None and abs(bitrate - last) > last * REMB_CHANGE:
+            self.send_rtcp(self._remb(bitrate))
+
+    def _lowest_estimate(self) -> int | None:
+        """What this publisher's video may use: the lowest estimate of its
+        subscribers, or a default before any; None when it publishes no video."""
+        video = [s for s in self.streams.values() if s.kind == "video"]
+        if not video:
+            return None
+        estimates = [bps for s in video for bps in s.remb.values()]
+        return min(estimates) if estimates else DEFAULT_REMB_BPS
+
+    def _remb(self, bitrate: int | None) -> bytes:
+        if bitrate is None:
+            return b""
+        self._remb_sent = bitrate
+        ssrcs = [s.info.ssrc for s in self.streams.values() if s.kind == "video"]
+        return rtp.build_remb(self.rtcp_ssrc, bitrate, ssrcs)
+
     def send_nack(self, media_ssrc: int, lost: list[int]) -> None:
         self.stats.nack["to_publisher"] += 1
         self.send_rtcp(rtp.build_nack(self.rtcp_ssrc, media_ssrc, lost))
@@ -595,15 +625,8 @@ class PeerMedia(PeerCore):
         waiting for a keyframe ask for one again here.
         """
         blocks = [b for s in self.streams.values() if (b := s.report_block())]
-        compound = rtp.build_rr(self.rtcp_ssrc, blocks)
-        video = [s for s in self.streams.values() if s.kind == "video"]
-        if video:
-            estimates = [bps for s in video for bps in s.remb.values()]
-            bitrate = min(estimates) if estimates else DEFAULT_REMB_BPS
-            compound += rtp.build_remb(
-                self.rtcp_ssrc, bitrate, [s.info.ssrc for s in video]
-            )
-        self.send_rtcp(compound)
+        remb = self._remb(self._lowest_estimate())
+        self.send_rtcp(rtp.build_rr(self.rtcp_ssrc, blocks) + remb)
         for leg in self.legs.values():
             if not leg.started:
                 leg.source.request_keyframe()
