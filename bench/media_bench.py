@@ -51,7 +51,7 @@ from tests.mediaserver.client import MediaClient, loopback_only_gathering
 
 ISSUER = "https://bench.invalid"
 NODE = "media-bench"
-SECRET = "bench-secret"  # noqa: S105 (a throwaway secret of this run)
+SECRET = "bench-secret-of-this-run"  # noqa: S105 (a throwaway secret of this run)
 FPS = 30
 SO_RCVBUFFORCE = 33  # Linux; the socket module does not name it
 LOOP_SECONDS = 4
@@ -367,7 +367,12 @@ def plan(scenario: str, rooms: int, fanout: int) -> list[list[tuple[str, bool]]]
     return [[("agent", True)] + [("interpreter", False)] * fanout for _ in range(rooms)]
 
 
-async def run(args: argparse.Namespace) -> dict[str, float]:
+async def run(
+    args: argparse.Namespace,
+    during: contextlib.AbstractContextManager[Any] | None = None,
+) -> dict[str, float]:
+    """One scenario; ``during`` is entered once all clients are connected and
+    left after the measuring window (e.g. CPU hogs on the server's core)."""
     loopback_only_gathering()
     key = Ed25519PrivateKey.generate()
     video = encode_video(640, 480, args.video_bitrate)
@@ -379,6 +384,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     )
     probe = Probe()
     clients: list[MediaClient] = []
+    stack = contextlib.ExitStack()
     with tempfile.TemporaryDirectory() as tmp:
         jwks_url, ca_file, jwks_runner = await jwks_server(key, tmp)
         server.start(jwks_url, ca_file)
@@ -390,6 +396,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                     session, server, key, layout, video, audio, probe, clients
                 )
                 participants = len(clients)
+                stack.enter_context(during or contextlib.nullcontext())
                 await asyncio.sleep(args.warmup)
                 rss_full = server.rss_bytes()
                 # measure
@@ -415,7 +422,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                             ("beeldbel_media_dropped", "beeldbel_media_packets_in")
                         )
                     ]
+                stack.close()
         finally:
+            stack.close()
             for client in clients:
                 with contextlib.suppress(Exception):
                     await client.close()

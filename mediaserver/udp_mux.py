@@ -42,6 +42,8 @@ _SO_RCVBUFFORCE = 33
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 #: At most one summary line per this many seconds about failed datagrams.
 FAILURE_LOG_INTERVAL = 10.0
+#: After the window's timer ran late, read without a window for this long.
+LATE_HOLD = 1.0
 
 
 def _ignore(value: float) -> None:
@@ -150,7 +152,10 @@ class UdpMux:
         self.port = 0
         self.fast = fast
         self._window_us = round(batch_window * 1e6)
+        self._window = batch_window
         self._timer: int | None = None
+        self._due = 0.0  # when the armed timer should fire (monotonic)
+        self._late_until = 0.0  # no window until then: the loop runs late
         self._by_address: dict[Address, StunProtocol] = {}
         self._by_ufrag: dict[str, StunProtocol] = {}
         self._media: dict[Address, Callable[[bytes], None]] = {}
@@ -244,21 +249,30 @@ class UdpMux:
         if self._timer is None:
             return
         # batching: while datagrams keep coming, read again when the window
-        # ends instead of waking per datagram; when a read finds nothing, wait
-        # on the socket again
+        # ends instead of waking per datagram; when a read finds nothing, or
+        # the loop runs late, wait on the socket again
         loop = asyncio.get_running_loop()
-        if read:
+        now = time.monotonic()
+        if read and now >= self._late_until:
             if self._reading:
                 loop.remove_reader(sock.fileno())
                 self._reading = False
+            self._due = now + self._window
             _fastpath.arm(self._timer, self._window_us)
         elif not self._reading:
             loop.add_reader(sock.fileno(), self._on_readable)
             self._reading = True
 
     def _on_timer(self) -> None:
-        if self._timer is not None and _fastpath.expired(self._timer):
-            self._on_readable()
+        if self._timer is None or not _fastpath.expired(self._timer):
+            return
+        # On a contended core the loop gets the CPU back late; sleeping another
+        # window then gives it away again, and each wake-up waits its turn
+        # anew. So a late timer turns the window off for a while.
+        now = time.monotonic()
+        if now - self._due > self._window:
+            self._late_until = now + LATE_HOLD
+        self._on_readable()
 
     def _drain(self, sock: socket.socket) -> int:
         """Read and dispatch what is queued; returns how many datagrams."""
