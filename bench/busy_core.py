@@ -228,6 +228,7 @@ def run_calls(args: argparse.Namespace) -> None:
     # what bench.media_bench.run reads besides these
     args.scenario, args.fanout = "1to1", 0
     args.video_bitrate, args.profile = 800_000, ""
+    args.clients, args.client_cpus = 1, [args.client_cpu]
     results = asyncio.run(run(args, hogs(args.hogs, args.server_cpu, args.hog_nice)))
     print(
         f"busy core, calls: rooms={args.rooms} hogs={args.hogs} nice={args.hog_nice}"
