@@ -36,13 +36,15 @@ build-deps:
 		|| { echo "installing the Python headers from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev; }
 
-# Debian's Chromium (never a downloaded browser), iproute2 for the loopback-only
-# network namespace the tests run in, coturn for the relay test, redis-server for
-# the tests' own Redis (inside the namespace; the machine's Redis is outside it),
-# prometheus for the alert rules' tests (promtool) and a real scrape of a call.
+# Debian's Chromium and Firefox ESR (never a downloaded browser), iproute2 for
+# the loopback-only network namespace the tests run in, coturn for the relay
+# test, redis-server for the tests' own Redis (inside the namespace; the
+# machine's Redis is outside it), prometheus for the alert rules' tests
+# (promtool) and a real scrape of a call.
 system-deps: node-deps pdf-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v firefox-esr >/dev/null || missing="$$missing firefox-esr"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \

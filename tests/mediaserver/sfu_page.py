@@ -43,8 +43,8 @@ window.beeldbel = {
   connection,
   inboundVideo: async () => (await reports('inbound-rtp'))
     .filter((r) => r.kind === 'video')
-    .map((r) => ({framesDecoded: r.framesDecoded || 0, frameWidth: r.frameWidth || 0,
-      frameHeight: r.frameHeight || 0})),
+    .map((r) => ({ssrc: r.ssrc, framesDecoded: r.framesDecoded || 0,
+      frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0})),
   candidatePairs: async () => (await reports('remote-candidate'))
     .map((r) => `${r.address}:${r.port}`),
 };
