@@ -13,7 +13,9 @@ Run inside a loopback-only network namespace, from the repository root:
         -m bench.network_quality --condition loss3'
 
 ``--condition`` is loss3, uplink400, downlink400, step or all (the default);
-``--sfu`` or ``--p2p`` runs one path only (both by default).
+``--sfu`` or ``--p2p`` runs one path only (both by default). The cameras send
+a busy clip that wants ~1.5-2 Mbit/s (tests/browser_call.py ``busy_camera``);
+``--fake-camera`` uses Chromium's own pattern, which needs only ~500 kbit/s.
 """
 
 from __future__ import annotations
@@ -45,11 +47,15 @@ def interfaces_up() -> list[str]:
     return up
 
 
-async def run(conditions: list[str], paths: list[str], warmup: float) -> None:
+async def run(
+    conditions: list[str], paths: list[str], warmup: float, busy_video: bool
+) -> None:
     summary = ["| condition | path | target | measured | limit | |", "|---" * 6 + "|"]
     for name in conditions:
         for path in paths:
-            result = await measure(CONDITIONS[name], path, warmup=warmup)
+            result = await measure(
+                CONDITIONS[name], path, warmup=warmup, busy_video=busy_video
+            )
             print(table(result), end="\n\n", flush=True)
             for v in verdicts(result)[1:]:
                 outcome = "PASS" if v.passed else "FAIL"
@@ -70,6 +76,11 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=10, help="seconds of clean link first"
     )
+    parser.add_argument(
+        "--fake-camera",
+        action="store_true",
+        help="Chromium's own fake camera (~500 kbit/s) instead of the busy clip",
+    )
     args = parser.parse_args()
     if up := interfaces_up():
         sys.exit(
@@ -79,7 +90,8 @@ def main() -> None:
         )
     conditions = list(CONDITIONS) if args.condition == "all" else [args.condition]
     paths = [p for p, chosen in (("sfu", args.sfu), ("p2p", args.p2p)) if chosen]
-    asyncio.run(run(conditions, paths or ["sfu", "p2p"], args.warmup))
+    paths = paths or ["sfu", "p2p"]
+    asyncio.run(run(conditions, paths, args.warmup, not args.fake_camera))
 
 
 if __name__ == "__main__":

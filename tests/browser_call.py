@@ -12,6 +12,7 @@ behind a NAT, and cannot find the direct loopback path around the relay.
 from __future__ import annotations
 
 import json
+import random
 import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -190,17 +191,55 @@ def _servers(stack: AsyncExitStack) -> Callable[..., Awaitable[TestServer]]:
     return serve
 
 
+def busy_camera(path: Path, frames: int = 40) -> Path:
+    """A 640x480, 20 fps Y4M clip (looped by Chromium) that, like a real camera,
+    asks for more than a thin link carries: a blocky scene that scrolls (motion
+    the encoder follows) under fresh sensor-like noise in every frame (detail a
+    low rate may quantize away). Chromium's own fake camera needs only ~500
+    kbit/s, so a 2 Mbit/s link would not be used and a 400 kbit/s cap hardly felt."""
+    width, height, margin = 640, 480, 64
+    stride = width + margin
+    noise = random.Random(14)
+    blocks = [
+        noise.randrange(40, 216) for _ in range((stride // 8) * (height // 8 + 9))
+    ]
+    scene = [
+        blocks[(i // stride // 8) * (stride // 8) + i % stride // 8]
+        for i in range(stride * (height + margin))
+    ]
+    grains = [
+        bytes(min(255, max(0, v + noise.randint(-6, 6))) for v in scene)
+        for _ in range(4)
+    ]
+    gray = bytes([128]) * (width * height // 2)
+    with path.open("wb") as clip:
+        clip.write(f"YUV4MPEG2 W{width} H{height} F20:1 Ip A1:1 C420jpeg\n".encode())
+        for n in range(frames):
+            dx, dy, grain = 3 * n % margin, 2 * n % margin, grains[n % 4]
+            starts = [(y + dy) * stride + dx for y in range(height)]
+            clip.write(
+                b"FRAME\n" + b"".join(grain[i : i + width] for i in starts) + gray
+            )
+    return path
+
+
 @asynccontextmanager
-async def _chromium() -> AsyncIterator[Browser]:
+async def _chromium(busy_video: bool) -> AsyncIterator[Browser]:
+    """Chromium with the fake microphone, and the busy clip as its camera (or,
+    with ``busy_video`` false, Chromium's own fake camera)."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+        with tempfile.TemporaryDirectory() as directory:
+            args = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
+            if busy_video:
+                clip = busy_camera(Path(directory) / "busy.y4m")
+                args.append(f"--use-file-for-fake-video-capture={clip}")
+            browser = await playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=args
+            )
+            try:
+                yield browser
+            finally:
+                await browser.close()
 
 
 async def _open(browser: Browser, url: str, *scripts: str) -> Page:
@@ -257,7 +296,7 @@ def _signer(key: Ed25519PrivateKey) -> Callable[..., str]:
 
 
 @asynccontextmanager
-async def sfu_call() -> AsyncIterator[Call]:
+async def sfu_call(busy_video: bool = True) -> AsyncIterator[Call]:
     """Employee (agent) and citizen call through the real SFU."""
     async with AsyncExitStack() as stack:
         directory = stack.enter_context(tempfile.TemporaryDirectory())
@@ -269,7 +308,7 @@ async def sfu_call() -> AsyncIterator[Call]:
         relay = ImpairedRelay(("127.0.0.1", port))
         stack.callback(relay.close)
         relay_port = await relay.start()
-        browser = await stack.enter_async_context(_chromium())
+        browser = await stack.enter_async_context(_chromium(busy_video))
         employee = await _open(browser, page_url(pages, "agent", "a1"))
         citizen = await _open(
             browser,
@@ -317,7 +356,7 @@ def _without_candidates(sdp: str) -> str:
 
 
 @asynccontextmanager
-async def p2p_call() -> AsyncIterator[Call]:
+async def p2p_call(busy_video: bool = True) -> AsyncIterator[Call]:
     """Employee and citizen connect directly (no SFU): the reference."""
     site = web.Application()
 
@@ -327,7 +366,7 @@ async def p2p_call() -> AsyncIterator[Call]:
     site.router.add_get("/p2p.html", serve_page)
     async with AsyncExitStack() as stack:
         url = str((await _servers(stack)(site)).make_url("/p2p.html"))
-        browser = await stack.enter_async_context(_chromium())
+        browser = await stack.enter_async_context(_chromium(busy_video))
         employee, citizen = await _open(browser, url), await _open(browser, url)
         offer: str = await employee.evaluate("window.beeldbel.offer()")
         match = _HOST_CANDIDATE.search(offer)

@@ -161,18 +161,24 @@ class Run:
     expected_legs: tuple[int, int] = (0, 0)
 
 
-CALLS: dict[str, Callable[[], AbstractAsyncContextManager[Call]]] = {
+CALLS: dict[str, Callable[[bool], AbstractAsyncContextManager[Call]]] = {
     "sfu": sfu_call,
     "p2p": p2p_call,
 }
 
 
 async def measure(
-    condition: Condition, path: str, warmup: float = 10, seconds: float | None = None
+    condition: Condition,
+    path: str,
+    warmup: float = 10,
+    seconds: float | None = None,
+    busy_video: bool = True,
 ) -> Run:
-    """Run ``condition`` on a fresh call over ``path`` ("sfu" or "p2p")."""
+    """Run ``condition`` on a fresh call over ``path`` ("sfu" or "p2p"); the
+    cameras send the busy clip, or with ``busy_video`` false Chromium's own
+    pattern (~500 kbit/s)."""
     run = Run(condition, path)
-    async with CALLS[path]() as call:
+    async with CALLS[path](busy_video) as call:
         run.expected_legs = (call.employee_remote, call.citizen_remote)
         async for employee, citizen in _seconds(call, condition, warmup, seconds):
             run.employee.append(employee)

