@@ -1,7 +1,9 @@
 """One participant's RTCPeerConnection: negotiation by aiortc, media by the forwarder.
 
 aiortc answers the participant's offer (what it publishes) and makes the offers
-that add or drop what it receives. Once DTLS is up, :class:`Peer` hands the
+that add or drop what it receives; :mod:`mediaserver.sdp` keeps what the
+connection negotiated once (payload types, header extension ids, the ``o=``
+line) the same in each of them. Once DTLS is up, :class:`Peer` hands the
 transport to :class:`~mediaserver.forwarder.PeerMedia`. Senders carry a
 :class:`ForwardedTrack` that never yields a frame: aiortc announces their SSRCs in
 SDP, the forwarder sends their packets.
@@ -10,7 +12,6 @@ SDP, the forwarder sends their packets.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 
 import structlog
@@ -30,14 +31,15 @@ from aiortc.sdp import SessionDescription
 from mediaserver.errors import BadMessage
 from mediaserver.forwarder import (
     ForwarderStats,
-    InboundStream,
     LegInfo,
     PeerMedia,
     StreamInfo,
 )
+from mediaserver.sdp import ConnectionSdp, bundle_dtls_role
 from mediaserver.transport import (
     MediaTransport,
     dtls_transport,
+    forget_header_extensions,
     ice_connection,
     negotiated_codecs,
     sender_ssrcs,
@@ -90,38 +92,6 @@ def _allowed_video(
     return mime == "video/vp8"
 
 
-_OPUS = re.compile(r"^a=rtpmap:(\d+) opus/48000/2\r?$", re.MULTILINE | re.IGNORECASE)
-
-
-def with_opus_fec(sdp: str) -> str:
-    """Ask for Opus in-band FEC (aiortc's SDP carries no Opus fmtp)."""
-    for pt in _OPUS.findall(sdp):
-        if f"a=fmtp:{pt} " not in sdp:
-            sdp = re.sub(
-                rf"^(a=rtpmap:{pt} opus/48000/2)\r?$",
-                rf"\1\r\na=fmtp:{pt} minptime=10;useinbandfec=1",
-                sdp,
-                count=1,
-                flags=re.MULTILINE | re.IGNORECASE,
-            )
-    return sdp
-
-
-def without_header_extensions(sdp: str) -> str:
-    """Negotiate no RTP header extensions.
-
-    Forwarded packets carry none (their ids belong to the publisher's
-    negotiation), and aiortc's re-offers would reassign the ids a browser already
-    negotiated, which browsers refuse.
-    """
-    lines = sdp.split("\r\n")
-    return "\r\n".join(line for line in lines if not line.startswith("a=extmap"))
-
-
-def _local_sdp(sdp: str) -> str:
-    return without_header_extensions(with_opus_fec(sdp))
-
-
 class Peer:
     """The server end of one participant's peer connection."""
 
@@ -140,6 +110,8 @@ class Peer:
         )
         self.media = PeerMedia(MediaTransport(), stats)
         self.video_codec = video_codec
+        #: payload types, header extension ids and o= line, fixed once negotiated
+        self.sdp = ConnectionSdp()
         self._mux = mux
         self.connected = asyncio.Event()
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -156,9 +128,12 @@ class Peer:
     async def answer(self, offer: str) -> tuple[str, list[StreamInfo]]:
         """Answer the participant's offer; returns our SDP and what it publishes.
         An offer without audio or video is refused before aiortc sees it."""
-        if not any(m.kind in ("audio", "video") for m in _parse_sdp(offer).media):
+        description = _parse_sdp(offer)
+        if not any(m.kind in ("audio", "video") for m in description.media):
             raise BadMessage("the offer has no audio or video")
         await _set_remote(self.pc, RTCSessionDescription(offer, "offer"))
+        forget_header_extensions(self.pc)
+        self.sdp.learn_offer(description)
         self._mux.adopt(ice_connection(dtls_transport(self.pc)))
         for transceiver in self.pc.getTransceivers():
             codecs = negotiated_codecs(transceiver)
@@ -178,9 +153,10 @@ class Peer:
             )
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(
-            RTCSessionDescription(_local_sdp(answer.sdp), "answer")
+            RTCSessionDescription(self.sdp.local_answer(answer.sdp), "answer")
         )
-        return self.pc.localDescription.sdp, self._published_streams(offer)
+        self._on_negotiated(self.pc.localDescription.sdp)
+        return self.pc.localDescription.sdp, self._published_streams(description)
 
     def _keeps(self, kind: str, codec: object) -> bool:
         mime = str(getattr(codec, "mimeType", "")).lower()
@@ -189,8 +165,7 @@ class Peer:
         parameters = getattr(codec, "parameters", {})
         return _allowed_video(mime, parameters, self.video_codec)
 
-    def _published_streams(self, offer: str) -> list[StreamInfo]:
-        description = SessionDescription.parse(offer)
+    def _published_streams(self, description: SessionDescription) -> list[StreamInfo]:
         streams = []
         for media in description.media:
             if media.kind not in ("audio", "video") or not media.ssrc:
@@ -202,18 +177,6 @@ class Peer:
                 continue
             streams.append(_stream_info(media, negotiated_codecs(transceiver)))
         return streams
-
-    def refresh_payload_types(self, streams: list[InboundStream]) -> None:
-        """After a renegotiation: aiortc's re-offer renumbers the payload types of
-        the participant's own m-lines, and browsers follow the latest offer."""
-        for stream in streams:
-            transceiver = self._transceiver(stream.info.mid)
-            if transceiver is None:
-                continue
-            payload_types, rtx = _payload_types(negotiated_codecs(transceiver))
-            stream.info.add_payload_types(payload_types, rtx)
-            for leg in stream.legs:
-                leg.update_payload_map()
 
     def _transceiver(self, mid: str | None) -> RTCRtpTransceiver | None:
         for transceiver in self.pc.getTransceivers():
@@ -229,8 +192,9 @@ class Peer:
 
     async def offer(self) -> str:
         offer = await self.pc.createOffer()
+        forget_header_extensions(self.pc)
         await self.pc.setLocalDescription(
-            RTCSessionDescription(_local_sdp(offer.sdp), "offer")
+            RTCSessionDescription(self.sdp.local_offer(offer.sdp), "offer")
         )
         return self.pc.localDescription.sdp
 
@@ -241,7 +205,17 @@ class Peer:
             raise BadMessage("the answer does not match the offer")
 
     async def accept_answer(self, answer: str) -> None:
+        answer = bundle_dtls_role(answer)
         await _set_remote(self.pc, RTCSessionDescription(answer, "answer"))
+        forget_header_extensions(self.pc)
+        self._on_negotiated(answer)
+
+    def _on_negotiated(self, answer: str) -> None:
+        """Tell the media path which header extension ids the answer took."""
+        ids = self.sdp.negotiated(answer)
+        self.media.set_header_extensions(
+            transport_cc=ids.transport_cc, abs_send_time=ids.abs_send_time
+        )
 
     async def close(self) -> None:
         self.media.close()

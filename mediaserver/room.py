@@ -126,6 +126,11 @@ class Participant:
                 log.warning("renegotiation_timed_out", participant_id=self.id)
                 self.failed = True
                 return
+            except ConnectionError:
+                # the socket is closing: a normal end, and its handler's leave
+                # closes this participant
+                log.info("renegotiation_stopped", participant_id=self.id)
+                return
             except Exception:
                 if self.peer.pc.signalingState != "closed":
                     log.exception("renegotiation_failed", participant_id=self.id)
@@ -145,7 +150,6 @@ class Participant:
         # apply answer
         answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT)
         await self.peer.accept_answer(answer)
-        self.peer.refresh_payload_types(self.streams)
         # start legs of newly negotiated senders
         current = set(map(id, self.subscriptions.values()))
         for subscription in offered:

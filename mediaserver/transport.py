@@ -67,6 +67,22 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
     return codecs
 
 
+def forget_header_extensions(pc: RTCPeerConnection) -> None:
+    """Leave aiortc's transceivers no RTP header extension ids (private:
+    ``_headerExtensions``).
+
+    aiortc neither sends nor reads our media, but it parses the RTP that reaches
+    its DTLS transport (before the forwarder takes over, after it stops) with the
+    ids its transceivers held when they started, and each of its offers resets
+    them to its own defaults. Those collide with a browser's (aiortc's
+    abs-send-time 3 is Chrome's transport-cc 3): a 2-byte transport-cc value read
+    as abs-send-time raises ``struct.error``, which ends aiortc's DTLS receive
+    loop. Holding none, it skips every extension.
+    """
+    for transceiver in pc.getTransceivers():
+        transceiver._headerExtensions = []
+
+
 def sender_ssrcs(transceiver: RTCRtpTransceiver) -> tuple[int, int]:
     """The SSRC and RTX SSRC aiortc announced in SDP for a transceiver's sender."""
     sender = transceiver.sender

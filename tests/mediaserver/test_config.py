@@ -11,7 +11,6 @@ import pytest
 from beeldbel.config import ConfigError, MediaServerConfig, Secret, load_config
 from mediaserver.__main__ import worker_config
 from mediaserver.ice_servers import ice_servers_for
-from mediaserver.peer import with_opus_fec, without_header_extensions
 
 
 def test_environment_configures_the_media_server():
@@ -59,17 +58,3 @@ def test_turn_rest_credentials():
     assert server["username"] == "1600:p1"
     digest = hmac.new(b"shared", b"1600:p1", hashlib.sha1).digest()
     assert server["credential"] == base64.b64encode(digest).decode()
-
-
-SDP = (
-    "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\n"
-    "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-    "a=rtpmap:96 opus/48000/2\r\n"
-)
-
-
-def test_answer_asks_for_opus_fec_and_no_header_extensions():
-    sdp = without_header_extensions(with_opus_fec(SDP))
-    assert "a=fmtp:96 minptime=10;useinbandfec=1" in sdp
-    assert "extmap" not in sdp
-    assert with_opus_fec(sdp) == sdp

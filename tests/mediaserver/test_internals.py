@@ -70,6 +70,11 @@ def test_sender_and_transceiver_internals():
     assert "self._rtx_ssrc = random32()" in sender
     transceiver = inspect.getsource(RTCRtpTransceiver.__init__)
     assert "self._codecs: list[RTCRtpCodecParameters] = []" in transceiver
+    # what forget_header_extensions empties: aiortc's offers reset it, its RTP
+    # receivers and senders take their extension ids from it when they start
+    assert "self._headerExtensions: list[RTCRtpHeaderExtensionParameters] = []" in (
+        transceiver
+    )
     # a sender's track is awaited in _next_encoded_frame (ForwardedTrack never yields)
     assert "await self.__track.recv()" in inspect.getsource(RTCRtpSender)
 
