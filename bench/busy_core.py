@@ -9,13 +9,14 @@ Run inside a loopback-only network namespace, from the repository root:
 ``--hogs`` busy-looping processes at ``--hog-nice`` (0: the server's own
 priority; 19: the lowest) run on CPU 0 with the reader.
 
-By default (synthetic, an A/B in one run): a ``UdpMux`` in a process of its own
-on CPU 0 reads the datagrams of 2 calls' worth of streams (about 800/s, in
-bursts, like 2 calls' video and audio), each costing ``--work-us`` of CPU like a
-forwarded packet, sent from CPU 1 with their send time (CLOCK_MONOTONIC) in
-them; it prints the p50/p90/p99 of send → handled for each reading policy in
-turn: no window, the 1 ms window as it was (``LATE_HOLD = 0``), and the window
-that turns itself off when its timer runs late.
+By default (synthetic, an A/B in one run): one ``UdpMux`` per reading policy,
+each in a process of its own on CPU 0 and all at the same time (so they share
+its load as it drifts), reads 2 calls' worth of datagrams (500/s in bursts of
+5), each costing ``--work-us`` of CPU like a forwarded packet, sent from CPU 1
+with their send time (CLOCK_MONOTONIC) in them; it prints the p50/p90/p99 of
+send → handled for each policy: no window and the 1 ms window, each with the
+kernel's default time slice and with the short one ``UdpMux.bind`` asks for
+(the others put the default back).
 
 With ``--calls``: the real media server and 2 aiortc calls
 (``bench.media_bench``), the clients on CPU 1; printed are the server's
@@ -46,11 +47,13 @@ from mediaserver import _fastpath, udp_mux
 from tests.helpers import wait_for
 
 HOG = "while True:\n    pass\n"
-#: reading policies: (batch window µs, LATE_HOLD; None: the module's own)
-POLICIES: dict[str, tuple[int, float | None]] = {
-    "no window": (0, None),
-    "1 ms window, as before": (1000, 0.0),
-    "1 ms window, off when late": (1000, None),
+#: reading policies: (batch window µs, the short scheduler slice UdpMux.bind
+#: asks for)
+POLICIES: dict[str, tuple[int, bool]] = {
+    "no window": (0, False),
+    "no window, 0.1 ms slice": (0, True),
+    "1 ms window (the default)": (1000, False),
+    "1 ms window, 0.1 ms slice": (1000, True),
 }
 BURST = 5  # datagrams every BURST_INTERVAL: 500/s, about 2 calls' inbound
 BURST_INTERVAL = 0.01
@@ -75,14 +78,12 @@ def hogs(count: int, cpu: int, nice: int) -> Iterator[None]:
                 process.wait(5)
 
 
-def reader(
-    window_us: int, hold: float | None, work_us: float, cpu: int, pipe: Connection
-) -> None:
+def reader(policy: str, work_us: float, cpu: int, pipe: Connection) -> None:
     """Reads with ``UdpMux`` until told to stop; sends back each datagram's
     send → handled latency."""
     os.sched_setaffinity(0, {cpu})
-    if hold is not None:
-        udp_mux.LATE_HOLD = hold
+    window_us, short_slice = POLICIES[policy]
+    default_slice = udp_mux.scheduler_slice()
     latencies: list[float] = []
 
     def handle(data: bytes, addr: Any) -> None:
@@ -95,6 +96,8 @@ def reader(
         mux = udp_mux.UdpMux("127.0.0.1", batch_window=window_us * 1e-6)
         mux._dispatch = handle  # type: ignore[method-assign]
         await mux.bind("127.0.0.1", 0)
+        if not short_slice and default_slice is not None:
+            udp_mux.set_scheduler_slice(default_slice)
         pipe.send(mux.port)
         loop = asyncio.get_running_loop()
         sent = await loop.run_in_executor(None, pipe.recv)
@@ -129,11 +132,10 @@ def synthetic(args: argparse.Namespace) -> dict[str, list[float]]:
     """All policies at once, one reader process each on the busy core: they
     share its load as it drifts (taking turns would not)."""
     pipes, children = {}, []
-    for policy, (window_us, hold) in POLICIES.items():
+    for policy in POLICIES:
         ours, theirs = multiprocessing.Pipe()
         child = multiprocessing.Process(
-            target=reader,
-            args=(window_us, hold, args.work_us, args.server_cpu, theirs),
+            target=reader, args=(policy, args.work_us, args.server_cpu, theirs)
         )
         child.start()
         pipes[policy] = ours

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import platform
 import socket
 import sys
 import time
@@ -42,8 +44,13 @@ _SO_RCVBUFFORCE = 33
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 #: At most one summary line per this many seconds about failed datagrams.
 FAILURE_LOG_INTERVAL = 10.0
-#: After the window's timer ran late, read without a window for this long.
-LATE_HOLD = 1.0
+#: The time slice the loop's thread asks the kernel for (EEVDF, Linux >= 6.12;
+#: the default is a few ms): on a contended core a woken task with a shorter
+#: slice runs sooner, so datagrams wait less for the core.
+SCHEDULER_SLICE_NS = 100_000
+# sched_getattr/sched_setattr, which Python's os module does not offer
+_SCHED_SYSCALLS = {"x86_64": (315, 314), "aarch64": (275, 274)}
+_SCHED_OTHER = 0
 
 
 def _ignore(value: float) -> None:
@@ -76,6 +83,54 @@ class _FailureSummary:
         )
         self._count = 0
         self._next = now + self._interval
+
+
+class _SchedAttr(ctypes.Structure):
+    """Linux's struct sched_attr."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("policy", ctypes.c_uint32),
+        ("flags", ctypes.c_uint64),
+        ("nice", ctypes.c_int32),
+        ("priority", ctypes.c_uint32),
+        ("runtime", ctypes.c_uint64),
+        ("deadline", ctypes.c_uint64),
+        ("period", ctypes.c_uint64),
+        ("util_min", ctypes.c_uint32),
+        ("util_max", ctypes.c_uint32),
+    ]
+
+
+def _sched_attr() -> _SchedAttr | None:
+    """The calling thread's scheduling attributes; None where we cannot ask."""
+    numbers = _SCHED_SYSCALLS.get(platform.machine())
+    if sys.platform != "linux" or numbers is None:
+        return None
+    attr = _SchedAttr()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(numbers[0], 0, ctypes.byref(attr), ctypes.sizeof(attr), 0):
+        return None
+    return attr
+
+
+def scheduler_slice() -> int | None:
+    """The calling thread's time slice in ns (None: unknown)."""
+    attr = _sched_attr()
+    return None if attr is None else int(attr.runtime)
+
+
+def set_scheduler_slice(nanoseconds: int) -> None:
+    """Ask for this time slice for the calling thread, keeping its nice value and
+    policy; a kernel without custom slices ignores it, and failing changes
+    nothing."""
+    attr = _sched_attr()
+    if attr is None or attr.policy != _SCHED_OTHER:
+        return
+    attr.runtime = nanoseconds
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_SCHED_SYSCALLS[platform.machine()][1], 0, ctypes.byref(attr), 0):
+        log.info("scheduler_slice_refused", errno=ctypes.get_errno())
 
 
 def _grow_buffers(sock: socket.socket) -> None:
@@ -152,10 +207,7 @@ class UdpMux:
         self.port = 0
         self.fast = fast
         self._window_us = round(batch_window * 1e6)
-        self._window = batch_window
         self._timer: int | None = None
-        self._due = 0.0  # when the armed timer should fire (monotonic)
-        self._late_until = 0.0  # no window until then: the loop runs late
         self._by_address: dict[Address, StunProtocol] = {}
         self._by_ufrag: dict[str, StunProtocol] = {}
         self._media: dict[Address, Callable[[bytes], None]] = {}
@@ -188,6 +240,7 @@ class UdpMux:
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), self._on_readable)
         self._reading = True
+        set_scheduler_slice(SCHEDULER_SLICE_NS)  # this thread runs the loop
         if self._window_us > 0:
             self._timer = _fastpath.timer()
             loop.add_reader(self._timer, self._on_timer)
@@ -249,30 +302,21 @@ class UdpMux:
         if self._timer is None:
             return
         # batching: while datagrams keep coming, read again when the window
-        # ends instead of waking per datagram; when a read finds nothing, or
-        # the loop runs late, wait on the socket again
+        # ends instead of waking per datagram; when a read finds nothing, wait
+        # on the socket again
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
-        if read and now >= self._late_until:
+        if read:
             if self._reading:
                 loop.remove_reader(sock.fileno())
                 self._reading = False
-            self._due = now + self._window
             _fastpath.arm(self._timer, self._window_us)
         elif not self._reading:
             loop.add_reader(sock.fileno(), self._on_readable)
             self._reading = True
 
     def _on_timer(self) -> None:
-        if self._timer is None or not _fastpath.expired(self._timer):
-            return
-        # On a contended core the loop gets the CPU back late; sleeping another
-        # window then gives it away again, and each wake-up waits its turn
-        # anew. So a late timer turns the window off for a while.
-        now = time.monotonic()
-        if now - self._due > self._window:
-            self._late_until = now + LATE_HOLD
-        self._on_readable()
+        if self._timer is not None and _fastpath.expired(self._timer):
+            self._on_readable()
 
     def _drain(self, sock: socket.socket) -> int:
         """Read and dispatch what is queued; returns how many datagrams."""
