@@ -52,8 +52,8 @@ HOG = "while True:\n    pass\n"
 POLICIES: dict[str, tuple[int, bool]] = {
     "no window": (0, False),
     "no window, 0.1 ms slice": (0, True),
-    "1 ms window (the default)": (1000, False),
-    "1 ms window, 0.1 ms slice": (1000, True),
+    "1 ms window (before)": (1000, False),
+    "1 ms window, 0.1 ms slice (now)": (1000, True),
 }
 BURST = 5  # datagrams every BURST_INTERVAL: 500/s, about 2 calls' inbound
 BURST_INTERVAL = 0.01
