@@ -278,6 +278,10 @@ def _settled(
     return max([start, *failing]) - start
 
 
+def _after_text(seconds: float) -> str:
+    return "not by the end" if seconds == float("inf") else f"after {seconds:.0f} s"
+
+
 def _mean_send(seconds: Sequence[Second]) -> float:
     return sum(s.send_kbps for s in seconds) / len(seconds) if seconds else 0.0
 
@@ -330,7 +334,7 @@ def _cap_verdicts(run: Run, limits: Limits) -> list[Verdict]:
         Verdict(
             f"{condition.sender}'s send rate ({SMOOTHING} s mean) settles below"
             f" {cap:.0f} kbit/s",
-            f"after {settle:.0f} s",
+            _after_text(settle),
             f"≤ {limits.settle:g} s",
             settle <= limits.settle,
         ),
@@ -358,13 +362,13 @@ def _step_verdicts(run: Run, limits: Limits) -> list[Verdict]:
     return [
         Verdict(
             f"citizen's send rate falls below {low:.0f} kbit/s",
-            f"after {down:.0f} s (from {before:.0f} kbit/s)",
+            f"{_after_text(down)} (from {before:.0f} kbit/s)",
             f"≤ {limits.follow:g} s",
             down <= limits.follow,
         ),
         Verdict(
             f"and comes back to 80 % of {before:.0f} kbit/s",
-            f"after {up:.0f} s",
+            _after_text(up),
             f"≤ {limits.follow:g} s",
             up <= limits.follow,
         ),
