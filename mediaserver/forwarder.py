@@ -111,16 +111,6 @@ class StreamInfo:
     #: RTX payload type → the payload type it repairs.
     rtx_payload_types: dict[int, int]
     clock_rate: int
-    #: The publisher's m-line; its payload types change when the server re-offers.
-    mid: str | None = None
-
-    def add_payload_types(
-        self, payload_types: dict[int, str], rtx: dict[int, int]
-    ) -> None:
-        """Learn the payload types of a renegotiation, keeping the earlier ones for
-        packets still in flight (types are scoped per SSRC, so they cannot clash)."""
-        self.payload_types.update(payload_types)
-        self.rtx_payload_types.update(rtx)
 
 
 @dataclass(slots=True)
@@ -244,7 +234,7 @@ class InboundStream(StreamCore):
         self.is_video = info.kind == "video"
         self.media_ssrc = info.ssrc
         self.clock_rate = info.clock_rate
-        # the same dict as info's: renegotiations add to it in place
+        # payload types keep their meaning on a connection (mediaserver/sdp.py)
         self.payload_types = info.payload_types
         self.legs: list[OutboundLeg] = []
         self._max_seq = -1

@@ -269,7 +269,6 @@ def _stream_info(media: object, codecs: list[object]) -> StreamInfo:
         payload_types=payload_types,
         rtx_payload_types=rtx,
         clock_rate=int(getattr(first, "clockRate", 90000)),
-        mid=getattr(getattr(media, "rtp", None), "muxId", None),
     )
 
 
