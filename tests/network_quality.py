@@ -363,8 +363,9 @@ def _step_verdicts(run: Run, limits: Limits) -> list[Verdict]:
         Verdict(
             f"citizen's send rate falls below {low:.0f} kbit/s",
             f"{_after_text(down)} (from {before:.0f} kbit/s)",
-            f"≤ {limits.follow:g} s",
-            down <= limits.follow,
+            f"≤ {limits.follow:g} s, from above {low:.0f}",
+            # a sender already under the low rate shows nothing
+            before > low and down <= limits.follow,
         ),
         Verdict(
             f"and comes back to 80 % of {before:.0f} kbit/s",
