@@ -56,6 +56,18 @@ class _StatsCollector(Collector):
             "keyframes", "keyframes received", "kind", {"video": s.keyframes}
         )
         yield _counter(
+            "fec_packets",
+            "received packets that carry in-band FEC (the publisher protects them)",
+            "codec",
+            {"opus": s.opus_fec},
+        )
+        yield _counter(
+            "transport_feedback",
+            "transport-cc feedback packets sent to publishers",
+            "direction",
+            {"to_publisher": s.transport_feedback},
+        )
+        yield _counter(
             "chat_messages",
             "chat messages relayed or dropped (text never kept)",
             "result",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from beeldbel.config import Secret
+from mediaserver.app import STATS
 from tests.mediaserver.conftest import API_SECRET, create_room
 
 AUTH = {"Authorization": f"Bearer {API_SECRET}"}
@@ -45,6 +46,16 @@ async def test_probes_and_metrics(server):
     assert "process_resident_memory_bytes" in text
     # no _created series: they only double what a dashboard has to skip
     assert "_created" not in text
+
+
+async def test_congestion_signals_are_counted(server):
+    stats = server.app[STATS]
+    stats.opus_fec, stats.transport_feedback = 7, 3
+    text = await (await server.get("/metrics")).text()
+    assert 'beeldbel_media_fec_packets_total{codec="opus"} 7.0' in text
+    assert (
+        'beeldbel_media_transport_feedback_total{direction="to_publisher"} 3.0' in text
+    )
 
 
 async def test_metrics_secret_is_required_when_set(make_server):
