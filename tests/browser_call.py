@@ -30,7 +30,8 @@ from prometheus_client import CollectorRegistry
 
 from beeldbel.config import MediaServerConfig, Secret
 from beeldbel.tokens import MediaClaims, sign_media_token
-from mediaserver.app import MUX, create_app
+from mediaserver.app import MUX, STATS, create_app
+from mediaserver.forwarder import ForwarderStats
 from tests.helpers import serve_jwks, wait_for
 from tests.impairment import ImpairedRelay
 from tests.mediaserver.sfu_page import CHROMIUM_ARGS, page_url, serve_sfu_page
@@ -162,6 +163,8 @@ class Call:
     citizen_remote: int
     #: The JavaScript expression for each page's peer connection.
     pc: str
+    #: The SFU's counters (None peer to peer).
+    sfu: ForwarderStats | None = None
 
     async def sample(self, page: Page) -> dict[str, Any]:
         result: dict[str, Any] = await page.evaluate(
@@ -323,6 +326,7 @@ async def sfu_call(busy_video: bool = True) -> AsyncIterator[Call]:
                 employee_remote=port,
                 citizen_remote=relay_port,
                 pc="window.beeldbel.connection.pc",
+                sfu=media.app[STATS],
             )
         )
 
