@@ -41,7 +41,8 @@ async def microphone(call: Call, *, on: bool) -> None:
     await call.citizen.evaluate(
         """([pc, on]) => {
           for (const sender of pc.getSenders()) {
-            if (sender.track && sender.track.kind === 'audio') sender.track.enabled = on;
+            const track = sender.track;
+            if (track && track.kind === 'audio') track.enabled = on;
           }
         }""",
         [await call.citizen.evaluate_handle(call.pc), on],
