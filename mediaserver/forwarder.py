@@ -196,6 +196,13 @@ class OutboundLeg(LegCore):
         self.subscriber.send_rtp(out, self.kind)
         return True
 
+    def recent(self, seq: int) -> bool:
+        """Whether ``seq`` is among this leg's last ``HISTORY_SIZE`` sequence
+        numbers, sent or not: a NACK for it that the history cannot answer is for
+        a packet the SFU never got."""
+        newest = (self.source._max_seq + self.seq_offset) & 0xFFFF
+        return self.started and 0 < (newest - seq) & 0xFFFF < HISTORY_SIZE
+
     def send_sender_report(self, ntp: int, rtp_ts: int) -> None:
         """The publisher's NTP↔RTP mapping in this leg's timestamp space."""
         if not self.started:
@@ -532,17 +539,25 @@ class PeerMedia(PeerCore):
         if leg is None:
             return
         self.stats.nack["from_subscriber"] += 1
-        unanswered = False
+        never_got: list[int] = []
+        too_old = False
         for seq in rtp.nack_sequence_numbers(packet):
             if leg.retransmit(seq):
                 self.stats.retransmitted += 1
+            elif leg.recent(seq):
+                never_got.append((seq - leg.seq_offset) & 0xFFFF)
             else:
                 self.stats.drop("nack_not_in_history")
-                unanswered = True
-        if unanswered:
+                too_old = True
+        source = leg.source
+        if never_got:
+            # lost before the SFU too, and our own NACK went unanswered: ask the
+            # publisher again (its browser keeps about a second of packets)
+            source.publisher.send_nack(source.info.ssrc, never_got)
+        if too_old:
             # the subscriber cannot recover by NACK: it would send a PLI after
             # its own wait, so ask for it now
-            leg.source.request_keyframe()
+            source.request_keyframe()
 
     # sending
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from mediaserver import packet as rtp
-from mediaserver.forwarder import KEYFRAME_INTERVAL, LegInfo, StreamInfo
+from mediaserver.forwarder import HISTORY_SIZE, KEYFRAME_INTERVAL, LegInfo, StreamInfo
 from mediaserver.transport import DirectSrtp
 from tests.mediaserver.test_fastpath import (
     CLIENT_KEY,
@@ -88,11 +88,41 @@ def test_a_nack_is_answered_from_history_without_a_keyframe_request():
     assert plis_to_publisher(s) == []
 
 
-def test_a_nack_the_history_cannot_answer_asks_for_a_keyframe():
-    """The subscriber cannot recover by NACK: it would send a PLI after its own
-    wait, so we ask at once."""
+def nacks_to_publisher(s: Setup) -> list[list[int]]:
+    """The sequence numbers of each NACK the publisher got."""
+    session = inbound(PUBLISHER_KEY)
+    found = []
+    for datagram in s.to_publisher:
+        for packet_type, fmt, part in rtp.iter_rtcp(session.unprotect_rtcp(datagram)):
+            if packet_type == rtp.RTCP_RTPFB and fmt == rtp.FMT_NACK:
+                found.append(rtp.nack_sequence_numbers(part))
+    return found
+
+
+def test_a_packet_the_sfu_never_got_is_asked_of_the_publisher_again():
+    """The SFU lost it too (its own NACK went unanswered): the subscriber's NACK
+    becomes a second NACK to the publisher, not a keyframe request."""
     s = started(setup())
-    gone = (s.leg._first_seq + 5000) & 0xFFFF
-    from_subscriber(s, rtp.build_nack(0x77, s.leg.ssrc, [gone, gone + 1]))
+    client = outbound(CLIENT_KEY)
+    for seq in (10, 11, 13, 14):  # 12 lost on the way to the SFU
+        s.publisher.handle_datagram(client.protect(vp8(seq)))
+    assert nacks_to_publisher(s) == [[12]]
+    s.to_publisher.clear()
+    from_subscriber(s, rtp.build_nack(0x77, s.leg.ssrc, [s.leg._first_seq + 12]))
+    assert nacks_to_publisher(s) == [[12]]
+    assert plis_to_publisher(s) == []
+
+
+def test_a_nack_older_than_the_history_asks_for_a_keyframe():
+    """The subscriber fell too far behind to recover by NACK: it would send a
+    PLI after its own wait, so we ask at once."""
+    s = started(setup())
+    client = outbound(CLIENT_KEY)
+    for seq in range(10, 10 + HISTORY_SIZE):
+        s.publisher.handle_datagram(client.protect(vp8(seq)))
+    s.to_publisher.clear()
+    evicted = (s.leg._first_seq + 3) & 0xFFFF
+    from_subscriber(s, rtp.build_nack(0x77, s.leg.ssrc, [evicted, evicted + 1]))
     assert s.stats.dropped["nack_not_in_history"] == 2
+    assert nacks_to_publisher(s) == []
     assert plis_to_publisher(s) == [VIDEO]
