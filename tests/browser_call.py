@@ -35,6 +35,7 @@ from mediaserver.forwarder import ForwarderStats
 from tests.helpers import serve_jwks, wait_for
 from tests.impairment import ImpairedRelay
 from tests.mediaserver.sfu_page import CHROMIUM_ARGS, page_url, serve_sfu_page
+from tests.voice import voice_wav
 
 ISSUER = "https://desk.test"
 NODE = "media-quality"
@@ -228,11 +229,17 @@ def busy_camera(path: Path, frames: int = 40) -> Path:
 
 @asynccontextmanager
 async def _chromium(busy_video: bool) -> AsyncIterator[Browser]:
-    """Chromium with the fake microphone, and the busy clip as its camera (or,
-    with ``busy_video`` false, Chromium's own fake camera)."""
+    """Chromium with a talker as its microphone (its own fake one plays a tone,
+    which Opus codes as music, without FEC), and the busy clip as its camera
+    (or, with ``busy_video`` false, Chromium's own fake camera)."""
     async with async_playwright() as playwright:
         with tempfile.TemporaryDirectory() as directory:
-            args = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
+            talker = voice_wav(Path(directory) / "voice.wav")
+            args = [
+                *CHROMIUM_ARGS,
+                "--autoplay-policy=no-user-gesture-required",
+                f"--use-file-for-fake-audio-capture={talker}",
+            ]
             if busy_video:
                 clip = busy_camera(Path(directory) / "busy.y4m")
                 args.append(f"--use-file-for-fake-video-capture={clip}")

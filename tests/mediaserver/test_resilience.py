@@ -67,7 +67,7 @@ async def test_chromium_protects_and_repairs_its_media_on_a_lossy_uplink():
         await microphone(call, on=True)
 
         fec = sfu.opus_fec
-        call.relay.uplink.impairment = Impairment(loss=0.15)
+        call.relay.uplink.impairment = Impairment(loss=0.03)
         await wait_for(
             lambda: sfu.opus_fec >= fec + 20, 20, "Chromium adds Opus in-band FEC"
         )
