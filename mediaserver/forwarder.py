@@ -147,6 +147,8 @@ class OutboundLeg(LegCore):
         self.packets = 0
         self.octets = 0
         self._sr_sent: dict[int, float] = {}
+        #: What the subscriber last reported lost of this leg, out of 256.
+        self.fraction_lost = 0
 
     def update_payload_map(self) -> None:
         """Publisher payload type → this leg's, by codec."""
@@ -225,6 +227,7 @@ class OutboundLeg(LegCore):
                 stats.on_rtt(rtt)
         stats.on_jitter(block.jitter / self.source.info.clock_rate)
         stats.on_loss(block.fraction_lost / 256)
+        self.fraction_lost = block.fraction_lost
 
 
 def _sequence_number(packet: bytes) -> int:
@@ -361,6 +364,11 @@ class InboundStream(StreamCore):
         fraction = 0
         if expected_interval > 0 and lost_interval > 0:
             fraction = min(255, (lost_interval << 8) // expected_interval)
+        if self.kind == "audio":
+            # the publisher's Opus encoder sizes its in-band FEC by this: tell it
+            # the worst loss on the way to any subscriber, not only to the SFU
+            # (the cumulative count stays ours: congestion control reads that)
+            fraction = max([fraction, *(leg.fraction_lost for leg in self.legs)])
         dlsr = 0
         if self._last_sr:
             dlsr = int((time.monotonic() - self._last_sr_at) * 65536)
