@@ -19,7 +19,9 @@ from collections.abc import Callable
 
 from pylibsrtp import Policy, Session
 
-from mediaserver.forwarder import ForwarderStats, LegInfo, PeerMedia, StreamInfo
+from mediaserver.forwarder import ForwarderStats, PeerMedia
+from mediaserver.leg import LegInfo
+from mediaserver.stream import StreamInfo
 from mediaserver.transport import DirectSrtp, MediaTransport
 
 SSRC = 0x11223344

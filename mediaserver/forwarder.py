@@ -3,12 +3,13 @@
 Everything here runs synchronously inside the UDP socket's receive callback
 (:meth:`PeerMedia.handle_datagram`); there is no task or queue per packet. On the
 shared port the common packet (RTP of a known stream) takes the same steps in C
-(``mediaserver/fastpath/``): the three classes here subclass its types, so both
-paths share one state, and the C path calls back into the methods here for
+(``mediaserver/fastpath/``): :class:`PeerMedia` here, ``InboundStream``
+(``stream.py``) and ``OutboundLeg`` (``leg.py``) subclass its types, so both
+paths share one state, and the C path calls back into their methods for
 everything else (RTCP, RTX, unknown SSRCs, NACKs to send, drops to count). A
-publisher's stream (:class:`InboundStream`) fans out to one :class:`OutboundLeg`
-per subscriber. Each leg owns its SSRC, payload types, sequence-number and
-timestamp offsets, a send history for NACKs and its sender-report counters.
+publisher's stream fans out to one leg per subscriber. Each leg owns its SSRC,
+payload types, sequence-number and timestamp offsets, a send history for NACKs
+and its sender-report counters.
 RTCP is bridged: NACKs are answered from the leg's history, and PLI/FIR from a
 subscriber, or a NACK the history cannot answer, becomes a PLI to the publisher,
 at most one a second per publisher; the publisher's sender
@@ -34,18 +35,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from mediaserver import packet as rtp
-from mediaserver._fastpath import LegCore, PeerCore, StreamCore
+from mediaserver._fastpath import PeerCore
+from mediaserver.leg import LegInfo, OutboundLeg
 from mediaserver.packet import MalformedPacket
+from mediaserver.stream import InboundStream, StreamInfo
 from mediaserver.transport import MediaTransport, SrtpError
 
 log = structlog.get_logger()
 
-HISTORY_SIZE = 512
-#: At most one keyframe request a second to a publisher, however many subscribers
-#: ask: a keyframe costs several ordinary frames, and on a weak uplink a storm of
-#: them turns a little loss into a frozen picture.
-KEYFRAME_INTERVAL = 1.0
-MAX_NACK_GAP = 64
 #: REMB sent to a publisher when no subscriber reported an estimate yet.
 DEFAULT_REMB_BPS = 1_500_000
 #: A subscriber estimate this much away from what the publisher last heard goes
@@ -53,8 +50,6 @@ DEFAULT_REMB_BPS = 1_500_000
 REMB_CHANGE = 0.1
 #: One in this many forwarded packets is timed for the forwarding histogram.
 TIMING_SAMPLE = 16
-
-_HEADER = struct.Struct("!BBHII")
 
 
 def _noop(value: float) -> None:
@@ -97,290 +92,6 @@ class ForwarderStats:
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
-
-
-@dataclass(slots=True)
-class StreamInfo:
-    """What the publisher's SDP says about one of its streams."""
-
-    kind: str
-    ssrc: int
-    rtx_ssrc: int | None
-    #: payload type → lower-case MIME type, e.g. ``{96: "video/vp8"}``.
-    payload_types: dict[int, str]
-    #: RTX payload type → the payload type it repairs.
-    rtx_payload_types: dict[int, int]
-    clock_rate: int
-
-
-@dataclass(slots=True)
-class LegInfo:
-    """What the subscriber's negotiation says about the leg that sends to it."""
-
-    ssrc: int
-    rtx_ssrc: int
-    #: lower-case MIME type → payload type on this leg.
-    payload_types: dict[str, int]
-    #: payload type → its RTX payload type on this leg.
-    rtx_payload_types: dict[int, int]
-
-
-class OutboundLeg(LegCore):
-    """One publisher stream as sent to one subscriber."""
-
-    def __init__(self, source: InboundStream, subscriber: PeerMedia, info: LegInfo):
-        self.source = source
-        self.subscriber = subscriber
-        self.kind = source.info.kind
-        self.ssrc = info.ssrc
-        self.rtx_ssrc = info.rtx_ssrc
-        self.info = info
-        self.payload_map: dict[int, int] = {}
-        self.update_payload_map()
-        self.rtx_payload_types = info.rtx_payload_types
-        self.started = self.kind == "audio"
-        self.seq_offset = 0
-        self.ts_offset = random.getrandbits(32)
-        self._first_seq = random.getrandbits(16)
-        self._rtx_seq = random.getrandbits(16)
-        self.history: list[bytes | None] = [None] * HISTORY_SIZE
-        self.packets = 0
-        self.octets = 0
-        self._sr_sent: dict[int, float] = {}
-        #: What the subscriber last reported lost of this leg, out of 256.
-        self.fraction_lost = 0
-
-    def update_payload_map(self) -> None:
-        """Publisher payload type → this leg's, by codec."""
-        self.payload_map = {
-            pt: self.info.payload_types[mime]
-            for pt, mime in self.source.info.payload_types.items()
-            if mime in self.info.payload_types
-        }
-
-    def forward(self, data: bytes, header: rtp.RtpHeader, keyframe: bool) -> None:
-        if not self.started:
-            if not keyframe:
-                self.subscriber.stats.drop("awaiting_keyframe")
-                return
-            self.started = True
-            self.seq_offset = (self._first_seq - header.sequence_number) & 0xFFFF
-        payload_type = self.payload_map.get(header.payload_type)
-        if payload_type is None:
-            self.subscriber.stats.drop("unknown_payload_type")
-            return
-        seq = (header.sequence_number + self.seq_offset) & 0xFFFF
-        ext_id = self.subscriber.abs_send_time_id
-        out = rtp.rewrite_rtp(
-            data,
-            header,
-            payload_type,
-            seq,
-            (header.timestamp + self.ts_offset) & 0xFFFFFFFF,
-            self.ssrc,
-            rtp.abs_send_time(ext_id, time.monotonic()) if ext_id else b"",
-        )
-        self.history[seq % HISTORY_SIZE] = out
-        self.packets += 1
-        self.octets += header.payload_end - header.payload_offset
-        self.subscriber.send_rtp(out, self.kind)
-        self.subscriber.stats.forwarded[self.kind] += 1
-
-    def retransmit(self, seq: int) -> bool:
-        """Resend ``seq`` from history, on RTX where negotiated."""
-        out = self.history[seq % HISTORY_SIZE]
-        if out is None or _sequence_number(out) != seq:
-            return False
-        rtx_pt = self.rtx_payload_types.get(out[1] & 0x7F)
-        if rtx_pt is not None:
-            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-            out = rtp.rtx_wrap(out, rtx_pt, self._rtx_seq, self.rtx_ssrc)
-        self.subscriber.send_rtp(out, self.kind)
-        return True
-
-    def recent(self, seq: int) -> bool:
-        """Whether ``seq`` is among this leg's last ``HISTORY_SIZE`` sequence
-        numbers, sent or not: a NACK for it that the history cannot answer is for
-        a packet the SFU never got."""
-        newest = (self.source._max_seq + self.seq_offset) & 0xFFFF
-        return self.started and 0 < (newest - seq) & 0xFFFF < HISTORY_SIZE
-
-    def send_sender_report(self, ntp: int, rtp_ts: int) -> None:
-        """The publisher's NTP↔RTP mapping in this leg's timestamp space."""
-        if not self.started:
-            return
-        report = rtp.build_sr(
-            self.ssrc, ntp, rtp_ts + self.ts_offset, self.packets, self.octets
-        )
-        lsr = (ntp >> 16) & 0xFFFFFFFF
-        if len(self._sr_sent) > 8:
-            self._sr_sent.clear()
-        self._sr_sent[lsr] = time.monotonic()
-        self.subscriber.send_rtcp(report)
-
-    def on_report(self, block: rtp.ReportBlock) -> None:
-        stats = self.subscriber.stats
-        sent_at = self._sr_sent.get(block.lsr)
-        if sent_at is not None and block.lsr:
-            rtt = time.monotonic() - sent_at - block.dlsr / 65536
-            if rtt >= 0:
-                stats.on_rtt(rtt)
-        stats.on_jitter(block.jitter / self.source.info.clock_rate)
-        stats.on_loss(block.fraction_lost / 256)
-        self.fraction_lost = block.fraction_lost
-
-
-def _sequence_number(packet: bytes) -> int:
-    return (packet[2] << 8) | packet[3]
-
-
-class InboundStream(StreamCore):
-    """One stream a participant publishes, with its receive statistics."""
-
-    def __init__(self, publisher: PeerMedia, info: StreamInfo) -> None:
-        self.publisher = publisher
-        self.info = info
-        self.kind = info.kind
-        self.is_video = info.kind == "video"
-        self.media_ssrc = info.ssrc
-        self.clock_rate = info.clock_rate
-        # payload types keep their meaning on a connection (mediaserver/sdp.py)
-        self.payload_types = info.payload_types
-        self.legs: list[OutboundLeg] = []
-        self._max_seq = -1
-        self._cycles = 0
-        self._base_seq = 0
-        self._received = 0
-        self._expected_prior = 0
-        self._received_prior = 0
-        self._jitter = 0.0
-        self._transit = 0.0
-        self._has_transit = False
-        self._last_sr = 0
-        self._last_sr_at = 0.0
-        self.remb: dict[int, int] = {}
-
-    def on_rtp(self, data: bytes, header: rtp.RtpHeader, now: float) -> None:
-        self._update_stats(header, now)
-        keyframe = False
-        if self.kind == "video":
-            payload = memoryview(data)[header.payload_offset : header.payload_end]
-            mime = self.info.payload_types.get(header.payload_type, "")
-            if mime == "video/h264":
-                keyframe = rtp.is_h264_keyframe_start(payload)
-            else:
-                keyframe = rtp.is_vp8_keyframe_start(payload)
-            if keyframe:
-                self.publisher.stats.keyframes += 1
-        elif rtp.opus_has_fec(data[header.payload_offset : header.payload_end]):
-            self.publisher.stats.opus_fec += 1
-        self.forward(data, header, keyframe)
-
-    def forward(self, data: bytes, header: rtp.RtpHeader, keyframe: bool) -> None:
-        stats = self.publisher.stats
-        if not self.publisher.forwarding:
-            stats.drop("lobby")
-            return
-        for leg in self.legs:
-            leg.forward(data, header, keyframe)
-
-    def on_rtx(self, data: bytes, header: rtp.RtpHeader) -> None:
-        """A retransmission the publisher sent on RTX after our NACK."""
-        if header.payload_end - header.payload_offset < 2:
-            self.publisher.stats.drop("rtx_padding")
-            return
-        apt = self.info.rtx_payload_types.get(header.payload_type)
-        if apt is None:
-            self.publisher.stats.drop("unknown_payload_type")
-            return
-        at = header.payload_offset
-        osn = (data[at] << 8) | data[at + 1]
-        original = (
-            _HEADER.pack(
-                header.first_byte & 0xCF,
-                header.marker | apt,
-                osn,
-                header.timestamp,
-                self.info.ssrc,
-            )
-            + data[12 : header.csrc_end]
-            + data[header.payload_offset + 2 : header.payload_end]
-        )
-        self.forward(original, rtp.parse_rtp(original), False)
-
-    def _update_stats(self, header: rtp.RtpHeader, now: float) -> None:
-        seq = header.sequence_number
-        if self._max_seq < 0:
-            self._max_seq = self._base_seq = seq
-        else:
-            delta = (seq - self._max_seq) & 0xFFFF
-            if 0 < delta < 0x8000:
-                if seq < self._max_seq:
-                    self._cycles += 1 << 16
-                if 1 < delta <= MAX_NACK_GAP and self.kind == "video":
-                    missing = [(self._max_seq + i) & 0xFFFF for i in range(1, delta)]
-                    self.publisher.send_nack(self.info.ssrc, missing)
-                self._max_seq = seq
-        self._received += 1
-        arrival = now * self.info.clock_rate
-        transit = arrival - header.timestamp
-        if self._has_transit:
-            d = abs(transit - self._transit)
-            self._jitter += (d - self._jitter) / 16
-        self._transit = transit
-        self._has_transit = True
-
-    def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
-        self._last_sr = (ntp >> 16) & 0xFFFFFFFF
-        self._last_sr_at = time.monotonic()
-        for leg in self.legs:
-            leg.send_sender_report(ntp, rtp_ts)
-
-    def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per
-        ``KEYFRAME_INTERVAL`` over all its streams. A subscriber whose request
-        falls in the interval asks again (browsers repeat PLI while they wait),
-        and legs still waiting for their first keyframe are asked for at each
-        receiver report."""
-        if self.kind != "video":
-            return
-        publisher = self.publisher
-        now = time.monotonic()
-        if now - publisher._last_keyframe_request < KEYFRAME_INTERVAL:
-            return
-        publisher._last_keyframe_request = now
-        publisher.send_pli(self.info.ssrc)
-
-    def report_block(self) -> rtp.ReportBlock | None:
-        if self._max_seq < 0:
-            return None
-        extended_max = self._cycles + self._max_seq
-        expected = extended_max - self._base_seq + 1
-        lost = max(0, expected - self._received)
-        expected_interval = expected - self._expected_prior
-        lost_interval = expected_interval - (self._received - self._received_prior)
-        self._expected_prior = expected
-        self._received_prior = self._received
-        fraction = 0
-        if expected_interval > 0 and lost_interval > 0:
-            fraction = min(255, (lost_interval << 8) // expected_interval)
-        if self.kind == "audio":
-            # the publisher's Opus encoder sizes its in-band FEC by this: tell it
-            # the worst loss on the way to any subscriber, not only to the SFU
-            # (the cumulative count stays ours: congestion control reads that)
-            fraction = max([fraction, *(leg.fraction_lost for leg in self.legs)])
-        dlsr = 0
-        if self._last_sr:
-            dlsr = int((time.monotonic() - self._last_sr_at) * 65536)
-        return rtp.ReportBlock(
-            self.info.ssrc,
-            fraction,
-            min(lost, 0x7FFFFF),
-            extended_max,
-            int(self._jitter),
-            self._last_sr,
-            dlsr,
-        )
 
 
 class PeerMedia(PeerCore):

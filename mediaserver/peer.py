@@ -29,13 +29,10 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError
 from aiortc.sdp import SessionDescription
 
 from mediaserver.errors import BadMessage
-from mediaserver.forwarder import (
-    ForwarderStats,
-    LegInfo,
-    PeerMedia,
-    StreamInfo,
-)
+from mediaserver.forwarder import ForwarderStats, PeerMedia
+from mediaserver.leg import LegInfo
 from mediaserver.sdp import ConnectionSdp, bundle_dtls_role
+from mediaserver.stream import StreamInfo
 from mediaserver.transport import (
     MediaTransport,
     dtls_transport,

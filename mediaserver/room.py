@@ -29,8 +29,10 @@ from mediaserver.errors import (
     RoomFull,
     RoomNotFound,
 )
-from mediaserver.forwarder import ForwarderStats, InboundStream, OutboundLeg
+from mediaserver.forwarder import ForwarderStats
+from mediaserver.leg import OutboundLeg
 from mediaserver.peer import VIDEO_CODECS, Peer, leg_info
+from mediaserver.stream import InboundStream
 from mediaserver.udp_mux import UdpMux
 
 log = structlog.get_logger()

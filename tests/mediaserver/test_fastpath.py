@@ -22,14 +22,9 @@ from hypothesis import strategies as st
 from pylibsrtp import Policy, Session
 
 from mediaserver import packet as rtp
-from mediaserver.forwarder import (
-    ForwarderStats,
-    InboundStream,
-    LegInfo,
-    OutboundLeg,
-    PeerMedia,
-    StreamInfo,
-)
+from mediaserver.forwarder import ForwarderStats, PeerMedia
+from mediaserver.leg import LegInfo, OutboundLeg
+from mediaserver.stream import InboundStream, StreamInfo
 from mediaserver.transport import DirectSrtp, MediaTransport
 from tests.mediaserver.packets import rtp_packet
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 
 from mediaserver import packet as rtp
-from mediaserver.forwarder import HISTORY_SIZE, KEYFRAME_INTERVAL, LegInfo, StreamInfo
+from mediaserver.leg import HISTORY_SIZE, LegInfo
+from mediaserver.stream import KEYFRAME_INTERVAL, StreamInfo
 from mediaserver.transport import DirectSrtp
 from tests.mediaserver.test_fastpath import (
     CLIENT_KEY,

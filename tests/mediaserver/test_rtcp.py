@@ -8,7 +8,7 @@ import time
 
 from mediaserver.api import REGISTRY, ROOMS
 from mediaserver.app import MUX, STATS
-from mediaserver.forwarder import KEYFRAME_INTERVAL
+from mediaserver.stream import KEYFRAME_INTERVAL
 from tests.helpers import wait_for
 from tests.mediaserver.client import decodes, join, without_candidates
 from tests.mediaserver.conftest import create_room

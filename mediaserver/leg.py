@@ -1,0 +1,141 @@
+"""One publisher stream as sent to one subscriber: the leg's SSRC, payload
+types, sequence-number and timestamp offsets, abs-send-time, its send history for
+NACKs, and its sender-report counters. Its per-packet part is in C
+(``fastpath/forward.c``, ``leg_forward``), on the same state."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mediaserver import packet as rtp
+from mediaserver._fastpath import LegCore
+
+if TYPE_CHECKING:
+    from mediaserver.forwarder import PeerMedia
+    from mediaserver.stream import InboundStream
+
+HISTORY_SIZE = 512
+
+
+@dataclass(slots=True)
+class LegInfo:
+    """What the subscriber's negotiation says about the leg that sends to it."""
+
+    ssrc: int
+    rtx_ssrc: int
+    #: lower-case MIME type → payload type on this leg.
+    payload_types: dict[str, int]
+    #: payload type → its RTX payload type on this leg.
+    rtx_payload_types: dict[int, int]
+
+
+class OutboundLeg(LegCore):
+    """One publisher stream as sent to one subscriber."""
+
+    def __init__(self, source: InboundStream, subscriber: PeerMedia, info: LegInfo):
+        self.source = source
+        self.subscriber = subscriber
+        self.kind = source.info.kind
+        self.ssrc = info.ssrc
+        self.rtx_ssrc = info.rtx_ssrc
+        self.info = info
+        self.payload_map: dict[int, int] = {}
+        self.update_payload_map()
+        self.rtx_payload_types = info.rtx_payload_types
+        self.started = self.kind == "audio"
+        self.seq_offset = 0
+        self.ts_offset = random.getrandbits(32)
+        self._first_seq = random.getrandbits(16)
+        self._rtx_seq = random.getrandbits(16)
+        self.history: list[bytes | None] = [None] * HISTORY_SIZE
+        self.packets = 0
+        self.octets = 0
+        self._sr_sent: dict[int, float] = {}
+        #: What the subscriber last reported lost of this leg, out of 256.
+        self.fraction_lost = 0
+
+    def update_payload_map(self) -> None:
+        """Publisher payload type → this leg's, by codec."""
+        self.payload_map = {
+            pt: self.info.payload_types[mime]
+            for pt, mime in self.source.info.payload_types.items()
+            if mime in self.info.payload_types
+        }
+
+    def forward(self, data: bytes, header: rtp.RtpHeader, keyframe: bool) -> None:
+        if not self.started:
+            if not keyframe:
+                self.subscriber.stats.drop("awaiting_keyframe")
+                return
+            self.started = True
+            self.seq_offset = (self._first_seq - header.sequence_number) & 0xFFFF
+        payload_type = self.payload_map.get(header.payload_type)
+        if payload_type is None:
+            self.subscriber.stats.drop("unknown_payload_type")
+            return
+        seq = (header.sequence_number + self.seq_offset) & 0xFFFF
+        ext_id = self.subscriber.abs_send_time_id
+        out = rtp.rewrite_rtp(
+            data,
+            header,
+            payload_type,
+            seq,
+            (header.timestamp + self.ts_offset) & 0xFFFFFFFF,
+            self.ssrc,
+            rtp.abs_send_time(ext_id, time.monotonic()) if ext_id else b"",
+        )
+        self.history[seq % HISTORY_SIZE] = out
+        self.packets += 1
+        self.octets += header.payload_end - header.payload_offset
+        self.subscriber.send_rtp(out, self.kind)
+        self.subscriber.stats.forwarded[self.kind] += 1
+
+    def retransmit(self, seq: int) -> bool:
+        """Resend ``seq`` from history, on RTX where negotiated."""
+        out = self.history[seq % HISTORY_SIZE]
+        if out is None or _sequence_number(out) != seq:
+            return False
+        rtx_pt = self.rtx_payload_types.get(out[1] & 0x7F)
+        if rtx_pt is not None:
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            out = rtp.rtx_wrap(out, rtx_pt, self._rtx_seq, self.rtx_ssrc)
+        self.subscriber.send_rtp(out, self.kind)
+        return True
+
+    def recent(self, seq: int) -> bool:
+        """Whether ``seq`` is among this leg's last ``HISTORY_SIZE`` sequence
+        numbers, sent or not: a NACK for it that the history cannot answer is for
+        a packet the SFU never got."""
+        newest = (self.source._max_seq + self.seq_offset) & 0xFFFF
+        return self.started and 0 < (newest - seq) & 0xFFFF < HISTORY_SIZE
+
+    def send_sender_report(self, ntp: int, rtp_ts: int) -> None:
+        """The publisher's NTP↔RTP mapping in this leg's timestamp space."""
+        if not self.started:
+            return
+        report = rtp.build_sr(
+            self.ssrc, ntp, rtp_ts + self.ts_offset, self.packets, self.octets
+        )
+        lsr = (ntp >> 16) & 0xFFFFFFFF
+        if len(self._sr_sent) > 8:
+            self._sr_sent.clear()
+        self._sr_sent[lsr] = time.monotonic()
+        self.subscriber.send_rtcp(report)
+
+    def on_report(self, block: rtp.ReportBlock) -> None:
+        stats = self.subscriber.stats
+        sent_at = self._sr_sent.get(block.lsr)
+        if sent_at is not None and block.lsr:
+            rtt = time.monotonic() - sent_at - block.dlsr / 65536
+            if rtt >= 0:
+                stats.on_rtt(rtt)
+        stats.on_jitter(block.jitter / self.source.info.clock_rate)
+        stats.on_loss(block.fraction_lost / 256)
+        self.fraction_lost = block.fraction_lost
+
+
+def _sequence_number(packet: bytes) -> int:
+    return (packet[2] << 8) | packet[3]
