@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.browser_call import Call, p2p_call, sfu_call
+from tests.helpers import wait_for
 from tests.impairment import Impairment
 
 #: A queue of 64 kB: 1.3 s at 400 kbit/s, a bufferbloat-prone access link; a
@@ -180,11 +181,31 @@ async def measure(
     run = Run(condition, path)
     async with CALLS[path](busy_video) as call:
         run.expected_legs = (call.employee_remote, call.citizen_remote)
+        if condition.cap and condition.sender:
+            await _sending_above(call, condition.sender, condition.cap)
         async for employee, citizen in _seconds(call, condition, warmup, seconds):
             run.employee.append(employee)
             run.citizen.append(citizen)
         run.legs = await call.legs()
     return run
+
+
+async def _sending_above(call: Call, sender: str, bps: int) -> None:
+    """Wait until ``sender`` sends above ``bps``, so that the cap meets a sender
+    that wants more: its estimate starts low and climbs at a pace that depends on
+    how busy the machine is (on a loaded CI run 8 s were not enough)."""
+    page = call.citizen if sender == "citizen" else call.employee
+    loop = asyncio.get_running_loop()
+    last = ((await call.sample(page))["sent"], loop.time())
+
+    async def above() -> bool:
+        nonlocal last
+        sent, at = (await call.sample(page))["sent"], loop.time()
+        rate = (sent - last[0]) * 8 / max(at - last[1], 1e-3)
+        last = (sent, at)
+        return bool(rate > bps)
+
+    await wait_for(above, 40, f"the {sender} sends above {bps} bit/s", interval=1.0)
 
 
 async def _seconds(
