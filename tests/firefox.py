@@ -202,6 +202,13 @@ class Firefox:
         if running_in_group(self.process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+            # a killed process ends when it next runs, not at once: on a busy
+            # machine a content process was still there just after the kill
+            await wait_for(
+                lambda: not running_in_group(self.process.pid),
+                10,
+                "Firefox's processes to end",
+            )
 
 
 def running_in_group(pgid: int) -> list[int]:
