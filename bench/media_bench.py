@@ -18,6 +18,10 @@ the rooms, spread over ``--client-cpus``. Printed:
   and the client processes' event loops);
 - server memory (RSS) per participant.
 
+Clients send with ``--sender replay`` (default: aiortc sets the calls up, one
+timer loop per client process builds, protects and sends the packets, see
+``bench.replay_sender``) or ``--sender aiortc`` (aiortc's own senders).
+
 ``--ramp 20,40,60`` runs 1:1 calls at each count in turn until one breaks a
 limit (loss ≥ 0.5 % or SFU-added p99 > 5 ms); ``--compare-fanout`` runs
 ``--rooms`` 1:1 calls and then 1 → ``--fanout`` rooms with as many legs, and
@@ -247,6 +251,8 @@ class Workers:
                 args.client_cpus[i % len(args.client_cpus)],
                 video,
                 audio,
+                args.sender,
+                args.replay_tick_ms / 1000,
             )
             ours, theirs = context.Pipe()
             process = context.Process(target=client_worker, args=(share, theirs))
@@ -353,6 +359,10 @@ def summarise(
         "client_processes": len(tallies),
         "client_cores_used": sum(t.cpu_seconds for t in tallies) / elapsed,
         "busiest_client_core_pct": 100 * max(t.cpu_seconds for t in tallies) / elapsed,
+        # replay sender: the clients' own overload shows first as late frames
+        "client_send_late_p99_ms": max(t.send_late_p99_ms for t in tallies),
+        "client_send_errors": sum(t.send_errors for t in tallies),
+        "client_untimed_packets": sum(t.untimed for t in tallies),
         "server_socket_drops_pct": 100
         * (after.drops[0] - before.drops[0])
         / max(after.packets_in - before.packets_in, 1),
@@ -483,6 +493,16 @@ def main() -> None:
     parser.add_argument("--video-bitrate", type=int, default=800_000)
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--clients", type=int, default=1, help="client processes")
+    parser.add_argument(
+        "--sender",
+        choices=["replay", "aiortc"],
+        default="replay",
+        help="replay: one timer loop per client process sends the packets itself "
+        "(cheap); aiortc: aiortc's own RTP senders (about 20 calls per core)",
+    )
+    parser.add_argument(
+        "--replay-tick-ms", type=float, default=2.0, help="the replay loop's period"
+    )
     parser.add_argument("--client-cpus", type=_cpus, default=[1])
     parser.add_argument("--port", type=int, default=18444)
     parser.add_argument("--udp-port", type=int, default=40000)

@@ -4,8 +4,14 @@ share of a scenario's rooms (``bench.media_bench`` starts several, so one
 client process is not what limits the load).
 
 Clients do no encoding (a few seconds of VP8/Opus are encoded once and looped)
-and no decoding (their receive path is taken over to count packets and time
-them).
+and no decoding. Two senders (``Share.sender``):
+
+- ``aiortc``: aiortc's own RTP senders packetize the pre-encoded media; the
+  receive path is hooked after SRTP unprotect to count and time packets. One
+  client core drives about 20 calls this way.
+- ``replay`` (default): aiortc sets the calls up, then one timer loop per process
+  sends the same packets itself and reads every socket without decrypting
+  (``bench.replay_sender``, ``bench.replay_receiver``); several times cheaper.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from aiortc import MediaStreamTrack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from beeldbel.tokens import MediaClaims, sign_media_token
+from bench.replay_media import cut
+from bench.replay_peer import ReplayPeer, SilentTrack
+from bench.replay_receiver import ReplayReceiver
+from bench.replay_sender import ReplayLoop
 from mediaserver.packet import is_rtcp, parse_rtp
 from tests.helpers import wait_for
 from tests.mediaserver.client import MediaClient, loopback_only_gathering
@@ -144,7 +154,10 @@ class Probe:
             stream[1] = highest + delta
         stream[2] += 1
 
-    def tally(self, clients: int, cpu_seconds: float) -> Tally:
+    def tally(
+        self, clients: int, cpu_seconds: float, replay: ReplayLoop | None = None
+    ) -> Tally:
+        late = sorted(replay.lateness) if replay else []
         return Tally(
             clients=clients,
             sent=self.sent,
@@ -152,6 +165,13 @@ class Probe:
             expected=sum(s[1] - s[0] + 1 for s in self.streams.values()),
             latencies=self.latencies,
             cpu_seconds=cpu_seconds,
+            send_late_p99_ms=1000 * late[int(0.99 * len(late))]
+            if late
+            else float("nan"),
+            send_errors=replay.counters[1] if replay else 0,
+            untimed=replay.receiver.unmatched + replay.receiver.mistimed
+            if replay
+            else 0,
         )
 
     def expire(self) -> None:
@@ -210,8 +230,10 @@ async def connect_all(
     key: Ed25519PrivateKey,
     probe: Probe,
     clients: list[MediaClient],
+    rooms: list[list[MediaClient]],
 ) -> None:
-    """Create the rooms and connect their participants, five rooms at a time."""
+    """Create the rooms and connect their participants, five rooms at a time
+    (``rooms``: each room's clients, in order)."""
     auth = {"Authorization": f"Bearer {SECRET}"}
     base = f"http://127.0.0.1:{share.port}"
 
@@ -222,6 +244,8 @@ async def connect_all(
         ) as response:
             assert response.status == 201, await response.text()
         agent: MediaClient | None = None
+        members: list[MediaClient] = []
+        rooms.append(members)
         for p, (role, publishes) in enumerate(room):
             claims = MediaClaims.issue(
                 issuer=ISSUER,
@@ -232,26 +256,30 @@ async def connect_all(
             )
             client = MediaClient(f"ws://127.0.0.1:{share.port}/ws")
             clients.append(client)
+            members.append(client)
             reply = await client.connect(room_id, sign_media_token(claims, key, "k1"))
             assert reply["type"] == "joined", reply
             if role == "agent":
                 agent = client
             elif role == "citizen" and agent is not None:
                 await agent.send({"type": "admit", "participant_id": claims.sub})
-            if publishes:
+            if publishes and share.sender == "replay":
+                await client.publish(SilentTrack("audio"), SilentTrack("video"))
+            elif publishes:
                 await client.publish(
                     PreEncodedTrack("audio", share.audio, 48000, 960),
                     PreEncodedTrack("video", share.video, 90000, 90000 // FPS),
                 )
             else:
                 await subscribe_only(client)
-            hook_client(client, probe)
+            if share.sender == "aiortc":
+                hook_client(client, probe)
 
     layout = share.rooms
     for batch in range(0, len(layout), 5):
-        rooms = layout[batch : batch + 5]
+        chunk = layout[batch : batch + 5]
         first = share.first_room + batch
-        await asyncio.gather(*(fill(first + i, room) for i, room in enumerate(rooms)))
+        await asyncio.gather(*(fill(first + i, room) for i, room in enumerate(chunk)))
         # let this batch settle before loading the (shared) client core further
         await wait_for(
             lambda: all(c.pc.connectionState == "connected" for c in clients),
@@ -289,6 +317,8 @@ class Share:
     cpu: int
     video: list[bytes]
     audio: list[bytes]
+    sender: str = "replay"  # or "aiortc"
+    tick: float = 0.002  # the replay loop's period, seconds
 
 
 @dataclass
@@ -301,6 +331,11 @@ class Tally:
     expected: int  # by the RTP sequence numbers subscribers saw
     latencies: list[float]
     cpu_seconds: float
+    #: replay sender only: frames sent late by the client's loop (its overload
+    #: shows here first), send errors, forwarded packets not timed
+    send_late_p99_ms: float = float("nan")
+    send_errors: int = 0
+    untimed: int = 0
 
 
 def client_worker(share: Share, pipe: Connection) -> None:
@@ -316,22 +351,46 @@ async def _work(share: Share, pipe: Connection) -> None:
     key = Ed25519PrivateKey.from_private_bytes(share.key)
     probe = Probe()
     clients: list[MediaClient] = []
+    rooms: list[list[MediaClient]] = []
+    replay: ReplayLoop | None = None
     try:
         async with aiohttp.ClientSession() as session:
-            await connect_all(session, share, key, probe, clients)
+            await connect_all(session, share, key, probe, clients, rooms)
+        if share.sender == "replay":
+            media = cut(share.video, share.audio, FPS)
+            replay = ReplayLoop(media, ReplayReceiver(probe), share.tick)
+            number = 0
+            for members in rooms:
+                peers = []
+                for client in members:
+                    peers.append(ReplayPeer(client, number))
+                    number += 1
+                replay.add_room(peers)
+            replay.start()
         pipe.send(len(clients))
         await loop.run_in_executor(None, pipe.recv)  # "record"
         probe.reset()
         probe.recording = True
+        sent = replay.counters[0] if replay else 0
         cpu = time.process_time()
         stop = loop.run_in_executor(None, pipe.recv)
+        if replay is not None:
+            replay.lateness = []
+            replay.recording = True
         while not stop.done():
             await asyncio.wait([stop], timeout=1)
             probe.expire()
         probe.recording = False
-        pipe.send(probe.tally(len(clients), time.process_time() - cpu))
+        cpu = time.process_time() - cpu
+        if replay is not None:
+            replay.recording = False
+            probe.sent = replay.counters[0] - sent
+        pipe.send(probe.tally(len(clients), cpu, replay))
         await loop.run_in_executor(None, pipe.recv)  # "close"
     finally:
+        if replay is not None:
+            await replay.stop()
+            replay.receiver.close()
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.close()
