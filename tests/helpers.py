@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import json
 import os
+import random
 import re
 import socket
 import ssl
@@ -55,12 +56,40 @@ def free_udp_port() -> int:
         return port
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+# Ports handed out in this process, so two calls never give the same one.
+_HANDED_OUT: set[int] = set()
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nothing uses
+    right now, for a server that binds them a moment later.
+
+    Chosen below the kernel's ephemeral range: an outgoing connection takes its
+    local port from that range (even ports; ``bind`` to port 0 hands out odd ones),
+    so a port from it could be taken by any connection before the server binds it.
+    A media server's second worker on ``port + 1`` lost that race once in CI."""
+    low = _ephemeral_low()
+    while True:
+        port = random.randrange(10_000, low - count)
+        ports = range(port, port + count)
+        if _HANDED_OUT.isdisjoint(ports) and all(map(_bindable, ports)):
+            _HANDED_OUT.update(ports)
+            return port
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of this network namespace's ephemeral range."""
+    text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+    return int(text.split()[0])
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 async def read_event(response: Any, name: str) -> dict[str, Any]:

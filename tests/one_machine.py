@@ -21,7 +21,7 @@ def run_config(
     more lines for its ``[server]`` section): its path, the control plane's port
     and the media server's."""
     port = free_port()
-    media_port = free_port()
+    media_port = free_port(workers)  # worker n listens on media_port + n
     path = tmp_path / "beeldbel.toml"
     path.write_text(
         f"""
@@ -39,7 +39,7 @@ url = "sqlite+aiosqlite:///{tmp_path / "var/beeldbel.sqlite3"}"
 port = {free_port()}
 [mediaserver]
 port = {media_port}
-udp_port = {free_port()}
+udp_port = {free_port(workers)}
 workers = {workers}
 """,
         encoding="utf-8",
@@ -64,6 +64,19 @@ class Started:
 
     output: str
     tls: ssl.SSLContext
+    log: Path
+    process: asyncio.subprocess.Process
+
+    def diagnosis(self) -> str:
+        """Whether the command still runs, and the end of its processes' log: for
+        a failure message when it stops answering."""
+        state = (
+            "still running"
+            if self.process.returncode is None
+            else f"exited with {self.process.returncode}"
+        )
+        tail = self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        return f"`beeldbel run` {state}; the end of its log:\n{tail}"
 
 
 @asynccontextmanager
@@ -71,21 +84,25 @@ async def beeldbel_run(
     command: Path, config: Path, cwd: Path
 ) -> AsyncIterator[Started]:
     """``command run`` (an installed ``beeldbel`` script) until it has printed how
-    to log in; afterwards stopped with SIGTERM, and it must exit with 0."""
-    process = await asyncio.create_subprocess_exec(
-        str(command),
-        *("--config", str(config), "run"),
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    to log in; afterwards stopped with SIGTERM, and it must exit with 0. What its
+    processes log goes to ``run.log`` in ``cwd`` (:meth:`Started.diagnosis`)."""
+    log = cwd / "run.log"
+    with log.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            str(command),
+            *("--config", str(config), "run"),
+            cwd=cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log_file,
+        )
     assert process.stdout is not None
     seen: list[str] = []
     try:
         await read_until(process.stdout, "Staff:", seen)
         cas = [line.split(": ", 1)[1].strip() for line in seen if "ca.crt" in line]
         assert cas, f"no CA certificate named in {seen}"
-        yield Started("".join(seen), ssl.create_default_context(cafile=cas[0]))
+        tls = ssl.create_default_context(cafile=cas[0])
+        yield Started("".join(seen), tls, log, process)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

@@ -104,6 +104,8 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
         assert f"https://127.0.0.1:{port}/staff" in started.output
         assert "one-time password" in started.output
 
+        refused: list[str] = []
+
         async def answers() -> bool:
             try:
                 async with session.get(
@@ -112,10 +114,18 @@ async def test_run_starts_everything_over_https_and_prints_how_to_log_in(
                     assert response.status == 200
                     assert "Strict-Transport-Security" in response.headers
                     return True
-            except aiohttp.ClientConnectionError:
+            except aiohttp.ClientConnectionError as exc:
+                refused[:] = [repr(exc)]
                 return False
 
-        await wait_for(answers, 30, "the control plane to answer over HTTPS")
+        await wait_for(
+            answers,
+            30,
+            lambda: (
+                "the control plane to answer over HTTPS; last seen "
+                f"{refused}; {started.diagnosis()}"
+            ),
+        )
         await _media_join_works(session, started.tls, config, port, media_port, workers)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
@@ -99,18 +98,11 @@ async def test_sigterm_drains_the_process(tmp_path):
 
 async def test_workers_are_separate_processes_that_drain_on_sigterm():
     """workers = 2: two processes on port and port + 1; SIGTERM stops both."""
-    port = free_port()
-    while True:  # port + 1 must be free too
-        try:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", port + 1))
-            break
-        except OSError:
-            port = free_port()
+    port = free_port(2)
     env = {
         **os.environ,
         "BEELDBEL_MEDIASERVER_PORT": str(port),
-        "BEELDBEL_MEDIASERVER_UDP_PORT": str(free_port()),
+        "BEELDBEL_MEDIASERVER_UDP_PORT": str(free_port(2)),
         "BEELDBEL_MEDIASERVER_WORKERS": "2",
         "BEELDBEL_MEDIASERVER_API_SECRET": API_SECRET,
         "BEELDBEL_LOGGING_FORMAT": "json",
