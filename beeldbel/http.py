@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import re
+from collections.abc import Mapping
+
 from aiohttp import web, web_response
 
 #: What the ``Server`` header says instead of aiohttp's ``Python/3.x aiohttp/3.x``.
@@ -21,3 +25,20 @@ def quiet_server_header() -> None:
     parser refuses), which no application hook sees: they take ``Server`` from
     this module's global. Each process calls it once at start."""
     web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
+
+
+#: How asyncio (and uvloop) word a listener that could not bind.
+_BIND_FAILED = re.compile(r"bind on address \('([^']*)', (\d+)\): (.+)$")
+_CANNOT_BIND = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
+def listen_failure(exc: OSError, keys: Mapping[int, str]) -> str | None:
+    """The one line a start ends with when a listener could not bind: its address,
+    the config key of its port (``keys``) and why. None for any other OSError,
+    which is no config problem and keeps its traceback."""
+    found = _BIND_FAILED.search(str(exc))
+    if exc.errno not in _CANNOT_BIND or found is None:
+        return None
+    host, port, reason = found.groups()
+    key = keys.get(int(port), "port")
+    return f"cannot listen on {host}:{port} ({key}): {reason}"

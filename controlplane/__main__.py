@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from beeldbel.config import Config, ConfigError, load_config
-from beeldbel.http import quiet_server_header
+from beeldbel.http import listen_failure, quiet_server_header
 from beeldbel.logging import configure_logging
 from beeldbel.tls import refuse_dev_certificate, server_context
 from controlplane.app import create_app, create_metrics_app
@@ -34,17 +34,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(config.logging.level, config.logging.format)
     quiet_server_header()
-    web.run_app(
-        build(config),
-        host=config.server.host,
-        port=config.server.port,
-        ssl_context=tls,
-        access_log=None,
-        print=None,
-        # aiohttp closes a connection still waiting for a whole request when its
-        # keep-alive time runs out (also before the first one): a header timeout
-        keepalive_timeout=config.server.header_timeout_seconds,
-    )
+    try:
+        web.run_app(
+            build(config),
+            host=config.server.host,
+            port=config.server.port,
+            ssl_context=tls,
+            access_log=None,
+            print=None,
+            # aiohttp closes a connection still waiting for a whole request when
+            # its keep-alive time runs out (also before the first one): a header
+            # timeout
+            keepalive_timeout=config.server.header_timeout_seconds,
+        )
+    except OSError as exc:
+        ports = {config.server.port: "[server] port"}
+        if config.metrics.port:
+            ports[config.metrics.port] = "[metrics] port"
+        line = listen_failure(exc, ports)
+        if line is None:
+            raise
+        print(f"beeldbel controlplane: {line}", file=sys.stderr)
+        return 1
     return 0
 
 

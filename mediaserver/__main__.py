@@ -23,8 +23,9 @@ import uvloop
 from aiohttp import web
 
 from beeldbel.config import ConfigError, MediaServerConfig, load_config
-from beeldbel.http import hide_server_version, quiet_server_header
+from beeldbel.http import hide_server_version, listen_failure, quiet_server_header
 from beeldbel.logging import configure_logging
+from beeldbel.processes import supervise
 from beeldbel.tls import server_context
 from mediaserver.app import create_app, drain
 
@@ -62,10 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         media = worker_config(media, args.worker)
     elif workers > 1:
-        return _supervise(args.config, workers)
-    # libuv's loop: the per-wake-up work of asyncio's Python loop was about a
-    # sixth of the CPU per forwarded packet (bench/README.md)
-    uvloop.run(serve(media, tls))
+        return _workers(args.config, workers)
+    try:
+        # libuv's loop: the per-wake-up work of asyncio's Python loop was about
+        # a sixth of the CPU per forwarded packet (bench/README.md)
+        uvloop.run(serve(media, tls))
+    except OSError as exc:
+        worker = f", worker {args.worker}" if args.worker else ""
+        line = listen_failure(exc, {media.port: f"[mediaserver] port{worker}"})
+        if line is None:
+            raise
+        print(f"beeldbel mediaserver: {line}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -78,19 +87,14 @@ def worker_config(config: MediaServerConfig, index: int) -> MediaServerConfig:
     )
 
 
-def _supervise(config_path: str | None, workers: int) -> int:
+def _workers(config_path: str | None, workers: int) -> int:
+    """One process per worker, stopped together; SIGTERM reaches each once and
+    they drain for as long as their calls last."""
     base = [sys.executable, "-m", "mediaserver"]
     if config_path:
         base += ["--config", config_path]
     children = [subprocess.Popen([*base, "--worker", str(i)]) for i in range(workers)]  # noqa: S603
-
-    def forward(signum: int, frame: object) -> None:
-        for child in children:
-            child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    return max(child.wait() for child in children)
+    return supervise(children, stop_timeout=None)
 
 
 def ssl_context(config: MediaServerConfig) -> ssl.SSLContext | None:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,6 +14,7 @@ from typing import Any
 
 from beeldbel.cli import webhooks
 from beeldbel.config import Config, ConfigError, load_config
+from beeldbel.processes import supervise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,7 +379,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         )
         for module in modules
     ]
-    return _supervise(children)
+    return supervise(children)
 
 
 def _run_certificates(
@@ -420,42 +420,6 @@ async def _no_admin_yet(db: Any) -> int:
         print("  (its one-time password goes to that command's output or the file,")
         print("  never to this log).\n")
     return 0
-
-
-def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    """Wait until a child ends or we are told to stop (SIGINT, SIGTERM, SIGHUP),
-    then stop every child once with SIGTERM. Exit code: 0 when every child
-    stopped cleanly, else the first failing child's."""
-    stopping = False
-
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, stop)
-    try:
-        while all(child.poll() is None for child in children):
-            signal.sigtimedwait([signal.SIGCHLD], 1.0)
-        asked = stopping
-        stop(signal.SIGTERM, None)
-        codes = [child.wait(timeout=30) for child in children]
-    finally:
-        stop(signal.SIGTERM, None)
-    # a child that died of our own SIGTERM before it could handle it stopped
-    # as asked; anything else is a failure
-    failed = [c for c in codes if c != 0 and not (asked and c == -signal.SIGTERM)]
-    return _exit_code(failed[0]) if failed else 0
-
-
-def _exit_code(returncode: int) -> int:
-    """A child's return code as our exit code (killed by signal n: 128 + n)."""
-    return 128 - returncode if returncode < 0 else returncode
 
 
 if __name__ == "__main__":

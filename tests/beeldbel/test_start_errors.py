@@ -3,6 +3,7 @@ a bad config value, a missing TLS file, a database that cannot be opened."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,56 @@ async def test_migrate_with_an_sqlite_file_that_cannot_be_made_says_so(tmp_path)
     line = _one_line(output)
     assert "[database] url" in line
     assert str(blocker) in line
+
+
+def _listening_config(tmp_path: Path, port: int, media_port: int, workers: int) -> Path:
+    path = tmp_path / "beeldbel.toml"
+    path.write_text(
+        f"""
+[server]
+port = {port}
+data_dir = "{tmp_path / "var"}"
+[tls]
+enabled = false
+[logging]
+level = "warning"
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / "var/b.sqlite3"}"
+[metrics]
+port = 0
+[mediaserver]
+port = {media_port}
+udp_port = {free_port(workers)}
+workers = {workers}
+api_secret = "a-media-api-secret-for-this-test"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("command", "workers", "busy", "key"),
+    [
+        ("controlplane", 1, 0, "[server] port"),
+        ("mediaserver", 1, 0, "[mediaserver] port"),
+        # worker n listens on port + n: the second one's port is taken, so the
+        # whole media server stops rather than run on with half its workers
+        ("mediaserver", 2, 1, "[mediaserver] port"),
+    ],
+)
+async def test_a_port_in_use_stops_the_start_naming_key_and_address(
+    tmp_path, command, workers, busy, key
+):
+    port, media_port = free_port(), free_port(workers)
+    taken = (port if command == "controlplane" else media_port) + busy
+    path = _listening_config(tmp_path, port, media_port, workers)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        code, output = await beeldbel_cli(path, command)
+    assert code != 0
+    line = _one_line(output)
+    assert key in line
+    assert f"127.0.0.1:{taken}" in line
+    assert "in use" in line
