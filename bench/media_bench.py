@@ -362,7 +362,8 @@ def summarise(
         # replay sender: the clients' own overload shows first as late frames
         "client_send_late_p99_ms": max(t.send_late_p99_ms for t in tallies),
         "client_send_errors": sum(t.send_errors for t in tallies),
-        "client_untimed_packets": sum(t.untimed for t in tallies),
+        "client_unmatched_packets": sum(t.unmatched for t in tallies),
+        "client_mistimed_packets": sum(t.mistimed for t in tallies),
         "server_socket_drops_pct": 100
         * (after.drops[0] - before.drops[0])
         / max(after.packets_in - before.packets_in, 1),

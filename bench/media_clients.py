@@ -169,9 +169,8 @@ class Probe:
             if late
             else float("nan"),
             send_errors=replay.counters[1] if replay else 0,
-            untimed=replay.receiver.unmatched + replay.receiver.mistimed
-            if replay
-            else 0,
+            unmatched=replay.receiver.unmatched if replay else 0,
+            mistimed=replay.receiver.mistimed if replay else 0,
         )
 
     def expire(self) -> None:
@@ -332,10 +331,12 @@ class Tally:
     latencies: list[float]
     cpu_seconds: float
     #: replay sender only: frames sent late by the client's loop (its overload
-    #: shows here first), send errors, forwarded packets not timed
+    #: shows here first), send errors, forwarded packets not matched to a sent
+    #: one, and latencies outside 0..2 s (neither is timed)
     send_late_p99_ms: float = float("nan")
     send_errors: int = 0
-    untimed: int = 0
+    unmatched: int = 0
+    mistimed: int = 0
 
 
 def client_worker(share: Share, pipe: Connection) -> None:

@@ -6,8 +6,10 @@ its sequence numbers, and its latency from the kernel's receive timestamp
 (``SO_TIMESTAMPNS``) less the time the publisher's copy was sent. The SFU gives
 each leg its own SSRC and shifts sequence numbers by a constant, so the first
 packet of a leg is decrypted once, found by its payload among what the peers of
-its room sent of that kind, and from then on the leg's SSRC and sequence number
-name the publisher's packet. STUN and DTLS go on to aioice; RTCP from the SFU is
+its room sent of that kind (at once, before its sequence numbers can wrap:
+the receiving SRTP session guesses the rollover counter from the first packet it
+sees), and from then on the leg's SSRC and sequence number name the
+publisher's packet. STUN and DTLS go on to aioice; RTCP from the SFU is
 counted and dropped.
 """
 
@@ -113,18 +115,21 @@ class ReplayReceiver:
                 if size < 12:
                     continue
                 received += 1
-                if not probe.recording:
-                    continue
                 # RTP, read in clear: loss from the sequence numbers, latency from
                 # the kernel's receive time less the publisher's send time
                 seq, ssrc = unpack_rtp(buffer)
-                on_sequence(peer.number, ssrc, seq)
                 leg = legs.get((peer.number, ssrc))
                 if leg is None:
+                    # at a leg's first packet, warm-up or not: decrypting it later,
+                    # after its sequence numbers wrapped, would guess the wrong
+                    # rollover counter and fail for good
                     leg = self._learn(peer, bytes(buffer[:size]), ssrc, seq)
-                    if leg is None:
-                        self.unmatched += 1
-                        continue
+                if not probe.recording:
+                    continue
+                on_sequence(peer.number, ssrc, seq)
+                if leg is None:
+                    self.unmatched += 1
+                    continue
                 stream = leg.stream
                 sent = (seq - leg.offset) & 0xFFFF
                 slot = sent & (len(stream.sent_seq) - 1)
