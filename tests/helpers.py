@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import ssl
 import sys
@@ -149,11 +150,14 @@ async def beeldbel_cli(config: Path, *args: str) -> tuple[int, str]:
         env={k: v for k, v in os.environ.items() if not k.startswith("BEELDBEL_")},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         out, _ = await asyncio.wait_for(process.communicate(), 60)
     except TimeoutError:
-        process.kill()  # a command that should have stopped must not outlive the test
+        # a command that should have stopped must not outlive the test, nor
+        # must the processes it started (a media server's workers)
+        os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         raise
     assert process.returncode is not None
