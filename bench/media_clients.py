@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import gc
 import os
 import random
 import socket
@@ -357,6 +358,10 @@ async def _work(share: Share, pipe: Connection) -> None:
     try:
         async with aiohttp.ClientSession() as session:
             await connect_all(session, share, key, probe, clients, rooms)
+        # the calls' objects stay for the run: out of the collector's way, so a
+        # full collection does not stall the send loop for milliseconds
+        gc.collect()
+        gc.freeze()
         if share.sender == "replay":
             media = cut(share.video, share.audio, FPS)
             replay = ReplayLoop(media, ReplayReceiver(probe), share.tick)

@@ -6,8 +6,9 @@ payload type, ``mid`` and abs-send-time extension ids, a random first sequence
 number and timestamp as aiortc picks them, and the packets aiortc would write
 for the same pre-encoded frames (``bench.replay_media``), protected with the
 peer's own SRTP session and written with ``socket.sendto`` on its ICE pair's
-socket. :class:`ReplayLoop` wakes every ``tick`` seconds, sends every frame that
-is due (each stream on its own schedule, the streams' phases spread), then reads
+socket. :class:`ReplayLoop` wakes at the next frame due (at most ``tick``
+seconds later, to read; at least ``MIN_ROUND`` later), sends every frame that is
+due (each stream on its own schedule, the streams' phases spread), then reads
 what arrived (``bench.replay_receiver``).
 
 Why: aiortc's own send path (a task per sender, ``RtpPacket.serialize``, an
@@ -35,6 +36,8 @@ from bench.replay_media import Frame, ReplayMedia, vp8_descriptor
 from bench.replay_peer import ReplayPeer
 from bench.replay_receiver import ReplayReceiver
 
+#: the shortest time between two rounds of the loop, seconds
+MIN_ROUND = 0.001
 #: sent packets each stream remembers (send time, payload) for timing
 RING = 1024
 _NTP_EPOCH = 2208988800
@@ -202,4 +205,9 @@ class ReplayLoop:
                 stream.send_frame()
                 heapq.heappush(due, (at + stream.interval, order, stream))
             self.receiver.drain()
-            await asyncio.sleep(self.tick)
+            # wake at the next frame due, or after one tick to read, whichever
+            # comes first (the time this round took counts towards it), but not
+            # within a millisecond: each round has its cost
+            wake = min(due[0][0] if due else now + self.tick, now + self.tick)
+            wake = max(wake, now + MIN_ROUND)
+            await asyncio.sleep(max(0.0, wake - time.perf_counter()))
