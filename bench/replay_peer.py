@@ -75,7 +75,15 @@ class ReplayPeer:
             for codec in t._codecs
             if codec.payloadType is not None
         }
-        self.rtcp_received = 0
+        #: its RTX payload types: retransmissions and padding, neither timed
+        #: nor counted in loss
+        self.rtx_types = {
+            codec.payloadType
+            for t in transceivers
+            for codec in t._codecs
+            if codec.mimeType.lower().endswith("/rtx")
+        }
+        self.rtcp_received = self.rtx_received = 0
         # pylibsrtp's own buffer and context (Session.__process, inlined)
         session: Any = self.tx_srtp
         self.context = session._srtp[0]

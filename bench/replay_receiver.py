@@ -9,8 +9,8 @@ packet of a leg is decrypted once, found by its payload among what the peers of
 its room sent of that kind (at once, before its sequence numbers can wrap:
 the receiving SRTP session guesses the rollover counter from the first packet it
 sees), and from then on the leg's SSRC and sequence number name the
-publisher's packet. STUN and DTLS go on to aioice; RTCP from the SFU is
-counted and dropped.
+publisher's packet. STUN and DTLS go on to aioice; RTCP and RTX
+(retransmissions, padding) from the SFU are counted and dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 _CMSG_SPACE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("@qq")
 _SEQ_SSRC = struct.Struct("!2xH4xI")
+#: a leg whose first packets match nothing sent is not decrypted after this many
+MAX_TRIES = 16
 #: epoll rounds per drain (each reads one datagram per ready socket)
 MAX_ROUNDS = 64
 
@@ -65,6 +67,8 @@ class ReplayReceiver:
         self._peers: dict[int, ReplayPeer] = {}
         self._legs: dict[tuple[int, int], Leg] = {}
         self._room_streams: dict[int, list[ReplayStream]] = {}
+        #: decryptions tried per leg not learnt yet
+        self._tries: dict[tuple[int, int], int] = {}
         self._buffer = bytearray(2048)  # every datagram is read into this
         #: packets of legs not (yet) matched to a publisher's packet
         self.unmatched = 0
@@ -114,6 +118,9 @@ class ReplayReceiver:
                     continue
                 if size < 12:
                     continue
+                if buffer[1] & 0x7F in peer.rtx_types:
+                    peer.rtx_received += 1
+                    continue
                 received += 1
                 # RTP, read in clear: loss from the sequence numbers, latency from
                 # the kernel's receive time less the publisher's send time
@@ -123,7 +130,10 @@ class ReplayReceiver:
                     # at a leg's first packet, warm-up or not: decrypting it later,
                     # after its sequence numbers wrapped, would guess the wrong
                     # rollover counter and fail for good
-                    leg = self._learn(peer, bytes(buffer[:size]), ssrc, seq)
+                    tries = self._tries.get((peer.number, ssrc), 0)
+                    if tries < MAX_TRIES:
+                        self._tries[(peer.number, ssrc)] = tries + 1
+                        leg = self._learn(peer, bytes(buffer[:size]), ssrc, seq)
                 if not probe.recording:
                     continue
                 on_sequence(peer.number, ssrc, seq)
