@@ -22,6 +22,12 @@ subscriber's browser estimates its downlink from the abs-send-time we write on
 each packet and reports it as REMB, and the publisher gets the lowest REMB of its
 subscribers. We chose the subscriber's own estimate over an estimator of ours:
 the browser's is tested on real networks, and the forwarder only stamps 3 bytes.
+That estimate counts only the video a subscriber receives (a browser's receive-
+side estimator leaves out audio without transport-cc), while a publisher's
+browser spends a REMB on all it sends: so the publisher gets the estimate plus
+the audio it sends. Otherwise a low estimate holds itself down: at 70 kbit/s,
+with ~50 kbit/s of it going to audio, the video left is too little for the
+estimator (which allows at most 1.5 times what it receives) to raise it.
 """
 
 from __future__ import annotations
@@ -111,6 +117,8 @@ class PeerMedia(PeerCore):
         self._last_keyframe_request = 0.0
         #: The REMB this publisher last got from us (0: none yet).
         self._remb_sent = 0
+        #: Bit/s of audio this publisher sends, as of its last receiver report.
+        self._audio_bps = 0
 
     # wiring (called by the room, not per packet)
 
@@ -311,13 +319,26 @@ class PeerMedia(PeerCore):
             self.send_rtcp(self._remb(bitrate))
 
     def _lowest_estimate(self) -> int | None:
-        """What this publisher's video may use: the lowest estimate of its
-        subscribers, or a default before any; None when it publishes no video."""
+        """What this publisher may send: the lowest video estimate of its
+        subscribers plus its audio, or a default before any; None when it
+        publishes no video."""
         video = [s for s in self.streams.values() if s.kind == "video"]
         if not video:
             return None
         estimates = [bps for s in video for bps in s.remb.values()]
-        return min(estimates) if estimates else DEFAULT_REMB_BPS
+        return min(estimates) + self._audio_bps if estimates else DEFAULT_REMB_BPS
+
+    def _measure_audio(self) -> None:
+        """The audio this publisher sends, from what its busiest audio leg sent
+        since the last receiver report (each subscriber gets the same audio)."""
+        now = time.monotonic()
+        rates = [
+            leg.wire_rate(now)
+            for stream in self.streams.values()
+            if stream.kind == "audio"
+            for leg in stream.legs
+        ]
+        self._audio_bps = max(rates, default=0)
 
     def _remb(self, bitrate: int | None) -> bytes:
         if bitrate is None:
@@ -349,6 +370,7 @@ class PeerMedia(PeerCore):
         waiting for a keyframe ask for one again here.
         """
         blocks = [b for s in self.streams.values() if (b := s.report_block())]
+        self._measure_audio()
         remb = self._remb(self._lowest_estimate())
         self.send_rtcp(rtp.build_rr(self.rtcp_ssrc, blocks) + remb)
         for leg in self.legs.values():

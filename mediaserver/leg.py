@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from mediaserver.stream import InboundStream
 
 HISTORY_SIZE = 512
+#: Bytes a packet costs on the wire beyond its payload: RTP header with
+#: extensions, SRTP tag, UDP and IPv4 (what a sender's bitrate target counts).
+PACKET_OVERHEAD = 60
 
 
 @dataclass(slots=True)
@@ -56,6 +59,18 @@ class OutboundLeg(LegCore):
         self._sr_sent: dict[int, float] = {}
         #: What the subscriber last reported lost of this leg, out of 256.
         self.fraction_lost = 0
+        #: (when, wire bytes) at the last :meth:`wire_rate`.
+        self._wire_mark = (0.0, 0)
+
+    def wire_rate(self, now: float) -> int:
+        """Bit/s this leg put on the wire since the last call (payload plus
+        ``PACKET_OVERHEAD`` a packet); 0 at the first."""
+        wire = self.octets + self.packets * PACKET_OVERHEAD
+        then, before = self._wire_mark
+        self._wire_mark = (now, wire)
+        if then == 0.0 or now <= then:
+            return 0
+        return int((wire - before) * 8 / (now - then))
 
     def update_payload_map(self) -> None:
         """Publisher payload type → this leg's, by codec."""
@@ -100,10 +115,23 @@ class OutboundLeg(LegCore):
             return False
         rtx_pt = self.rtx_payload_types.get(out[1] & 0x7F)
         if rtx_pt is not None:
-            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-            out = rtp.rtx_wrap(out, rtx_pt, self._rtx_seq, self.rtx_ssrc)
+            out = self._rtx(out, rtx_pt)
         self.subscriber.send_rtp(out, self.kind)
         return True
+
+    def _rtx(self, out: bytes, rtx_pt: int) -> bytes:
+        """``out`` on this leg's RTX stream, with a fresh abs-send-time: a
+        receiver's estimator counts only packets that carry it."""
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        rtx = rtp.rtx_wrap(out, rtx_pt, self._rtx_seq, self.rtx_ssrc)
+        ext_id = self.subscriber.abs_send_time_id
+        if not ext_id:
+            return rtx
+        header = rtp.parse_rtp(rtx)
+        stamp = rtp.abs_send_time(ext_id, time.monotonic())
+        return rtp.rewrite_rtp(
+            rtx, header, rtx_pt, self._rtx_seq, header.timestamp, self.rtx_ssrc, stamp
+        )
 
     def recent(self, seq: int) -> bool:
         """Whether ``seq`` is among this leg's last ``HISTORY_SIZE`` sequence
