@@ -25,21 +25,17 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from prometheus_client import CollectorRegistry
 
-from beeldbel.config import MediaServerConfig, Secret
 from beeldbel.tokens import MediaClaims, sign_media_token
 from mediaserver.app import MUX, STATS, create_app
 from mediaserver.forwarder import ForwarderStats
 from tests.helpers import serve_jwks, wait_for
 from tests.impairment import ImpairedRelay
-from tests.mediaserver.sfu_page import CHROMIUM_ARGS, page_url, serve_sfu_page
+from tests.mediaserver.conftest import API_SECRET, ISSUER, NODE, media_server_config
+from tests.mediaserver.sfu_page import chromium, page_url, serve_sfu_page
 from tests.voice import voice_wav
-
-ISSUER = "https://desk.test"
-NODE = "media-quality"
-API_SECRET = "api-secret-for-network-quality"
 
 # getStats of one peer connection, summed per kind: the counters issue 14 asks for
 SAMPLER = """
@@ -232,24 +228,17 @@ async def _chromium(busy_video: bool) -> AsyncIterator[Browser]:
     """Chromium with a talker as its microphone (its own fake one plays a tone,
     which Opus codes as music, without FEC), and the busy clip as its camera
     (or, with ``busy_video`` false, Chromium's own fake camera)."""
-    async with async_playwright() as playwright:
-        with tempfile.TemporaryDirectory() as directory:
-            talker = voice_wav(Path(directory) / "voice.wav")
-            args = [
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                f"--use-file-for-fake-audio-capture={talker}",
-            ]
-            if busy_video:
-                clip = busy_camera(Path(directory) / "busy.y4m")
-                args.append(f"--use-file-for-fake-video-capture={clip}")
-            browser = await playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=args
-            )
-            try:
-                yield browser
-            finally:
-                await browser.close()
+    with tempfile.TemporaryDirectory() as directory:
+        talker = voice_wav(Path(directory) / "voice.wav")
+        args = [
+            "--autoplay-policy=no-user-gesture-required",
+            f"--use-file-for-fake-audio-capture={talker}",
+        ]
+        if busy_video:
+            clip = busy_camera(Path(directory) / "busy.y4m")
+            args.append(f"--use-file-for-fake-video-capture={clip}")
+        async with chromium(*args) as browser:
+            yield browser
 
 
 async def _open(browser: Browser, url: str, *scripts: str) -> Page:
@@ -282,15 +271,7 @@ async def _media_server(
     """The real SFU, with the control plane's JWKS on HTTPS beside it."""
     key = Ed25519PrivateKey.generate()
     url, ca_file = await serve_jwks(serve, key.public_key(), directory)
-    config = MediaServerConfig(
-        node_id=NODE,
-        udp_port=0,
-        udp_bind="127.0.0.1",
-        jwks_url=url,
-        jwks_ca_file=ca_file,
-        token_issuer=ISSUER,
-        api_secret=Secret(API_SECRET),
-    )
+    config = media_server_config(url, ca_file)
     media = await serve(create_app(config, CollectorRegistry()))
     return media, key
 

@@ -42,18 +42,23 @@ async def jwks_url(aiohttp_server, signing_key, tmp_path) -> tuple[str, str]:
     return await serve_jwks(aiohttp_server, signing_key.public_key(), tmp_path)
 
 
-@pytest.fixture
-def media_config(jwks_url) -> MediaServerConfig:
-    url, ca_file = jwks_url
+def media_server_config(jwks_url: str, ca_file: str) -> MediaServerConfig:
+    """The media server as the tests run it: UDP on any loopback port, tokens
+    checked against the JWKS at ``jwks_url`` (its CA in ``ca_file``)."""
     return MediaServerConfig(
         node_id=NODE,
         udp_port=0,
         udp_bind="127.0.0.1",
-        jwks_url=url,
+        jwks_url=jwks_url,
         jwks_ca_file=ca_file,
         token_issuer=ISSUER,
         api_secret=Secret(API_SECRET),
     )
+
+
+@pytest.fixture
+def media_config(jwks_url) -> MediaServerConfig:
+    return media_server_config(*jwks_url)
 
 
 @pytest.fixture

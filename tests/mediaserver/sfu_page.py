@@ -8,13 +8,15 @@ getStats says. Chromium (test_browser.py) and Firefox (test_firefox.py) load it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Browser, async_playwright
 
 SCRIPTS = Path(__file__).parents[2] / "web" / "static" / "js"
 PAGE = """<!doctype html>
@@ -66,6 +68,20 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
+
+
+@asynccontextmanager
+async def chromium(*args: str) -> AsyncIterator[Browser]:
+    """Debian's Chromium with fake media (``CHROMIUM_ARGS``, then ``args``),
+    closed afterwards."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, *args]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 async def serve_sfu_page(

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from mediaserver.app import MUX
 from tests.firefox import Firefox, firefox
 from tests.helpers import wait_for
 from tests.mediaserver.client import join
 from tests.mediaserver.conftest import create_room
-from tests.mediaserver.sfu_page import CHROMIUM_ARGS, page_url, serve_sfu_page
+from tests.mediaserver.sfu_page import chromium, page_url, serve_sfu_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.firefox, pytest.mark.timeout(60)]
 INBOUND = "window.beeldbel.inboundVideo()"
@@ -100,11 +100,8 @@ async def call(server, token, aiohttp_server, tmp_path: Path) -> AsyncIterator[C
     origin = f"http://127.0.0.1:{pages.port}"
     async with (
         firefox(tmp_path / "firefox", [origin]) as citizen,
-        async_playwright() as playwright,
+        chromium() as browser,
     ):
-        browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
         try:
             agent = await browser.new_page()
             agent.on("pageerror", lambda e: print("chromium pageerror:", e))
@@ -112,7 +109,6 @@ async def call(server, token, aiohttp_server, tmp_path: Path) -> AsyncIterator[C
             await citizen.goto(page_url(pages, "citizen", "c1"))
             yield Call(citizen, agent)
         finally:
-            await browser.close()
             print("Firefox's output:\n", citizen.output())
 
 

@@ -478,9 +478,7 @@ async def test_three_chromium_pages_negotiate_by_the_rules(
     our answer and offers, and in Chromium's answers; our ``o=`` versions go up;
     Chromium takes transport-cc on what it sends and abs-send-time on what it
     receives, with the ids of its own offer. Everyone decodes both others."""
-    from playwright.async_api import async_playwright
-
-    from tests.mediaserver.sfu_page import CHROMIUM_ARGS, page_url, serve_sfu_page
+    from tests.mediaserver.sfu_page import chromium, page_url, serve_sfu_page
     from tests.mediaserver.test_browser import inbound
 
     seen: dict[int, dict[str, Any]] = {}
@@ -514,41 +512,35 @@ async def test_three_chromium_pages_negotiate_by_the_rules(
     await create_room(server)
     pages_server = await serve_sfu_page(aiohttp_server, server, token)
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        try:
-            pages = []
-            for role, sub in (
-                ("agent", "a1"),
-                ("citizen", "c1"),
-                ("interpreter", "i1"),
-            ):
-                page = await browser.new_page()
-                await page.goto(page_url(pages_server, role, sub))
-                pages.append(page)
-            stats: list[list[dict[str, Any]]] = []
+    async with chromium() as browser:
+        pages = []
+        for role, sub in (
+            ("agent", "a1"),
+            ("citizen", "c1"),
+            ("interpreter", "i1"),
+        ):
+            page = await browser.new_page()
+            await page.goto(page_url(pages_server, role, sub))
+            pages.append(page)
+        stats: list[list[dict[str, Any]]] = []
 
-            async def everyone_decodes_both_others() -> bool:
-                stats[:] = [await inbound(page) for page in pages]
-                return all(
-                    sum(s["framesDecoded"] > 10 for s in page_stats) == 2
-                    for page_stats in stats
-                ) and all(  # and no offer of ours is waiting for its answer
-                    len(r["answers"]) == len(r["ours"]) - 1 for r in seen.values()
-                )
-
-            await wait_for(
-                everyone_decodes_both_others, 40, lambda: f"three pages: {stats}"
+        async def everyone_decodes_both_others() -> bool:
+            stats[:] = [await inbound(page) for page in pages]
+            return all(
+                sum(s["framesDecoded"] > 10 for s in page_stats) == 2
+                for page_stats in stats
+            ) and all(  # and no offer of ours is waiting for its answer
+                len(r["answers"]) == len(r["ours"]) - 1 for r in seen.values()
             )
-            # as it is now: pages closing make more offers
-            calls = [
-                {**r, "ours": [*r["ours"]], "answers": [*r["answers"]]}
-                for r in seen.values()
-            ]
-        finally:
-            await browser.close()
+
+        await wait_for(
+            everyone_decodes_both_others, 40, lambda: f"three pages: {stats}"
+        )
+        # as it is now: pages closing make more offers
+        calls = [
+            {**r, "ours": [*r["ours"]], "answers": [*r["answers"]]}
+            for r in seen.values()
+        ]
 
     assert len(calls) == 3
     for record_ in calls:
