@@ -12,7 +12,7 @@ Run inside a loopback-only network namespace, from the repository root:
     unshare --net sh -c 'ip link set lo up && exec .venv/bin/python \\
         -m bench.network_quality --condition loss3'
 
-``--condition`` is loss3, uplink400, downlink400, step or all (the default);
+``--condition`` is loss3, uplink400, downlink400, step, downstep or all (the default);
 ``--sfu`` or ``--p2p`` runs one path only (both by default). The cameras send
 a busy clip that wants ~1.5-2 Mbit/s (tests/browser_call.py ``busy_camera``);
 ``--fake-camera`` uses Chromium's own pattern, which needs only ~500 kbit/s.

@@ -64,6 +64,22 @@ def _cap(rate: int) -> Impairment:
     return Impairment(rate_bps=rate, queue_bytes=QUEUE_BYTES)
 
 
+def _step(name: str, direction: str, sender: str) -> Condition:
+    """The citizen's ``direction`` at 2 Mbit/s, 300 kbit/s from 20 s to 40 s."""
+
+    def at(t: float, rate: int) -> Change:
+        return Change(t, **{direction: _cap(rate)})
+
+    return Condition(
+        name,
+        f"citizen's {direction} 2 Mbit/s, 300 kbit/s at 20 s, 2 Mbit/s at 40 s",
+        (at(-10, 2_000_000), at(0, 2_000_000), at(20, 300_000), at(40, 2_000_000)),
+        60,
+        sender=sender,
+        cap=300_000,
+    )
+
+
 CONDITIONS = {
     c.name: c
     for c in (
@@ -90,19 +106,8 @@ CONDITIONS = {
             sender="employee",
             cap=400_000,
         ),
-        Condition(
-            "step",
-            "citizen's uplink 2 Mbit/s, 300 kbit/s at 20 s, 2 Mbit/s at 40 s",
-            (
-                Change(-10, uplink=_cap(2_000_000)),
-                Change(0, uplink=_cap(2_000_000)),
-                Change(20, uplink=_cap(300_000)),
-                Change(40, uplink=_cap(2_000_000)),
-            ),
-            60,
-            sender="citizen",
-            cap=300_000,
-        ),
+        _step("step", "uplink", sender="citizen"),
+        _step("downstep", "downlink", sender="employee"),
     )
 }
 
@@ -375,14 +380,15 @@ def _cap_verdicts(run: Run, limits: Limits) -> list[Verdict]:
 
 
 def _step_verdicts(run: Run, limits: Limits) -> list[Verdict]:
-    sent = run.citizen
+    sender = run.condition.sender
+    sent = run.citizen if sender == "citizen" else run.employee
     before = _mean_send(_after(sent, 15, 20))
     low = run.condition.cap / 1000
     down = _settled(_after(sent, -1e9, 40), lambda kbps: kbps <= low, 20)
     up = _settled(sent, lambda kbps: kbps >= 0.8 * before, 40)
     return [
         Verdict(
-            f"citizen's send rate falls below {low:.0f} kbit/s",
+            f"{sender}'s send rate falls below {low:.0f} kbit/s",
             f"{_after_text(down)} (from {before:.0f} kbit/s)",
             f"≤ {limits.follow:g} s, from above {low:.0f}",
             # a sender already under the low rate shows nothing
@@ -399,9 +405,8 @@ def _step_verdicts(run: Run, limits: Limits) -> list[Verdict]:
 
 def verdicts(run: Run, limits: Limits = Limits()) -> list[Verdict]:
     """The condition's targets, and that only the citizen's leg had the relay."""
-    judge = {"loss3": _loss_verdicts, "step": _step_verdicts}.get(
-        run.condition.name, _cap_verdicts
-    )
+    steps = {"step": _step_verdicts, "downstep": _step_verdicts}
+    judge = {"loss3": _loss_verdicts, **steps}.get(run.condition.name, _cap_verdicts)
     legs = Verdict(
         "only the citizen's leg goes through the relay",
         f"ports: employee → {run.legs[0]}, citizen → {run.legs[1]}",
