@@ -247,6 +247,8 @@ class SecurityConfig:
     status_per_ip_per_hour: int = 60
     #: Changes (cancel, another slot, a new link) to one request from its status page.
     status_changes_per_request_per_hour: int = 10
+    #: E-mails and texts one call sends (join links, interpreter invitations).
+    messages_per_call_per_hour: int = 10
     #: Largest request body accepted, 1024 to 16777216 bytes.
     max_body_bytes: int = 64 * 1024
     #: Failed logins before the account is locked for a growing period.
@@ -266,6 +268,7 @@ class SecurityConfig:
             "client_errors_per_ip_per_minute",
             "status_per_ip_per_hour",
             "status_changes_per_request_per_hour",
+            "messages_per_call_per_hour",
             "lockout_threshold",
         )
         _between(self, "max_body_bytes", 1024, 16 * 1024 * 1024)

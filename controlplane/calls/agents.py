@@ -17,6 +17,7 @@ request says ``Accept: application/json``; every POST carries ``X-CSRF-Token``):
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from controlplane.base.errors import (
     Forbidden,
     LinkExpired,
     NotFound,
+    RateLimited,
     ValidationFailed,
 )
 from controlplane.base.i18n import CATALOG, request_language
@@ -137,6 +139,8 @@ async def start_video(request: web.Request) -> web.Response:
     to = invitations.citizen(
         item, email=bool(form.get("send_email")), sms_too=bool(form.get("send_sms"))
     )
+    with contextlib.suppress(RateLimited):  # a new call's first: counted, not held
+        await invitations.count_messages(app, call, to)
     await invitations.deliver(app, call, link, to)
     app[QUEUE_EVENTS].publish()
     raise web.HTTPSeeOther(f"/staff/gesprekken/{call.room_id}")
@@ -336,12 +340,13 @@ async def staff_new_link(request: web.Request) -> web.Response:
     call, item, actor = await _staff_call(request)
     body = await json_body(request)
     app = request.app
-    link, expires = await new_link(app, call, "citizen", replace=True)
-    # the page shows the new link to copy, also after the old one was opened
-    await app[CALLS].update_live(call.room_id, join_link=link, opened=False)
     to = invitations.citizen(
         item, email=body.get("email") is True, sms_too=body.get("sms") is True
     )
+    await invitations.count_messages(app, call, to)
+    link, expires = await new_link(app, call, "citizen", replace=True)
+    # the page shows the new link to copy, also after the old one was opened
+    await app[CALLS].update_live(call.room_id, join_link=link, opened=False)
     done = await invitations.deliver(app, call, link, to)
     await audit_call(app, "join_link_replaced", actor, call, via=done.sent)
     return no_store_json({"link": link, "expires_at": iso_utc(expires), **done.reply()})
@@ -353,6 +358,7 @@ async def staff_interpreter(request: web.Request) -> web.Response:
     call, _item, actor = await _staff_call(request)
     body = await json_body(request)
     to = invitations.interpreter(body, request_language(request))
+    await invitations.count_messages(request.app, call, to)
     link, expires = await new_link(request.app, call, "interpreter")
     await request.app[CALLS].update_live(call.room_id, interpreter_link=link)
     done = await invitations.deliver(request.app, call, link, to)

@@ -22,6 +22,7 @@ from controlplane.calls.live_state import CALLS
 from controlplane.calls.rooms import Call
 from controlplane.notify import mailer, sms
 from controlplane.requests import DESK, Request, normalize_email, normalize_phone
+from controlplane.security.ratelimit import LIMITS
 
 
 @dataclass
@@ -77,6 +78,14 @@ def _clean(
             pass
     errors[name] = f"calls_interpreter_{name}_invalid"
     return None
+
+
+async def count_messages(app: web.Application, call: Call, to: Recipient) -> None:
+    """Count what ``to`` would get against the call's limit before a link is
+    made for it: :class:`RateLimited` when over, and then nothing is counted."""
+    ways = bool(to.email) + bool(to.phone)
+    if ways:
+        await app[LIMITS].messages_per_call.hit(call.room_id, cost=ways)
 
 
 async def deliver(

@@ -49,12 +49,13 @@ class RateLimit:
         self._item = RateLimitItemPerSecond(limit, window)
         self._store = store
 
-    async def hit(self, key: str = "") -> None:
-        """Count one event for ``key``; raise :class:`RateLimited` when over."""
+    async def hit(self, key: str = "", cost: int = 1) -> None:
+        """Count ``cost`` events for ``key`` at once; raise :class:`RateLimited`
+        (and count none) when they would go over."""
         hashed = _hash(key)
         limiter = self._store.limiter()
         try:
-            if await limiter.hit(self._item, self.name, hashed):
+            if await limiter.hit(self._item, self.name, hashed, cost=cost):
                 return
             reset_at = (await limiter.get_window_stats(self._item, self.name, hashed))[
                 0
@@ -62,7 +63,7 @@ class RateLimit:
         except Exception as exc:
             self._store.failed(exc)
             local = self._store.local
-            if await local.hit(self._item, self.name, hashed):
+            if await local.hit(self._item, self.name, hashed, cost=cost):
                 return
             reset_at = (await local.get_window_stats(self._item, self.name, hashed))[0]
         retry = max(1, math.ceil(reset_at - time.time()))
@@ -139,6 +140,7 @@ class Limits:
     client_errors_per_ip: RateLimit
     status_per_ip: RateLimit
     status_changes_per_request: RateLimit
+    messages_per_call: RateLimit
 
     @classmethod
     def from_config(cls, config: Config, store: LimitStore) -> Limits:
@@ -165,6 +167,9 @@ class Limits:
                 sec.status_changes_per_request_per_hour,
                 3600,
                 store,
+            ),
+            messages_per_call=RateLimit(
+                "messages_per_call", sec.messages_per_call_per_hour, 3600, store
             ),
         )
 

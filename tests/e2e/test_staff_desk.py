@@ -231,6 +231,23 @@ async def test_new_link_replaces_the_old_and_the_call_closes_in_one_step(
     )
     await at_each_size(agent, "staff call page, new link and interpreter")
 
+    # e-mails and texts from one call are limited (10 an hour; 3 went so far):
+    # over it the page says so, and the citizen's link stays the one they have
+    for to_citizen in range(3, 10):
+        await agent.click("#new-link")
+        await wait_for(
+            lambda: len(links_to(system, CITIZEN_EMAIL)) >= to_citizen,  # noqa: B023
+            10,
+            f"e-mail {to_citizen} to the citizen",
+        )
+    current = links_to(system, CITIZEN_EMAIL)[-1]
+    await expect(agent.locator("#join-link")).to_have_value(current)
+    await agent.click("#new-link")
+    await expect(agent.locator("#call-notice")).to_contain_text("veel berichten")
+    await expect(agent.locator("#join-link")).to_have_value(current)
+    assert len(links_to(system, CITIZEN_EMAIL)) == 9
+    await checked(agent, "staff call page, messages limited", LAPTOPS[0])
+
     # one way to end it for everyone; then the request is closed in one step
     await expect(agent.locator("#end-call")).to_have_count(0)
     await agent.click("#hang-up")

@@ -197,3 +197,41 @@ async def test_the_interpreter_invitation_goes_by_e_mail_or_sms(
     assert set((await wrong.json())["error"]["details"]) == {"email"}
     odd = await staff_json(client, path, token, {"phone": "12"})
     assert set((await odd.json())["error"]["details"]) == {"phone"}
+
+
+async def test_messages_from_one_call_are_limited_before_a_link_is_made(
+    client, smtp, gateway
+):
+    """An employee's page (or a script with its session) cannot flood a citizen
+    or an interpreter's address: e-mails and texts from one call are counted
+    (``[security] messages_per_call_per_hour``, here 10; the start's e-mail is
+    one). Over it the answer is a 429 and no new link replaces the citizen's."""
+    mailbox, _port = smtp
+    request_id, token = await claimed(client)
+    room_id = await start(client, request_id, token, send_email="1")
+    link_path = f"/staff/gesprekken/{room_id}/link"
+    for _ in range(4):  # 1 + 4 e-mails and 4 texts
+        made = await staff_json(client, link_path, token, {"email": True, "sms": True})
+        assert (await made.json())["sent"] == ["email", "sms"]
+    last = await (await staff_json(client, link_path, token, {"sms": True})).json()
+    await wait_for(lambda: len(links_to(mailbox, ADDRESS)) == 5, message="5 e-mails")
+    assert len(gateway) == 5
+
+    refused = await staff_json(client, link_path, token, {"email": True})
+    assert refused.status == 429, await refused.text()
+    assert int(refused.headers["Retry-After"]) > 0
+    invited = await staff_json(
+        client, f"/staff/gesprekken/{room_id}/tolk", token, {"email": INTERPRETER}
+    )
+    assert invited.status == 429
+    # the citizen's last link still works, and nothing more went out
+    citizen = Guest(client)
+    try:
+        assert (await citizen.open(last["link"])).status == 200
+    finally:
+        await citizen.close()
+    assert len(links_to(mailbox, ADDRESS)) == 5
+    assert len(gateway) == 5
+    # a link to copy sends nothing, so it is still made
+    copied = await staff_json(client, link_path, token, {})
+    assert copied.status == 200

@@ -22,6 +22,14 @@ const MEDIA_LOST = 'media_lost';
 /** The outcome of a call the employee moved to the phone (the page goes on). */
 const SWITCHED = 'switched_to_phone';
 
+/**
+ * Whether a refused action hit the call's limit on e-mails and texts (429).
+ * @param {unknown} error
+ */
+function limited(error) {
+  return error instanceof CallError && error.status === 429;
+}
+
 export class AgentPanel {
   /**
    * @param {CallPage} page
@@ -198,6 +206,10 @@ export class AgentPanel {
       reply = await page.post(page.data.interpreterUrl || '', body);
     } catch (error) {
       const invalid = error instanceof CallError && error.status === 422;
+      if (limited(error)) {
+        page.notice(page.text('messages_limited'));
+        return;
+      }
       if (!invalid) reportClientError('staff_call', 'action', 'interpreter_failed');
       page.notice(invalid ? panel.dataset.tInvalid || '' : page.text('action_failed'));
       return;
@@ -242,7 +254,11 @@ export class AgentPanel {
     let reply;
     try {
       reply = await page.post(page.data.linkUrl || '', {email: ticked('email'), sms: ticked('sms')});
-    } catch {
+    } catch (error) {
+      if (limited(error)) {
+        page.notice(page.text('messages_limited'));
+        return;
+      }
       reportClientError('staff_call', 'action', 'action_failed');
       page.notice(page.text('action_failed'));
       return;
