@@ -143,7 +143,7 @@ async def rotate_secret(
     box = SecretBox(secret_key, WEBHOOK_SECRETS)
     until = datetime.now(UTC) + timedelta(hours=overlap_hours)
     async with db.write() as conn:
-        result = await conn.execute(
+        key_id = await conn.scalar(
             sa.update(_ep)
             .where(_ep.c.id == endpoint_id)
             .values(
@@ -151,14 +151,16 @@ async def rotate_secret(
                 previous_until=until,
                 secret=box.seal(secret.encode("ascii")),
             )
+            .returning(_ep.c.api_key_id)
         )
-        if result.rowcount != 1:
+        if key_id is None:
             raise EndpointInvalid(f"there is no webhook endpoint {endpoint_id}")
         await audit.record(
             conn,
             "webhook_secret_rotated",
             username=username,
             endpoint_id=endpoint_id,
+            api_key_id=key_id,
             overlap_hours=overlap_hours,
         )
     return secret
@@ -172,11 +174,18 @@ async def remove_endpoint(
         await conn.execute(
             sa.delete(webhook_outbox).where(webhook_outbox.c.endpoint_id == endpoint_id)
         )
-        result = await conn.execute(sa.delete(_ep).where(_ep.c.id == endpoint_id))
-        if result.rowcount != 1:
+        key_id = await conn.scalar(
+            sa.delete(_ep).where(_ep.c.id == endpoint_id).returning(_ep.c.api_key_id)
+        )
+        if key_id is None:
             raise EndpointInvalid(f"there is no webhook endpoint {endpoint_id}")
+        # the key's id stays in the log after the endpoint is gone
         await audit.record(
-            conn, "webhook_endpoint_removed", username=username, endpoint_id=endpoint_id
+            conn,
+            "webhook_endpoint_removed",
+            username=username,
+            endpoint_id=endpoint_id,
+            api_key_id=key_id,
         )
 
 

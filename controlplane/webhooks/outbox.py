@@ -150,12 +150,12 @@ async def replay(
     if message_id is not None:
         conditions.append(_out.c.message_id == message_id)
     async with db.write() as conn:
-        known = await conn.scalar(
-            sa.select(webhook_endpoints.c.id).where(
+        key_id = await conn.scalar(
+            sa.select(webhook_endpoints.c.api_key_id).where(
                 webhook_endpoints.c.id == endpoint_id
             )
         )
-        if known is None:
+        if key_id is None:
             raise EndpointInvalid(f"there is no webhook endpoint {endpoint_id}")
         result = await conn.execute(
             sa.update(_out)
@@ -167,6 +167,7 @@ async def replay(
             "webhook_events_replayed",
             username=username,
             endpoint_id=endpoint_id,
+            api_key_id=key_id,
             count=result.rowcount,
         )
     return int(result.rowcount)

@@ -138,6 +138,8 @@ async def test_an_admin_adds_rotates_replays_and_removes_an_endpoint(client):
         *await audited(client, "webhook_endpoint_removed"),
     ]
     assert [entry["endpoint_id"] for entry in audit] == [endpoint.id] * 4
+    # whose endpoint it was stays readable after it is gone
+    assert [entry["api_key_id"] for entry in audit] == [endpoint.api_key_id] * 4
     assert audit[2]["count"] == 1
     for text in (secret, new.group(1), "geheim", "hooks.example.org"):
         assert text not in str(audit)
