@@ -13,9 +13,10 @@ the rooms, spread over ``--client-cpus``. Printed:
 - server CPU µs per forwarded packet (process CPU time / forwarded packets,
   over the measuring window: everything the server does, not only forwarding);
 - loss: packets received by subscribers vs. sent by publishers x subscribers;
-- latency p50/p99: client send hook → subscriber receive hook through the SFU
-  (an upper bound of what the SFU adds: it includes both kernel loopback hops
-  and the client processes' event loops);
+- latency p50/p99: publisher's send → subscriber's receive through the SFU
+  (both kernel loopback hops are in it; with ``--sender replay`` the receive
+  time is the kernel's timestamp, with ``--sender aiortc`` it is taken in the
+  client's event loop, an upper bound);
 - server memory (RSS) per participant.
 
 Clients send with ``--sender replay`` (default: aiortc sets the calls up, one
