@@ -65,23 +65,31 @@ def free_port(count: int = 1) -> int:
     """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nothing uses
     right now, for a server that binds them a moment later.
 
-    Chosen below the kernel's ephemeral range: an outgoing connection takes its
+    Chosen outside the kernel's ephemeral range: an outgoing connection takes its
     local port from that range (even ports; ``bind`` to port 0 hands out odd ones),
-    so a port from it could be taken by any connection before the server binds it.
-    A media server's second worker on ``port + 1`` lost that race once in CI."""
-    low = _ephemeral_low()
+    so a port from it could be taken by any connection before the server binds it,
+    such as a media server's second worker on ``port + 1``. A start test with two
+    workers failed once in CI that way, as far as can be told (nothing was logged)."""
+    low, high = _ephemeral_range()
+    # below the range (as on this machine: 32768-60999), else above it
+    first, last = (
+        (10_000, low - count) if low - count > 10_000 else (high + 1, 65_536 - count)
+    )
+    if first >= last:
+        raise RuntimeError(f"no ports outside the ephemeral range {low}-{high}")
     while True:
-        port = random.randrange(10_000, low - count)
+        port = random.randrange(first, last)
         ports = range(port, port + count)
         if _HANDED_OUT.isdisjoint(ports) and all(map(_bindable, ports)):
             _HANDED_OUT.update(ports)
             return port
 
 
-def _ephemeral_low() -> int:
-    """The lowest port of this network namespace's ephemeral range."""
+def _ephemeral_range() -> tuple[int, int]:
+    """This network namespace's ephemeral port range."""
     text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
-    return int(text.split()[0])
+    low, high = text.split()
+    return int(low), int(high)
 
 
 def _bindable(port: int) -> bool:
