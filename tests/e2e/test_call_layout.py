@@ -54,6 +54,15 @@ REMOTE_SHARE = """() => {
 }"""
 
 
+#: panels whose content runs out of their own box (and so off their light
+#: background, onto the dark call: unreadable) instead of scrolling in it
+SPILLING = """() => [...document.querySelectorAll('#chat, .agent-side')]
+  .filter((e) => e.offsetParent !== null
+    && getComputedStyle(e).overflowY === 'visible'
+    && e.scrollHeight > e.clientHeight + 1)
+  .map((e) => `${e.id || e.className}: ${e.scrollHeight} in ${e.clientHeight}`)"""
+
+
 async def laptop_page(browser: Browser) -> Page:
     return await new_page(
         browser, viewport={"width": 1093, "height": 614}, device_scale_factor=1.25
@@ -88,6 +97,7 @@ async def check_sizes(
         what = f"{state}, {name}"
         await page.set_viewport_size({"width": width, "height": height})
         await controls_on_screen(page, what)
+        assert await page.evaluate(SPILLING) == [], what
         if video:
             covered = await page.evaluate(REMOTE_SHARE)
             print(f"{what}: remote video covers {covered:.0%}")
