@@ -53,7 +53,7 @@ function playAudio(pc) {
 }
 window.beeldbelSample = async (pc) => {
   const s = {sent: 0, videoSent: 0, framesEncoded: 0, outFps: 0, limitation: '',
-    framesDecoded: 0, inFps: 0, freezeCount: 0, freezesDuration: 0,
+    height: 0, framesDecoded: 0, inFps: 0, freezeCount: 0, freezesDuration: 0,
     concealed: 0, samples: 0, rtt: null, available: null, remote: 0};
   if (!pc) return s;
   playAudio(pc);
@@ -67,6 +67,7 @@ window.beeldbelSample = async (pc) => {
       s.framesEncoded += r.framesEncoded || 0;
       s.outFps = Math.max(s.outFps, r.framesPerSecond || 0);
       s.limitation = r.qualityLimitationReason || '';
+      s.height = r.frameHeight || 0;
     } else if (r.type === 'inbound-rtp' && r.kind === 'video') {
       s.framesDecoded += r.framesDecoded || 0;
       s.inFps = Math.max(s.inFps, r.framesPerSecond || 0);

@@ -64,17 +64,25 @@ def _cap(rate: int) -> Impairment:
     return Impairment(rate_bps=rate, queue_bytes=QUEUE_BYTES)
 
 
-def _step(name: str, direction: str, sender: str) -> Condition:
-    """The citizen's ``direction`` at 2 Mbit/s, 300 kbit/s from 20 s to 40 s."""
+def _step(
+    name: str,
+    direction: str,
+    sender: str,
+    times: tuple[float, float, float] = (20, 40, 60),
+) -> Condition:
+    """The citizen's ``direction`` at 2 Mbit/s, 300 kbit/s from ``times[0]`` to
+    ``times[1]``, the run ending at ``times[2]``."""
+    down, up, end = times
 
     def at(t: float, rate: int) -> Change:
         return Change(t, **{direction: _cap(rate)})
 
     return Condition(
         name,
-        f"citizen's {direction} 2 Mbit/s, 300 kbit/s at 20 s, 2 Mbit/s at 40 s",
-        (at(-10, 2_000_000), at(0, 2_000_000), at(20, 300_000), at(40, 2_000_000)),
-        60,
+        f"citizen's {direction} 2 Mbit/s, 300 kbit/s at {down:g} s,"
+        f" 2 Mbit/s at {up:g} s",
+        (at(-10, 2_000_000), at(0, 2_000_000), at(down, 300_000), at(up, 2_000_000)),
+        end,
         sender=sender,
         cap=300_000,
     )
@@ -110,6 +118,9 @@ CONDITIONS = {
         _step("downstep", "downlink", sender="employee"),
     )
 }
+#: The short test's step: 20 s at the low rate, as in the issue, and 20 s after.
+SHORT_STEP = _step("step", "uplink", sender="citizen", times=(5, 25, 45))
+STEPS = {"step", "downstep"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,8 @@ class Second:
     video_kbps: float
     out_fps: float
     limitation: str
+    #: The height of the video it sends: the encoder's answer to a low rate.
+    height: int
     in_fps: float
     freezes: int
     #: Seconds of freeze that ended in this second (one freeze when ``freezes`` is 1).
@@ -142,6 +155,7 @@ def _second(t: float, before: dict[str, Any], now: dict[str, Any], dt: float) ->
         video_kbps=rate("videoSent") * 8 / 1000,
         out_fps=rate("framesEncoded"),
         limitation=str(now["limitation"]),
+        height=int(now["height"]),
         in_fps=rate("framesDecoded"),
         freezes=int(now["freezeCount"] - before["freezeCount"]),
         frozen=float(now["freezesDuration"] - before["freezesDuration"]),
@@ -382,10 +396,12 @@ def _cap_verdicts(run: Run, limits: Limits) -> list[Verdict]:
 def _step_verdicts(run: Run, limits: Limits) -> list[Verdict]:
     sender = run.condition.sender
     sent = run.citizen if sender == "citizen" else run.employee
-    before = _mean_send(_after(sent, 15, 20))
+    # the last two changes: the fall and the climb back
+    fall, climb = (change.at for change in run.condition.changes[-2:])
+    before = _mean_send(_after(sent, fall - 5, fall))
     low = run.condition.cap / 1000
-    down = _settled(_after(sent, -1e9, 40), lambda kbps: kbps <= low, 20)
-    up = _settled(sent, lambda kbps: kbps >= 0.8 * before, 40)
+    down = _settled(_after(sent, -1e9, climb), lambda kbps: kbps <= low, fall)
+    up = _settled(sent, lambda kbps: kbps >= 0.8 * before, climb)
     return [
         Verdict(
             f"{sender}'s send rate falls below {low:.0f} kbit/s",
@@ -405,8 +421,13 @@ def _step_verdicts(run: Run, limits: Limits) -> list[Verdict]:
 
 def verdicts(run: Run, limits: Limits = Limits()) -> list[Verdict]:
     """The condition's targets, and that only the citizen's leg had the relay."""
-    steps = {"step": _step_verdicts, "downstep": _step_verdicts}
-    judge = {"loss3": _loss_verdicts, **steps}.get(run.condition.name, _cap_verdicts)
+    judge = (
+        _step_verdicts
+        if run.condition.name in STEPS
+        else _loss_verdicts
+        if run.condition.name == "loss3"
+        else _cap_verdicts
+    )
     legs = Verdict(
         "only the citizen's leg goes through the relay",
         f"ports: employee → {run.legs[0]}, citizen → {run.legs[1]}",
@@ -420,22 +441,28 @@ def _cell(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _limit(second: Second) -> str:
+    """What limits a page's video, and the height it sends at."""
+    return f"{second.limitation or '-'} {second.height}p"
+
+
 def table(run: Run, limits: Limits = Limits()) -> str:
     """The time series and the verdicts of one run, as Markdown."""
     condition = run.condition
     lines = [
         f"### {condition.name} via {run.path}: {condition.description}",
         "",
-        "| t s | cit. send kbit/s | cit. video kbit/s | cit. limit | emp. send kbit/s"
-        " | emp. limit | fps seen by emp./cit. | freezes emp./cit."
+        "| t s | cit. send kbit/s | cit. video kbit/s | cit. limit, height"
+        " | emp. send kbit/s | emp. limit, height | fps seen by emp./cit."
+        " | freezes emp./cit."
         " | concealed % emp./cit. | RTT ms emp./cit. | avail. kbit/s emp./cit. |",
         "|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for e, c in zip(run.employee, run.citizen, strict=True):
         concealed = [100 * s.concealed / s.samples if s.samples else 0 for s in (e, c)]
         lines.append(
-            f"| {c.t:.0f} | {c.send_kbps:.0f} | {c.video_kbps:.0f} | {c.limitation}"
-            f" | {e.send_kbps:.0f} | {e.limitation} | {e.in_fps:.0f}/{c.in_fps:.0f}"
+            f"| {c.t:.0f} | {c.send_kbps:.0f} | {c.video_kbps:.0f} | {_limit(c)}"
+            f" | {e.send_kbps:.0f} | {_limit(e)} | {e.in_fps:.0f}/{c.in_fps:.0f}"
             f" | {e.freezes}/{c.freezes} | {concealed[0]:.1f}/{concealed[1]:.1f}"
             f" | {_cell(e.rtt_ms)}/{_cell(c.rtt_ms)}"
             f" | {_cell(e.available_kbps)}/{_cell(c.available_kbps)} |"

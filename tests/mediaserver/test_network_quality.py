@@ -5,9 +5,21 @@ Chromium's own getStats is judged against the issue's targets, loosened for a
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from tests.network_quality import CONDITIONS, Limits, Run, measure, table, verdicts
+import pytest
+from aiohttp import web
+
+from tests.mediaserver.sfu_page import SCRIPTS, chromium
+from tests.network_quality import (
+    CONDITIONS,
+    SHORT_STEP,
+    Limits,
+    Run,
+    measure,
+    table,
+    verdicts,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -15,9 +27,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 #: (500 kbit/s for 400) in the last 5 s. A freeze may last 1.5 s: at 3 % loss
 #: the SFU at 4c81582 and 39d594a froze 0.6-1.1 s now and then (the issue's 1 s
 #: is judged over 60 s by the bench); the SFU that froze 3 s at a time (79bb9a3)
-#: still fails.
+#: still fails. After a dip the rate must be back within 20 s: Chrome's estimate
+#: alone climbs ~8 % a second, and its encoder stayed at 240p without the page's
+#: help (web/static/js/sharpness.js).
 SHORT = Limits(
-    longest_freeze=1.5, concealed=0.05, settle=15, cap_margin=1.25, rtt=0.5, fps=8
+    longest_freeze=1.5,
+    concealed=0.05,
+    settle=15,
+    cap_margin=1.25,
+    rtt=0.5,
+    fps=8,
+    follow=20,
 )
 
 
@@ -39,3 +59,60 @@ async def test_citizens_send_rate_settles_below_a_capped_uplink():
     """The busy clip (~1.5 Mbit/s): the cap is well below what the camera wants."""
     run = await measure(CONDITIONS["uplink400"], "sfu", warmup=8, seconds=20)
     assert_targets_met(run)
+
+
+async def test_citizens_video_comes_back_after_a_dip():
+    """The busy clip, the citizen's uplink 2 Mbit/s, 300 kbit/s for 20 s, and 2
+    Mbit/s again: Chrome's encoder steps down to 360p or 240p at the low rate and
+    kept that long after the link came back. The page clears that once the
+    estimate has doubled, and the larger picture makes Chrome probe the link."""
+    run = await measure(SHORT_STEP, "sfu", warmup=5)
+    assert_targets_met(run)
+
+
+async def test_the_resolution_is_reset_only_when_the_link_has_clearly_recovered(
+    aiohttp_server: Any,
+) -> None:
+    """web/static/js/sharpness.js's decision, in Chromium, sample by sample."""
+    app = web.Application()
+    app.router.add_static("/js", SCRIPTS)
+    server = await aiohttp_server(app)
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(str(server.make_url("/js/sharpness.js")))
+        decisions = await page.evaluate(
+            """async () => {
+              const m = await import('/js/sharpness.js');
+              const watch = new m.SharpnessWatch();
+              const step = (limited, available, at) =>
+                watch.update({limited, available, at});
+              return [
+                step(true, 300e3, 0),      // held back: the lowest is 300k
+                step(true, 590e3, 1000),   // under twice the lowest
+                step(true, 600e3, 2000),   // twice, once
+                step(false, 700e3, 3000),  // not held back: starts anew
+                step(true, 250e3, 4000),
+                step(true, 500e3, 5000),
+                step(true, 520e3, 6000),   // twice, twice in a row: reset
+                step(true, 100e3, 7000),
+                step(true, 250e3, 8000),
+                step(true, 260e3, 9000),   // again, but within 10 s of the last
+                step(true, 270e3, 16000),  // 10 s later: reset
+                step(true, null, 17000),   // no estimate: nothing
+              ];
+            }"""
+        )
+    assert decisions == [
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]

@@ -6,6 +6,8 @@
  * callbacks. A failed connection is rebuilt with a fresh token (reconnect).
  */
 
+import {SharpnessWatch, resetResolution, senderSample} from './sharpness.js';
+
 /** @typedef {{type: string, [key: string]: any}} Message */
 /** @typedef {{participant_id: string, role: string, state: string}} Participant */
 /** @typedef {{mid: string, participant_id: string, kind: string}} TrackInfo */
@@ -27,6 +29,8 @@
 const RECONNECT_WINDOW_MS = 60000;
 /** A `disconnected` peer connection this long is treated as failed (ms). */
 const DISCONNECTED_GRACE_MS = 2500;
+/** How often the video sender is checked for a network that recovered (ms). */
+const SHARPNESS_MS = 1000;
 /** sessionStorage key: when "join" was clicked on the device check page (epoch ms). */
 export const JOIN_CLICKED_KEY = 'beeldbel-join-clicked';
 /** Longest chat message (characters), as the media server enforces. */
@@ -119,6 +123,9 @@ export class Connection {
     this.disconnectTimer = undefined;
     /** @type {number | undefined} */
     this.watchdog = undefined;
+    /** @type {number | undefined} */
+    this.sharpnessTimer = undefined;
+    this.sharpness = new SharpnessWatch();
     /** Resolved once this attempt's first offer is sent; later messages wait for it. */
     this.peerReady = Promise.resolve();
     /** @type {(value?: unknown) => void} */
@@ -158,6 +165,7 @@ export class Connection {
     this.stream = stream;
     this.setState('connecting');
     this.watchdog = window.setInterval(() => this.checkAlive(), 1000);
+    this.sharpnessTimer = window.setInterval(() => this.keepSharp(), SHARPNESS_MS);
     await this.connect();
   }
 
@@ -413,6 +421,7 @@ export class Connection {
 
   stop() {
     window.clearInterval(this.watchdog);
+    window.clearInterval(this.sharpnessTimer);
     for (const track of this.stream?.getTracks() || []) track.stop();
   }
 
@@ -521,6 +530,21 @@ export class Connection {
   }
 
   /** @returns {RTCRtpSender | null} */
+  /** Full-size video again once the network recovers (sharpness.js). */
+  async keepSharp() {
+    const pc = this.pc;
+    const sender = this.videoSender();
+    if (!pc || !sender?.track || pc.connectionState !== 'connected') return;
+    const sample = senderSample(await pc.getStats(), performance.now());
+    if (!this.sharpness.update(sample)) return;
+    try {
+      await resetResolution(sender);
+    } catch (error) {
+      // a browser without degradationPreference keeps its own pace: no harm
+      console.log(`resolution reset: ${error}`);
+    }
+  }
+
   videoSender() {
     return this.pc && this.videoTransceiver ? this.videoTransceiver.sender : null;
   }

@@ -1,0 +1,98 @@
+// @ts-check
+/**
+ * Sharp video again once the network recovers.
+ *
+ * On a narrow link Chrome's encoder steps its resolution down (480p → 360p →
+ * 240p, the `bandwidth` quality limitation). When the link widens again it steps
+ * up only when its quantizer is low for a while, which a moving picture at a
+ * modest rate rarely gives: measured with the busy clip (bench/network_quality.py
+ * `downstep`), it sent 240p for the 20 s after the link came back although its
+ * own estimate said 1.75 Mbit/s from the first second.
+ *
+ * Switching the sender's degradation preference away from and back to
+ * `balanced` clears the encoder's restrictions: the next frame is at full size.
+ * That also raises the encoder's bitrate allocation, which makes Chrome probe the
+ * link at once instead of climbing its estimate at ~8 % a second. We do it only
+ * when the estimate has clearly grown since the encoder was held back (twice its
+ * lowest, twice in a row) and at most every RESET_INTERVAL_MS, so that a link
+ * still narrow does not swing between sizes. No DOM code.
+ */
+
+/** The estimate must reach this many times its lowest while held back. */
+export const RECOVERED = 2;
+/** ... in this many samples in a row. */
+export const SAMPLES = 2;
+/** Not more often than this (ms). */
+export const RESET_INTERVAL_MS = 10000;
+
+/**
+ * @typedef {object} SenderSample
+ * @property {boolean} limited  the encoder is held back by bandwidth
+ * @property {number | null} available  the send-side estimate (bit/s)
+ * @property {number} at  when (ms, any monotonic clock)
+ */
+
+/** The decision, one sample at a time. */
+export class SharpnessWatch {
+  constructor() {
+    /** @type {number | null} lowest estimate since the encoder was held back */
+    this.low = null;
+    this.recovered = 0;
+    this.lastReset = -Infinity;
+  }
+
+  /**
+   * @param {SenderSample} sample
+   * @returns {boolean} whether to clear the encoder's restrictions now
+   */
+  update({limited, available, at}) {
+    if (!limited || available === null) {
+      this.low = null;
+      this.recovered = 0;
+      return false;
+    }
+    this.low = Math.min(this.low ?? available, available);
+    this.recovered = available >= RECOVERED * this.low ? this.recovered + 1 : 0;
+    if (this.recovered < SAMPLES || at - this.lastReset < RESET_INTERVAL_MS) return false;
+    this.lastReset = at;
+    this.low = null;
+    this.recovered = 0;
+    return true;
+  }
+}
+
+/**
+ * What `update` needs, from the peer connection's stats.
+ * @param {RTCStatsReport} report
+ * @param {number} at
+ * @returns {SenderSample}
+ */
+export function senderSample(report, at) {
+  let limited = false;
+  /** @type {number | null} */
+  let available = null;
+  report.forEach((entry) => {
+    if (entry.type === 'outbound-rtp' && entry.kind === 'video') {
+      limited = limited || entry.qualityLimitationReason === 'bandwidth';
+    } else if (entry.type === 'transport' && entry.selectedCandidatePairId) {
+      const pair = report.get(entry.selectedCandidatePairId);
+      if (typeof pair?.availableOutgoingBitrate === 'number') {
+        available = pair.availableOutgoingBitrate;
+      }
+    }
+  });
+  return {limited, available, at};
+}
+
+/**
+ * Clear the encoder's restrictions of `sender`: away from `balanced` and back.
+ * @param {RTCRtpSender} sender
+ */
+export async function resetResolution(sender) {
+  const away = sender.getParameters();
+  away.degradationPreference = 'maintain-framerate';
+  await sender.setParameters(away);
+  const back = sender.getParameters();
+  back.degradationPreference = 'balanced';
+  await sender.setParameters(back);
+}
