@@ -39,6 +39,7 @@ from mediaserver.transport import (
     forget_header_extensions,
     ice_connection,
     negotiated_codecs,
+    quiet_rtcp,
     sender_ssrcs,
 )
 from mediaserver.udp_mux import UdpMux
@@ -130,6 +131,8 @@ class Peer:
             raise BadMessage("the offer has no audio or video")
         await _set_remote(self.pc, RTCSessionDescription(offer, "offer"))
         forget_header_extensions(self.pc)
+        for transceiver in self.pc.getTransceivers():
+            quiet_rtcp(transceiver)
         self.sdp.learn_offer(description)
         self._mux.adopt(ice_connection(dtls_transport(self.pc)))
         for transceiver in self.pc.getTransceivers():
@@ -184,6 +187,7 @@ class Peer:
     def add_sender(self, kind: str) -> RTCRtpTransceiver:
         """A new sendonly m-line, negotiated at the next :meth:`offer`."""
         transceiver = self.pc.addTransceiver(ForwardedTrack(kind), direction="sendonly")
+        quiet_rtcp(transceiver)
         transceiver.setCodecPreferences(codec_preferences(kind, self.video_codec))
         return transceiver
 

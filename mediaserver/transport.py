@@ -13,6 +13,7 @@ Pinned to aiortc 1.16.0 / aioice 0.13.0.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,33 @@ def forget_header_extensions(pc: RTCPeerConnection) -> None:
     """
     for transceiver in pc.getTransceivers():
         transceiver._headerExtensions = []
+
+
+def quiet_rtcp(transceiver: RTCRtpTransceiver) -> None:
+    """Keep aiortc's sender and receiver of ``transceiver`` from running their
+    RTCP loops (private: ``_run_rtcp``, ``__rtcp_started``, ``__rtcp_exited``).
+
+    Each wakes every 0.5-1.5 s to build a report that the muted DTLS transport
+    then drops: four per participant of a 1:1 call, a share of the server's core
+    at rest (``bench.media_bench --sender idle``). The forwarder sends the
+    reports. The stand-in marks its loop started and exited at once, so that
+    aiortc's ``stop()`` (which waits for both) still ends. Call before the
+    transceiver starts, i.e. before the negotiation that starts it completes.
+    """
+    for endpoint, owner in (
+        (transceiver.sender, "RTCRtpSender"),
+        (transceiver.receiver, "RTCRtpReceiver"),
+    ):
+        started: asyncio.Event = getattr(endpoint, f"_{owner}__rtcp_started")
+        exited: asyncio.Event = getattr(endpoint, f"_{owner}__rtcp_exited")
+
+        async def no_rtcp(
+            started: asyncio.Event = started, exited: asyncio.Event = exited
+        ) -> None:
+            started.set()
+            exited.set()
+
+        endpoint._run_rtcp = no_rtcp  # type: ignore[method-assign]
 
 
 def sender_ssrcs(transceiver: RTCRtpTransceiver) -> tuple[int, int]:

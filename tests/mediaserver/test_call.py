@@ -102,3 +102,30 @@ async def test_reconnect_replaces_the_earlier_connection(server, clients, token)
     )
     assert set(room.participants) == {"a1", "i1"}
     assert room.participants["i1"].peer.pc.connectionState == "connected"
+
+
+async def test_aiortcs_own_rtcp_loops_do_not_run_on_the_server(server, clients, token):
+    """aiortc's senders and receivers would each build a report every 0.5-1.5 s
+    for the muted transport to drop (``quiet_rtcp``): their loops end at once, on
+    the first negotiation and on the m-lines added later, and the call still
+    ends (aiortc's ``stop()`` waits for them)."""
+    await create_room(server)
+    agent = await join(clients, server, token, "agent", "a1")
+    citizen = await join(clients, server, token, "citizen", "c1")
+    await agent.send({"type": "admit", "participant_id": "c1"})
+    await wait_for(lambda: decodes(agent) and decodes(citizen), 20, "both decode")
+    room = server.app[ROOMS].get("r1")
+    assert room is not None
+    peers = [p.peer.pc for p in room.participants.values()]
+    tasks = [
+        getattr(endpoint, f"_{type(endpoint).__name__}__rtcp_task")
+        for pc in peers
+        for transceiver in pc.getTransceivers()
+        for endpoint in (transceiver.sender, transceiver.receiver)
+    ]
+    started = [task for task in tasks if task is not None]
+    # each participant's two published and two forwarded m-lines started
+    assert len(started) >= 8
+    assert all(task.done() for task in started)
+    await server.app[ROOMS].end("r1")
+    assert all(pc.connectionState == "closed" for pc in peers)

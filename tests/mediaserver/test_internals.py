@@ -12,7 +12,13 @@ from importlib.metadata import version
 import aioice.ice
 import aiortc
 from aioice.ice import Connection, StunProtocol
-from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 
 from mediaserver.packet import is_rtcp as our_is_rtcp
 
@@ -77,6 +83,19 @@ def test_sender_and_transceiver_internals():
     )
     # a sender's track is awaited in _next_encoded_frame (ForwardedTrack never yields)
     assert "await self.__track.recv()" in inspect.getsource(RTCRtpSender)
+
+
+def test_rtcp_loop_internals_for_quiet_rtcp():
+    """quiet_rtcp replaces the loop that send()/receive() start, and marks it
+    started and exited as stop() expects."""
+    for endpoint in (RTCRtpSender, RTCRtpReceiver):
+        source = inspect.getsource(endpoint)
+        assert "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())" in source
+        assert "self.__rtcp_started.wait()" in source
+        assert "self.__rtcp_exited.wait()" in source
+        init = inspect.getsource(endpoint.__init__)
+        assert "self.__rtcp_started = asyncio.Event()" in init
+        assert "self.__rtcp_exited = asyncio.Event()" in init
 
 
 def test_rtcp_demultiplexing_covers_aiortcs():
