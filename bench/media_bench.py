@@ -21,7 +21,9 @@ the rooms, spread over ``--client-cpus``. Printed:
 
 Clients send with ``--sender replay`` (default: aiortc sets the calls up, one
 timer loop per client process builds, protects and sends the packets, see
-``bench.replay_sender``) or ``--sender aiortc`` (aiortc's own senders).
+``bench.replay_sender``) or ``--sender aiortc`` (aiortc's own senders);
+``--sender idle`` sets the calls up and sends nothing (``server_core_pct`` is then
+what calls at rest cost).
 
 ``--ramp 20,40,60`` runs 1:1 calls at each count in turn until one breaks a
 limit (loss ≥ 0.5 % or SFU-added p99 > 5 ms); ``--compare-fanout`` runs
@@ -497,10 +499,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument(
         "--sender",
-        choices=["replay", "aiortc"],
+        choices=["replay", "aiortc", "idle"],
         default="replay",
         help="replay: one timer loop per client process sends the packets itself "
-        "(cheap); aiortc: aiortc's own RTP senders (about 20 calls per core)",
+        "(cheap); aiortc: aiortc's own RTP senders (about 20 calls per core); "
+        "idle: the calls are set up and send no media (what calls cost at rest)",
     )
     parser.add_argument(
         "--replay-tick-ms", type=float, default=2.0, help="the replay loop's period"

@@ -12,6 +12,9 @@ and no decoding. Two senders (``Share.sender``):
 - ``replay`` (default): aiortc sets the calls up, then one timer loop per process
   sends the same packets itself and reads every socket without decrypting
   (``bench.replay_sender``, ``bench.replay_receiver``); several times cheaper.
+
+``idle`` sets the calls up as ``replay`` does and sends no media: what calls at
+rest (ICE consent, RTCP, the server's timers) cost the server.
 """
 
 from __future__ import annotations
@@ -263,7 +266,7 @@ async def connect_all(
                 agent = client
             elif role == "citizen" and agent is not None:
                 await agent.send({"type": "admit", "participant_id": claims.sub})
-            if publishes and share.sender == "replay":
+            if publishes and share.sender in ("replay", "idle"):
                 await client.publish(SilentTrack("audio"), SilentTrack("video"))
             elif publishes:
                 await client.publish(
@@ -317,7 +320,7 @@ class Share:
     cpu: int
     video: list[bytes]
     audio: list[bytes]
-    sender: str = "replay"  # or "aiortc"
+    sender: str = "replay"  # or "aiortc", or "idle" (the calls send no media)
     tick: float = 0.002  # the replay loop's period, seconds
 
 
