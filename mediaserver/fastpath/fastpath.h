@@ -59,7 +59,7 @@ extern PyObject *s_packets_in, *s_bytes_in, *s_packets_out, *s_bytes_out,
     *s_forwarded, *s_drop, *s_srtp, *s_malformed, *s_lobby, *s_awaiting_keyframe,
     *s_unknown_payload_type, *s_srtp_protect, *s_send_failed, *s_handle_datagram,
     *s_handle_rtp, *s_send_nack, *s_on_forward_time, *s_keyframes, *s_h264, *s_error,
-    *s_opus_fec;
+    *s_opus_fec, *s_audio, *s_video;
 
 static inline double monotonic(void) {
     struct timespec ts;
@@ -180,5 +180,6 @@ int peer_handle(PeerCore *peer, unsigned char *buffer, Py_ssize_t length);
 void report_error(PeerCore *peer, PyObject *on_error);
 void batch_sends(int on);
 int flush_sends(void);
+int flush_counts(void);
 
 #endif

@@ -6,13 +6,61 @@
 /* --------------------------------------------------------------- counters */
 
 /* The stats object's counter dicts, looked up once per stats object (a worker has
- * one ForwarderStats; its dicts are never replaced). */
+ * one ForwarderStats; its dicts are never replaced).
+ *
+ * The per-packet counts of audio and video (five a forwarded packet) wait in C
+ * integers and go into the dicts once per drain or fast_handle call
+ * (flush_counts): a dict update is a lookup, two int conversions and a store,
+ * about 3 % of the path's CPU at five a packet. Readers (the metrics
+ * collector, the heartbeat, tests) run between drains and see every count. */
 enum { T_PACKETS_IN, T_BYTES_IN, T_PACKETS_OUT, T_BYTES_OUT, T_FORWARDED, N_TABLES };
+enum { K_AUDIO, K_VIDEO, N_KINDS };
 static PyObject *cached_stats = NULL;
 static PyObject *cached_tables[N_TABLES];
+static long long pending[N_TABLES][N_KINDS];
+static int pending_any = 0;
+
+/* stats.<table>[key] += amount in the dict itself */
+static int dict_add(PyObject *counts, PyObject *key, long long amount) {
+    PyObject *current = PyDict_GetItemWithError(counts, key);
+    long long value = 0;
+    if (current != NULL) {
+        value = PyLong_AsLongLong(current);
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+    } else if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *updated = PyLong_FromLongLong(value + amount);
+    int rc = updated == NULL ? -1 : PyDict_SetItem(counts, key, updated);
+    Py_XDECREF(updated);
+    return rc;
+}
+
+/* the waiting counts into the cached stats object's dicts; 0, or -1 with an
+ * exception set (the counts stay waiting) */
+int flush_counts(void) {
+    if (!pending_any || cached_stats == NULL)
+        return 0;
+    PyObject *keys[N_KINDS] = {s_audio, s_video};
+    for (int t = 0; t < N_TABLES; t++) {
+        for (int k = 0; k < N_KINDS; k++) {
+            if (pending[t][k] == 0)
+                continue;
+            if (dict_add(cached_tables[t], keys[k], pending[t][k]) < 0)
+                return -1;
+            pending[t][k] = 0;
+        }
+    }
+    pending_any = 0;
+    return 0;
+}
 
 static PyObject *table_of(PyObject *stats, int table) {
     if (stats != cached_stats) {
+        /* the counts so far belong to the stats object they were counted for */
+        if (flush_counts() < 0)
+            return NULL;
         PyObject *names[N_TABLES] = {s_packets_in, s_bytes_in, s_packets_out, s_bytes_out,
                                      s_forwarded};
         PyObject *tables[N_TABLES];
@@ -35,24 +83,32 @@ static PyObject *table_of(PyObject *stats, int table) {
     return cached_tables[table];
 }
 
-/* stats.<table>[key] += amount, as the Python path does */
+static int kind_of(PyObject *key) {
+    if (key == s_audio)
+        return K_AUDIO;
+    if (key == s_video)
+        return K_VIDEO;
+    if (PyUnicode_Check(key)) {
+        if (PyUnicode_CompareWithASCIIString(key, "audio") == 0)
+            return K_AUDIO;
+        if (PyUnicode_CompareWithASCIIString(key, "video") == 0)
+            return K_VIDEO;
+    }
+    return -1;
+}
+
+/* stats.<table>[key] += amount, as the Python path does (audio and video wait
+ * for flush_counts) */
 static int bump(PyObject *stats, int table, PyObject *key, long long amount) {
     PyObject *counts = table_of(stats, table);
     if (counts == NULL)
         return -1;
-    PyObject *current = PyDict_GetItemWithError(counts, key);
-    long long value = 0;
-    if (current != NULL) {
-        value = PyLong_AsLongLong(current);
-        if (value == -1 && PyErr_Occurred())
-            return -1;
-    } else if (PyErr_Occurred()) {
-        return -1;
-    }
-    PyObject *updated = PyLong_FromLongLong(value + amount);
-    int rc = updated == NULL ? -1 : PyDict_SetItem(counts, key, updated);
-    Py_XDECREF(updated);
-    return rc;
+    int kind = kind_of(key);
+    if (kind < 0)
+        return dict_add(counts, key, amount);
+    pending[table][kind] += amount;
+    pending_any = 1;
+    return 0;
 }
 
 /* stats.<name> += 1, for counters that are plain attributes */

@@ -9,7 +9,7 @@ PyObject *s_packets_in, *s_bytes_in, *s_packets_out, *s_bytes_out, *s_forwarded,
     *s_drop, *s_srtp, *s_malformed, *s_lobby, *s_awaiting_keyframe,
     *s_unknown_payload_type, *s_srtp_protect, *s_send_failed, *s_handle_datagram,
     *s_handle_rtp, *s_send_nack, *s_on_forward_time, *s_keyframes, *s_h264, *s_error,
-    *s_opus_fec;
+    *s_opus_fec, *s_audio, *s_video;
 
 /* socket.c */
 PyObject *fastpath_drain(PyObject *module, PyObject *args);
@@ -86,7 +86,8 @@ static PyObject *peer_fast_handle(PeerCore *self, PyObject *arg) {
     memcpy(buffer, view.buf, view.len);
     Py_ssize_t length = view.len;
     PyBuffer_Release(&view);
-    if (peer_handle(self, buffer, length) < 0)
+    /* on an error the counts wait for the next call */
+    if (peer_handle(self, buffer, length) < 0 || flush_counts() < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -357,6 +358,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     INTERN(s_h264, "video/h264");
     INTERN(s_error, "error");
     INTERN(s_opus_fec, "opus_fec");
+    INTERN(s_audio, "audio");
+    INTERN(s_video, "video");
     if (PyType_Ready(&PeerCoreType) < 0 || PyType_Ready(&StreamCoreType) < 0 ||
         PyType_Ready(&LegCoreType) < 0)
         return NULL;

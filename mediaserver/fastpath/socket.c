@@ -160,6 +160,8 @@ PyObject *fastpath_drain(PyObject *module, PyObject *args) {
             break;
     }
     batch_sends(0);
+    if (flush_counts() < 0)
+        report_error(NULL, on_error);
     return PyLong_FromLong(handled);
 }
 

@@ -126,27 +126,9 @@ def run(
 ) -> Setup:
     s = setup()
     if udp is not None:
-        sender, receiver = udp
-        host, port = receiver.getsockname()
-        rx, tx = s.subscriber.transport._rx, s.subscriber.transport._tx
-        assert tx is not None
-        s.subscriber.attach(
-            tx.address, tx.address, (rx, tx), sender.fileno(), host, port
-        )
-        prx, ptx = s.publisher.transport._rx, s.publisher.transport._tx
-        assert prx is not None
-        assert ptx is not None
-        s.publisher.attach(
-            prx.address, ptx.address, (prx, ptx), sender.fileno(), host, 9
-        )
+        attach(s, udp)
     for item in datagrams() if items is None else items:
-        if item == "lobby":
-            s.publisher.forwarding = False
-        elif item == "admit":
-            s.publisher.forwarding = True
-        else:
-            assert isinstance(item, bytes)
-            getattr(s.publisher, handle_of)(item)
+        feed(s, handle_of, item)
     if udp is not None:
         # RTP the C path sent on the socket, in order, before RTCP the Python path sent
         while True:
@@ -155,6 +137,29 @@ def run(
             except BlockingIOError:
                 break
     return s
+
+
+def attach(s: Setup, udp: tuple[socket.socket, socket.socket]) -> None:
+    """Both peers on the C path, sending on ``udp``'s first socket."""
+    sender, receiver = udp
+    host, port = receiver.getsockname()
+    rx, tx = s.subscriber.transport._rx, s.subscriber.transport._tx
+    assert tx is not None
+    s.subscriber.attach(tx.address, tx.address, (rx, tx), sender.fileno(), host, port)
+    prx, ptx = s.publisher.transport._rx, s.publisher.transport._tx
+    assert prx is not None
+    assert ptx is not None
+    s.publisher.attach(prx.address, ptx.address, (prx, ptx), sender.fileno(), host, 9)
+
+
+def feed(s: Setup, handle_of: str, item: bytes | str) -> None:
+    if item == "lobby":
+        s.publisher.forwarding = False
+    elif item == "admit":
+        s.publisher.forwarding = True
+    else:
+        assert isinstance(item, bytes)
+        getattr(s.publisher, handle_of)(item)
 
 
 def plain(datagrams: list[bytes]) -> list[bytes]:
@@ -181,6 +186,18 @@ def rtcp_of(datagrams: list[bytes]) -> list[bytes]:
     return [p for p in plain(datagrams) if rtp.is_rtcp(p)]
 
 
+COUNTERS = (
+    "packets_in",
+    "bytes_in",
+    "packets_out",
+    "bytes_out",
+    "forwarded",
+    "dropped",
+    "pli",
+    "nack",
+)
+
+
 def test_the_c_path_does_what_the_python_path_does(udp):
     python = run("handle_datagram")
     c = run("fast_handle", udp)
@@ -203,16 +220,7 @@ def test_the_c_path_does_what_the_python_path_does(udp):
     assert sorted(rtcp_of(c.to_subscriber)) == sorted(rtcp_of(python.to_subscriber))
     assert c.to_publisher == python.to_publisher  # PLI, NACK for 103-104
 
-    for name in (
-        "packets_in",
-        "bytes_in",
-        "packets_out",
-        "bytes_out",
-        "forwarded",
-        "dropped",
-        "pli",
-        "nack",
-    ):
+    for name in COUNTERS:
         assert getattr(c.stats, name) == getattr(python.stats, name), name
     assert c.stats.keyframes == python.stats.keyframes == 2
     assert python.stats.dropped == {
@@ -235,6 +243,22 @@ def test_the_c_path_does_what_the_python_path_does(udp):
         True,
         python.leg.seq_offset,
     )
+
+
+def test_counts_stay_with_the_stats_they_were_counted_for(udp):
+    """The C path keeps its audio and video counts in C until the call ends:
+    two servers' stats in one process, fed in turn, each get their own."""
+    python = run("handle_datagram")
+    one, two = setup(), setup()
+    attach(one, udp)
+    attach(two, udp)
+    for item in datagrams():
+        feed(one, "fast_handle", item)
+        feed(two, "fast_handle", item)
+    for name in COUNTERS:
+        wanted = getattr(python.stats, name)
+        assert getattr(one.stats, name) == getattr(two.stats, name) == wanted, name
+    assert one.stats.forwarded["video"] > 0
 
 
 def test_a_detached_peer_takes_the_python_path():
