@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 python=.venv/bin/python
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-cp -r mediaserver beeldbel tests pyproject.toml "$scratch"/
+cp -r mediaserver beeldbel bench tests pyproject.toml "$scratch"/
 rm -f "$scratch"/mediaserver/*.so
 include=$($python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 suffix=$($python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
