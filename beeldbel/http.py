@@ -28,17 +28,23 @@ def quiet_server_header() -> None:
 
 
 #: How asyncio (and uvloop) word a listener that could not bind.
-_BIND_FAILED = re.compile(r"bind on address \('([^']*)', (\d+)\): (.+)$")
+_BIND_FAILED = re.compile(r"bind on (UDP )?address \('([^']*)', (\d+)\): (.+)$")
 _CANNOT_BIND = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 
 
-def listen_failure(exc: OSError, keys: Mapping[int, str]) -> str | None:
+def listen_failure(
+    exc: OSError, keys: Mapping[int, str], udp_keys: Mapping[int, str] | None = None
+) -> str | None:
     """The one line a start ends with when a listener could not bind: its address,
-    the config key of its port (``keys``) and why. None for any other OSError,
-    which is no config problem and keeps its traceback."""
+    the config key of its port (``keys`` for TCP, ``udp_keys`` for UDP) and why.
+    None for any other OSError, which is no config problem and keeps its
+    traceback."""
     found = _BIND_FAILED.search(str(exc))
     if exc.errno not in _CANNOT_BIND or found is None:
         return None
-    host, port, reason = found.groups()
+    udp, host, port, reason = found.groups()
+    if udp:
+        key = (udp_keys or {}).get(int(port), "UDP port")
+        return f"cannot listen on {host}:{port}/udp ({key}): {reason}"
     key = keys.get(int(port), "port")
     return f"cannot listen on {host}:{port} ({key}): {reason}"

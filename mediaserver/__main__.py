@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.run(serve(media, tls))
     except OSError as exc:
         worker = f", worker {args.worker}" if args.worker else ""
-        line = listen_failure(exc, {media.port: f"[mediaserver] port{worker}"})
+        line = listen_failure(
+            exc,
+            {media.port: f"[mediaserver] port{worker}"},
+            {media.udp_port: f"[mediaserver] udp_port{worker}"},
+        )
         if line is None:
             raise
         print(f"beeldbel mediaserver: {line}", file=sys.stderr)

@@ -228,7 +228,17 @@ class UdpMux:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            sock.bind((host, port))
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                # worded as asyncio words a TCP listener's, so that a start can
+                # name the config key (beeldbel.http.listen_failure)
+                reason = (exc.strerror or str(exc)).lower()
+                raise OSError(
+                    exc.errno,
+                    "error while attempting to bind on UDP address"
+                    f" ({host!r}, {port}): {reason}",
+                ) from exc
             _grow_buffers(sock)
             # the kernel's receive time of each datagram, for on_latency
             sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)

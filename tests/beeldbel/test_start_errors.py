@@ -129,7 +129,9 @@ async def test_migrate_with_an_sqlite_file_that_cannot_be_made_says_so(tmp_path)
     assert str(blocker) in line
 
 
-def _listening_config(tmp_path: Path, port: int, media_port: int, workers: int) -> Path:
+def _listening_config(
+    tmp_path: Path, port: int, media_port: int, udp_port: int, workers: int
+) -> Path:
     path = tmp_path / "beeldbel.toml"
     path.write_text(
         f"""
@@ -146,7 +148,7 @@ url = "sqlite+aiosqlite:///{tmp_path / "var/b.sqlite3"}"
 port = 0
 [mediaserver]
 port = {media_port}
-udp_port = {free_port(workers)}
+udp_port = {udp_port}
 workers = {workers}
 api_secret = "a-media-api-secret-for-this-test"
 """,
@@ -156,27 +158,34 @@ api_secret = "a-media-api-secret-for-this-test"
 
 
 @pytest.mark.parametrize(
-    ("command", "workers", "busy", "key"),
+    ("command", "workers", "busy", "key", "udp"),
     [
-        ("controlplane", 1, 0, "[server] port"),
-        ("mediaserver", 1, 0, "[mediaserver] port"),
+        ("controlplane", 1, 0, "[server] port", False),
+        ("mediaserver", 1, 0, "[mediaserver] port", False),
         # worker n listens on port + n: the second one's port is taken, so the
         # whole media server stops rather than run on with half its workers
-        ("mediaserver", 2, 1, "[mediaserver] port"),
+        ("mediaserver", 2, 1, "[mediaserver] port, worker 1", False),
+        # and on udp_port + n for media
+        ("mediaserver", 1, 0, "[mediaserver] udp_port", True),
+        ("mediaserver", 2, 1, "[mediaserver] udp_port, worker 1", True),
     ],
 )
 async def test_a_port_in_use_stops_the_start_naming_key_and_address(
-    tmp_path, command, workers, busy, key
+    tmp_path, command, workers, busy, key, udp
 ):
-    port, media_port = free_port(), free_port(workers)
-    taken = (port if command == "controlplane" else media_port) + busy
-    path = _listening_config(tmp_path, port, media_port, workers)
-    with socket.socket() as other:
+    port, media_port, udp_port = free_port(), free_port(workers), free_port(workers)
+    if udp:
+        taken = udp_port + busy
+    else:
+        taken = (port if command == "controlplane" else media_port) + busy
+    path = _listening_config(tmp_path, port, media_port, udp_port, workers)
+    with socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as other:
         other.bind(("127.0.0.1", taken))
-        other.listen()
+        if not udp:
+            other.listen()
         code, output = await beeldbel_cli(path, command)
     assert code != 0
     line = _one_line(output)
-    assert key in line
-    assert f"127.0.0.1:{taken}" in line
+    assert f"({key})" in line
+    assert f"127.0.0.1:{taken}{'/udp' if udp else ''} " in line
     assert "in use" in line
