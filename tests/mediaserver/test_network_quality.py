@@ -116,3 +116,37 @@ async def test_the_resolution_is_reset_only_when_the_link_has_clearly_recovered(
         True,
         False,
     ]
+
+
+async def test_a_resolution_reset_leaves_the_senders_preference_as_it_was(
+    aiohttp_server: Any,
+) -> None:
+    """resetResolution switches to or from ``balanced`` and back: a sender with
+    no preference set (Chrome's camera default) and one set to ``balanced`` keep
+    theirs."""
+    app = web.Application()
+    app.router.add_static("/js", SCRIPTS)
+    server = await aiohttp_server(app)
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(str(server.make_url("/js/sharpness.js")))
+        preferences = await page.evaluate(
+            """async () => {
+              const m = await import('/js/sharpness.js');
+              const pc = new RTCPeerConnection();
+              const canvas = document.createElement('canvas');
+              const track = canvas.captureStream(10).getVideoTracks()[0];
+              const sender = pc.addTrack(track);
+              const seen = [];
+              await m.resetResolution(sender);
+              seen.push(String(sender.getParameters().degradationPreference));
+              const set = sender.getParameters();
+              set.degradationPreference = 'balanced';
+              await sender.setParameters(set);
+              await m.resetResolution(sender);
+              seen.push(String(sender.getParameters().degradationPreference));
+              pc.close();
+              return seen;
+            }"""
+        )
+    assert preferences == ["undefined", "balanced"]

@@ -126,6 +126,7 @@ export class Connection {
     /** @type {number | undefined} */
     this.sharpnessTimer = undefined;
     this.sharpness = new SharpnessWatch();
+    this.sharpening = false;
     /** Resolved once this attempt's first offer is sent; later messages wait for it. */
     this.peerReady = Promise.resolve();
     /** @type {(value?: unknown) => void} */
@@ -529,22 +530,27 @@ export class Connection {
     await this.videoSender()?.replaceTrack(track);
   }
 
-  /** @returns {RTCRtpSender | null} */
   /** Full-size video again once the network recovers (sharpness.js). */
   async keepSharp() {
     const pc = this.pc;
     const sender = this.videoSender();
-    if (!pc || !sender?.track || pc.connectionState !== 'connected') return;
-    const sample = senderSample(await pc.getStats(), performance.now());
-    if (!this.sharpness.update(sample)) return;
+    // one check at a time: on a busy machine getStats can outlast the interval
+    if (this.sharpening || !pc || !sender?.track || pc.connectionState !== 'connected') {
+      return;
+    }
+    this.sharpening = true;
     try {
-      await resetResolution(sender);
+      const sample = senderSample(await pc.getStats(), performance.now());
+      if (this.sharpness.update(sample)) await resetResolution(sender);
     } catch (error) {
       // a browser without degradationPreference keeps its own pace: no harm
       console.log(`resolution reset: ${error}`);
+    } finally {
+      this.sharpening = false;
     }
   }
 
+  /** @returns {RTCRtpSender | null} */
   videoSender() {
     return this.pc && this.videoTransceiver ? this.videoTransceiver.sender : null;
   }

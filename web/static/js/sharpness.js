@@ -9,8 +9,8 @@
  * `downstep`), it sent 240p for the 20 s after the link came back although its
  * own estimate said 1.75 Mbit/s from the first second.
  *
- * Switching the sender's degradation preference away from and back to
- * `balanced` clears the encoder's restrictions: the next frame is at full size.
+ * Switching the sender's degradation preference to `balanced` and back clears
+ * the encoder's restrictions: the next frame is at full size.
  * That also raises the encoder's bitrate allocation, which makes Chrome probe the
  * link at once instead of climbing its estimate at ~8 % a second. We do it only
  * when the estimate has clearly grown since the encoder was held back (twice its
@@ -85,14 +85,18 @@ export function senderSample(report, at) {
 }
 
 /**
- * Clear the encoder's restrictions of `sender`: away from `balanced` and back.
+ * Clear the encoder's restrictions of `sender`: its degradation preference to
+ * or from `balanced` and back to what it was (Chrome clears them on a switch
+ * that involves `balanced`; unset, its camera default is `maintain-framerate`).
  * @param {RTCRtpSender} sender
  */
 export async function resetResolution(sender) {
+  const before = sender.getParameters().degradationPreference;
   const away = sender.getParameters();
-  away.degradationPreference = 'maintain-framerate';
+  away.degradationPreference = before === 'balanced' ? 'maintain-framerate' : 'balanced';
   await sender.setParameters(away);
   const back = sender.getParameters();
-  back.degradationPreference = 'balanced';
+  if (before === undefined) delete back.degradationPreference;
+  else back.degradationPreference = before;
   await sender.setParameters(back);
 }
