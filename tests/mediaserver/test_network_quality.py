@@ -5,10 +5,13 @@ Chromium's own getStats is judged against the issue's targets, loosened for a
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from aiohttp import web
+from playwright.async_api import Page
 
 from tests.mediaserver.sfu_page import SCRIPTS, chromium
 from tests.network_quality import (
@@ -70,16 +73,23 @@ async def test_citizens_video_comes_back_after_a_dip():
     assert_targets_met(run)
 
 
-async def test_the_resolution_is_reset_only_when_the_link_has_clearly_recovered(
-    aiohttp_server: Any,
-) -> None:
-    """web/static/js/sharpness.js's decision, in Chromium, sample by sample."""
+@asynccontextmanager
+async def scripts_page(aiohttp_server: Any) -> AsyncIterator[Page]:
+    """A Chromium page on a server of web/static/js, for importing a module."""
     app = web.Application()
     app.router.add_static("/js", SCRIPTS)
     server = await aiohttp_server(app)
     async with chromium() as browser:
         page = await browser.new_page()
         await page.goto(str(server.make_url("/js/sharpness.js")))
+        yield page
+
+
+async def test_the_resolution_is_reset_only_when_the_link_has_clearly_recovered(
+    aiohttp_server: Any,
+) -> None:
+    """web/static/js/sharpness.js's decision, in Chromium, sample by sample."""
+    async with scripts_page(aiohttp_server) as page:
         decisions = await page.evaluate(
             """async () => {
               const m = await import('/js/sharpness.js');
@@ -124,12 +134,7 @@ async def test_a_resolution_reset_leaves_the_senders_preference_as_it_was(
     """resetResolution switches to or from ``balanced`` and back: a sender with
     no preference set (Chrome's camera default) and one set to ``balanced`` keep
     theirs."""
-    app = web.Application()
-    app.router.add_static("/js", SCRIPTS)
-    server = await aiohttp_server(app)
-    async with chromium() as browser:
-        page = await browser.new_page()
-        await page.goto(str(server.make_url("/js/sharpness.js")))
+    async with scripts_page(aiohttp_server) as page:
         preferences = await page.evaluate(
             """async () => {
               const m = await import('/js/sharpness.js');
