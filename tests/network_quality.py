@@ -10,6 +10,7 @@ end → citizen. Each condition starts after a warm-up on a clean link, at t = 0
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -210,19 +211,22 @@ async def measure(
 
 
 async def _sending_above(call: Call, sender: str, bps: int) -> None:
-    """Wait until ``sender`` sends above ``bps``, so that the cap meets a sender
+    """Wait until ``sender`` sends above ``bps`` (its rate over the last
+    ``SMOOTHING`` seconds, as the verdicts judge), so that the cap meets a sender
     that wants more: its estimate starts low and climbs at a pace that depends on
-    how busy the machine is (on a loaded CI run 8 s were not enough)."""
+    how busy the machine is (on a loaded CI run 8 s were not enough, and one
+    second above ``bps`` was followed by seconds below it)."""
     page = call.citizen if sender == "citizen" else call.employee
     loop = asyncio.get_running_loop()
-    last = ((await call.sample(page))["sent"], loop.time())
+    samples = collections.deque([((await call.sample(page))["sent"], loop.time())])
 
     async def above() -> bool:
-        nonlocal last
-        sent, at = (await call.sample(page))["sent"], loop.time()
-        rate = (sent - last[0]) * 8 / max(at - last[1], 1e-3)
-        last = (sent, at)
-        return bool(rate > bps)
+        samples.append(((await call.sample(page))["sent"], loop.time()))
+        if len(samples) <= SMOOTHING:
+            return False
+        (first, start), (last, end) = samples[0], samples[-1]
+        samples.popleft()
+        return bool((last - first) * 8 / max(end - start, 1e-3) > bps)
 
     await wait_for(above, 40, f"the {sender} sends above {bps} bit/s", interval=1.0)
 

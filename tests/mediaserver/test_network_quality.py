@@ -93,38 +93,51 @@ async def test_the_resolution_is_reset_only_when_the_link_has_clearly_recovered(
         decisions = await page.evaluate(
             """async () => {
               const m = await import('/js/sharpness.js');
-              const watch = new m.SharpnessWatch();
-              const step = (limited, available, at) =>
-                watch.update({limited, available, at});
+              const run = (samples) => {
+                const watch = new m.SharpnessWatch();
+                return samples.map(([limited, available, at]) =>
+                  watch.update({limited, available, at}));
+              };
               return [
-                step(true, 300e3, 0),      // held back: the lowest is 300k
-                step(true, 590e3, 1000),   // under twice the lowest
-                step(true, 600e3, 2000),   // twice, once
-                step(false, 700e3, 3000),  // not held back: starts anew
-                step(true, 250e3, 4000),
-                step(true, 500e3, 5000),
-                step(true, 520e3, 6000),   // twice, twice in a row: reset
-                step(true, 100e3, 7000),
-                step(true, 250e3, 8000),
-                step(true, 260e3, 9000),   // again, but within 10 s of the last
-                step(true, 270e3, 16000),  // 10 s later: reset
-                step(true, null, 17000),   // no estimate: nothing
+                run([
+                  [false, 1000e3, 0],     // the call's first sample
+                  [true, 300e3, 20000],   // held back: the lowest is 300k
+                  [true, 590e3, 21000],   // under twice the lowest
+                  [true, 600e3, 22000],   // twice, once
+                  [true, 620e3, 23000],   // twice in a row, but held 3 s only
+                  [true, 630e3, 25000],   // held 5 s: reset
+                  [false, 700e3, 26000],  // not held back: starts anew
+                  [true, 250e3, 27000],
+                  [true, 500e3, 33000],
+                  [true, 520e3, 34000],   // again, but within 10 s of the last
+                  [true, 530e3, 35000],   // 10 s later: reset
+                  [true, null, 36000],    // no estimate: nothing
+                ]),
+                run([  // the start's ramp: Chrome's own probes decide
+                  [true, 300e3, 0],
+                  [true, 700e3, 6000],
+                  [true, 800e3, 7000],
+                  [true, 900e3, 15000],   // 15 s into the call: reset
+                ]),
               ];
             }"""
         )
     assert decisions == [
-        False,
-        False,
-        False,
-        False,
-        False,
-        False,
-        True,
-        False,
-        False,
-        False,
-        True,
-        False,
+        [
+            False,
+            False,
+            False,
+            False,
+            False,
+            True,
+            False,
+            False,
+            False,
+            False,
+            True,
+            False,
+        ],
+        [False, False, False, True],
     ]
 
 

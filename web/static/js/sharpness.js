@@ -13,9 +13,11 @@
  * the encoder's restrictions: the next frame is at full size.
  * That also raises the encoder's bitrate allocation, which makes Chrome probe the
  * link at once instead of climbing its estimate at ~8 % a second. We do it only
- * when the estimate has clearly grown since the encoder was held back (twice its
- * lowest, twice in a row) and at most every RESET_INTERVAL_MS, so that a link
- * still narrow does not swing between sizes. No DOM code.
+ * after a dip: when the encoder has been held back for HELD_MS and the estimate
+ * has clearly grown since (twice its lowest, twice in a row), not in the call's
+ * first START_MS (Chrome's own start-up probes size the link then), and at most
+ * every RESET_INTERVAL_MS, so that a link still narrow does not swing between
+ * sizes. No DOM code.
  */
 
 /** The estimate must reach this many times its lowest while held back. */
@@ -24,6 +26,10 @@ export const RECOVERED = 2;
 export const SAMPLES = 2;
 /** Not more often than this (ms). */
 export const RESET_INTERVAL_MS = 10000;
+/** The encoder held back at least this long: a dip, not a moment (ms). */
+export const HELD_MS = 5000;
+/** Not in the call's first seconds (ms). */
+export const START_MS = 15000;
 
 /**
  * @typedef {object} SenderSample
@@ -35,7 +41,11 @@ export const RESET_INTERVAL_MS = 10000;
 /** The decision, one sample at a time. */
 export class SharpnessWatch {
   constructor() {
-    /** @type {number | null} lowest estimate since the encoder was held back */
+    /** @type {number | null} when the first sample came */
+    this.firstAt = null;
+    /** @type {number | null} since when the encoder is held back */
+    this.heldSince = null;
+    /** @type {number | null} lowest estimate since then */
     this.low = null;
     this.recovered = 0;
     this.lastReset = -Infinity;
@@ -46,16 +56,23 @@ export class SharpnessWatch {
    * @returns {boolean} whether to clear the encoder's restrictions now
    */
   update({limited, available, at}) {
+    this.firstAt ??= at;
     if (!limited || available === null) {
-      this.low = null;
+      this.heldSince = this.low = null;
       this.recovered = 0;
       return false;
     }
+    this.heldSince ??= at;
     this.low = Math.min(this.low ?? available, available);
     this.recovered = available >= RECOVERED * this.low ? this.recovered + 1 : 0;
-    if (this.recovered < SAMPLES || at - this.lastReset < RESET_INTERVAL_MS) return false;
+    const due =
+      this.recovered >= SAMPLES &&
+      at - this.heldSince >= HELD_MS &&
+      at - this.firstAt >= START_MS &&
+      at - this.lastReset >= RESET_INTERVAL_MS;
+    if (!due) return false;
     this.lastReset = at;
-    this.low = null;
+    this.heldSince = this.low = null;
     this.recovered = 0;
     return true;
   }
