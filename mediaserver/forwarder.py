@@ -17,21 +17,21 @@ reports are translated per leg (lip-sync), and the publisher gets our receiver
 reports, NACKs and REMB.
 
 Congestion control: a publisher's browser numbers its packets (transport-cc) and
-gets our feedback about ten times a second, so it sizes its uplink itself; a
-subscriber's browser estimates its downlink from the abs-send-time we write on
-each packet and reports it as REMB, and the publisher gets the lowest REMB of its
-subscribers. We chose the subscriber's own estimate over an estimator of ours:
-the browser's is tested on real networks, and the forwarder only stamps 3 bytes.
-That estimate counts only the video a subscriber receives (a browser's receive-
-side estimator leaves out audio without transport-cc), while a publisher's
-browser spends a REMB on all it sends: so the publisher gets the estimate plus
-the audio it sends. Otherwise a low estimate holds itself down: at 70 kbit/s,
-with ~50 kbit/s of it going to audio, the video left is too little for the
-estimator (which allows at most 1.5 times what it receives) to raise it.
+gets our feedback about ten times a second, so it sizes its uplink itself. On
+a subscriber's downlink we number what we send it (transport-cc again) and
+estimate the link ourselves from its feedback, with probes (``estimator.py``
+says why the browser's own estimate was not enough). A subscriber without
+transport-cc (aiortc) estimates its downlink from the abs-send-time we write
+and reports it as REMB. The publisher gets the lowest estimate of its
+subscribers, plus the audio it sends: a REMB counts only the video a
+subscriber receives, while a publisher's browser spends it on all it sends
+(otherwise a low estimate holds itself down: at 70 kbit/s, with ~50 kbit/s of
+it audio, too little video is left for the receiver's estimator to raise it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 import time
@@ -42,6 +42,7 @@ import structlog
 
 from mediaserver import packet as rtp
 from mediaserver._fastpath import PeerCore
+from mediaserver.estimator import PROBE_SECONDS, DownlinkEstimate, Reported
 from mediaserver.leg import LegInfo, OutboundLeg
 from mediaserver.packet import MalformedPacket
 from mediaserver.stream import InboundStream, StreamInfo
@@ -91,6 +92,10 @@ class ForwarderStats:
     #: Opus packets that carry in-band FEC (the publisher protects its audio).
     opus_fec: int = 0
     transport_feedback: int = 0
+    transport_feedback_in: int = 0
+    #: probes of a subscriber's downlink, and their padding packets
+    probes: int = 0
+    probe_packets: int = 0
     on_forward_time: Callable[[float], None] = _noop
     on_rtt: Callable[[float], None] = _noop
     on_jitter: Callable[[float], None] = _noop
@@ -119,15 +124,36 @@ class PeerMedia(PeerCore):
         self._remb_sent = 0
         #: Bit/s of audio this publisher sends, as of its last receiver report.
         self._audio_bps = 0
+        #: Our estimate of this subscriber's downlink, with transport-cc on
+        #: what we send it.
+        self.downlink: DownlinkEstimate | None = None
 
     # wiring (called by the room, not per packet)
 
     def set_header_extensions(
-        self, *, transport_cc: int = 0, abs_send_time: int = 0
+        self,
+        *,
+        transport_cc: int = 0,
+        abs_send_time: int = 0,
+        sent_transport_cc: int = 0,
     ) -> None:
         """The extension ids negotiated with this participant (0: none):
-        ``transport_cc`` on what it sends us, ``abs_send_time`` on what we send."""
-        self._set_extensions(transport_cc, abs_send_time)
+        ``transport_cc`` on what it sends us, ``abs_send_time`` or
+        ``sent_transport_cc`` on what we send."""
+        self._set_extensions(transport_cc, abs_send_time, sent_transport_cc)
+        if sent_transport_cc and self.downlink is None:
+            self.downlink = DownlinkEstimate(time.monotonic())
+        elif not sent_transport_cc:
+            self.downlink = None
+
+    def send_extensions(self, now: float, size: int) -> bytes:
+        """The extension block for a packet of ``size`` bytes the Python path
+        sends now (what the C path writes itself)."""
+        if self.sent_transport_cc_id:
+            return self.number_packet(now, size)
+        if self.abs_send_time_id:
+            return rtp.abs_send_time(self.abs_send_time_id, now)
+        return b""
 
     def add_stream(self, info: StreamInfo) -> InboundStream:
         stream = InboundStream(self, info)
@@ -235,6 +261,8 @@ class PeerMedia(PeerCore):
                 self._on_payload_feedback(count, packet)
             elif packet_type == rtp.RTCP_RTPFB and count == rtp.FMT_NACK:
                 self._on_nack(packet)
+            elif packet_type == rtp.RTCP_RTPFB and count == rtp.FMT_TRANSPORT_CC:
+                self._on_transport_feedback(packet)
 
     def _on_report_blocks(self, blocks: list[rtp.ReportBlock]) -> None:
         for block in blocks:
@@ -260,6 +288,48 @@ class PeerMedia(PeerCore):
                         leg.source.remb[self.rtcp_ssrc] = bitrate
                         leg.source.publisher.on_estimate()
 
+    def _on_transport_feedback(self, packet: bytes) -> None:
+        """When our packets reached this subscriber: its downlink estimate, for
+        the publishers it receives video from."""
+        estimate = self.downlink
+        if estimate is None:
+            return
+        self.stats.transport_feedback_in += 1
+        reported = []
+        for seq, arrival_us in rtp.transport_feedback(packet):
+            sent = self.sent_packet(seq)
+            if sent is not None:
+                arrived = None if arrival_us is None else arrival_us / 1e6
+                reported.append(Reported(seq, sent[0], sent[1], arrived))
+        if estimate.on_feedback(reported, time.monotonic()):
+            self._tell_publishers(estimate.bps)
+
+    def _tell_publishers(self, bps: int) -> None:
+        publishers = []
+        for leg in self.legs.values():
+            if leg.kind == "video":
+                leg.source.remb[self.rtcp_ssrc] = bps
+                if leg.source.publisher not in publishers:
+                    publishers.append(leg.source.publisher)
+        for publisher in publishers:
+            publisher.on_estimate()
+
+    def _probe_if_due(self, now: float) -> None:
+        """Padding on a video leg's RTX stream, paced over PROBE_SECONDS, when
+        the downlink estimate asks for a probe."""
+        estimate = self.downlink
+        if estimate is None:
+            return
+        legs = [
+            leg
+            for leg in self.legs.values()
+            if leg.kind == "video" and leg.started and leg.rtx_payload_types
+        ]
+        if not legs or (bps := estimate.probe_due(now)) is None:
+            return
+        self.stats.probes += 1
+        ProbeSender(self, legs[0], bps, now).start()
+
     def _on_nack(self, packet: bytes) -> None:
         _, media_ssrc = rtp.feedback_ssrcs(packet)
         leg = self.legs.get(media_ssrc)
@@ -269,8 +339,11 @@ class PeerMedia(PeerCore):
         never_got: list[int] = []
         too_old = False
         for seq in rtp.nack_sequence_numbers(packet):
-            if leg.retransmit(seq):
+            sent = leg.retransmit(seq)
+            if sent:
                 self.stats.retransmitted += 1
+            elif sent is None:
+                self.stats.drop("retransmission_budget")
             elif leg.recent(seq):
                 never_got.append((seq - leg.seq_offset) & 0xFFFF)
             else:
@@ -356,6 +429,7 @@ class PeerMedia(PeerCore):
 
         Called about ten times a second by the room for every participant; sends
         nothing when transport-cc was not negotiated or nothing arrived."""
+        self._probe_if_due(time.monotonic())
         media_ssrc = next(iter(self.streams), 0)
         while (
             feedback := self.transport_feedback(self.rtcp_ssrc, media_ssrc)
@@ -387,3 +461,52 @@ def _remb_ssrcs(packet: bytes) -> list[int]:
         for i in range(count)
         if 24 + 4 * i <= len(packet)
     ]
+
+
+class ProbeSender:
+    """One probe of a subscriber's downlink: padding-only packets on a video
+    leg's RTX stream at ``bps`` for PROBE_SECONDS, as browsers probe, paced in
+    ticks of PACE_SECONDS, the first and last noted for the estimate."""
+
+    PACE_SECONDS = 0.005
+
+    def __init__(self, media: PeerMedia, leg: OutboundLeg, bps: int, now: float):
+        self.media = media
+        self.leg = leg
+        self.bps = bps
+        self.started_at = now
+        self.sent = 0
+        self.last_seq: int | None = None
+
+    def start(self) -> None:
+        self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        elapsed = min(now - self.started_at, PROBE_SECONDS)
+        size = 12 + 8 + rtp.MAX_PADDING
+        owed = int(self.bps * elapsed / 8 / size) + 1 - self.sent
+        estimate = self.media.downlink
+        if estimate is None or not self.media.transport.started:
+            return
+        for _ in range(max(owed, 0)):
+            seq = self._send_one(now, size)
+            if self.sent == 0:
+                estimate.probe_started(seq, now)
+            self.sent += 1
+            self.last_seq = seq
+        if elapsed < PROBE_SECONDS:
+            asyncio.get_running_loop().call_later(self.PACE_SECONDS, self._tick)
+        elif self.last_seq is not None:
+            estimate.probe_ended(self.last_seq)
+
+    def _send_one(self, now: float, size: int) -> int:
+        leg = self.leg
+        block = self.media.number_packet(now, size)
+        rtx_pt = next(iter(leg.rtx_payload_types.values()))
+        packet = rtp.padding_packet(
+            rtx_pt, leg.next_rtx_seq(), leg.ts_offset, leg.rtx_ssrc, block
+        )
+        self.media.send_rtp(packet, leg.kind)
+        self.media.stats.probe_packets += 1
+        return (block[5] << 8) | block[6]

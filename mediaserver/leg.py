@@ -92,7 +92,6 @@ class OutboundLeg(LegCore):
             self.subscriber.stats.drop("unknown_payload_type")
             return
         seq = (header.sequence_number + self.seq_offset) & 0xFFFF
-        ext_id = self.subscriber.abs_send_time_id
         out = rtp.rewrite_rtp(
             data,
             header,
@@ -100,7 +99,9 @@ class OutboundLeg(LegCore):
             seq,
             (header.timestamp + self.ts_offset) & 0xFFFFFFFF,
             self.ssrc,
-            rtp.abs_send_time(ext_id, time.monotonic()) if ext_id else b"",
+            self.subscriber.send_extensions(
+                time.monotonic(), rtp.stamped_size(data, header)
+            ),
         )
         self.history[seq % HISTORY_SIZE] = out
         self.packets += 1
@@ -108,29 +109,40 @@ class OutboundLeg(LegCore):
         self.subscriber.send_rtp(out, self.kind)
         self.subscriber.stats.forwarded[self.kind] += 1
 
-    def retransmit(self, seq: int) -> bool:
-        """Resend ``seq`` from history, on RTX where negotiated."""
+    def retransmit(self, seq: int) -> bool | None:
+        """Resend ``seq`` from history, on RTX where negotiated; None when the
+        subscriber's downlink has no room for it now."""
         out = self.history[seq % HISTORY_SIZE]
         if out is None or _sequence_number(out) != seq:
             return False
+        downlink = self.subscriber.downlink
+        if downlink is not None and not downlink.allow_retransmission(
+            len(out), time.monotonic()
+        ):
+            return None
         rtx_pt = self.rtx_payload_types.get(out[1] & 0x7F)
         if rtx_pt is not None:
             out = self._rtx(out, rtx_pt)
         self.subscriber.send_rtp(out, self.kind)
         return True
 
-    def _rtx(self, out: bytes, rtx_pt: int) -> bytes:
-        """``out`` on this leg's RTX stream, with a fresh abs-send-time: a
-        receiver's estimator counts only packets that carry it."""
+    def next_rtx_seq(self) -> int:
         self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        rtx = rtp.rtx_wrap(out, rtx_pt, self._rtx_seq, self.rtx_ssrc)
-        ext_id = self.subscriber.abs_send_time_id
-        if not ext_id:
-            return rtx
+        return self._rtx_seq
+
+    def _rtx(self, out: bytes, rtx_pt: int) -> bytes:
+        """``out`` on this leg's RTX stream, with a fresh abs-send-time or
+        transport-wide number: an estimator counts only packets that carry it."""
+        seq = self.next_rtx_seq()
+        rtx = rtp.rtx_wrap(out, rtx_pt, seq, self.rtx_ssrc)
         header = rtp.parse_rtp(rtx)
-        stamp = rtp.abs_send_time(ext_id, time.monotonic())
+        stamp = self.subscriber.send_extensions(
+            time.monotonic(), rtp.stamped_size(rtx, header)
+        )
+        if not stamp:
+            return rtx
         return rtp.rewrite_rtp(
-            rtx, header, rtx_pt, self._rtx_seq, header.timestamp, self.rtx_ssrc, stamp
+            rtx, header, rtx_pt, seq, header.timestamp, self.rtx_ssrc, stamp
         )
 
     def recent(self, seq: int) -> bool:

@@ -63,9 +63,19 @@ class _StatsCollector(Collector):
         )
         yield _counter(
             "transport_feedback",
-            "transport-cc feedback packets sent to publishers",
+            "transport-cc feedback packets sent to publishers or received from"
+            " subscribers",
             "direction",
-            {"to_publisher": s.transport_feedback},
+            {
+                "to_publisher": s.transport_feedback,
+                "from_subscriber": s.transport_feedback_in,
+            },
+        )
+        yield _counter(
+            "downlink_probes",
+            "probes of subscribers' downlinks, and their padding packets",
+            "sent",
+            {"probes": s.probes, "padding_packets": s.probe_packets},
         )
         yield _counter(
             "chat_messages",

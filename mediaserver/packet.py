@@ -22,6 +22,9 @@ FMT_NACK = 1
 FMT_PLI = 1
 FMT_FIR = 4
 FMT_REMB = 15
+FMT_TRANSPORT_CC = 15
+#: The most padding one RTP packet carries (its count is one byte).
+MAX_PADDING = 255
 
 _HEADER = struct.Struct("!BBHII")
 _RTCP_HEADER = struct.Struct("!BBH")
@@ -97,12 +100,33 @@ def rewrite_rtp(
     )
 
 
+#: Bytes of the header extension block we write: profile, length, one element.
+EXTENSION_BLOCK = 8
+
+
+def stamped_size(data: bytes, header: RtpHeader) -> int:
+    """The size of ``data`` once :func:`rewrite_rtp` gives it our extension
+    block in place of its own."""
+    return header.csrc_end + EXTENSION_BLOCK + len(data) - header.payload_offset
+
+
 def abs_send_time(ext_id: int, now: float) -> bytes:
     """The extension block with abs-send-time (6.18 fixed-point seconds, 24 bits)
     for a packet sent at ``now``: a subscriber's browser estimates its downlink
     from it. Only differences matter, so a monotonic clock will do."""
     value = int(now * 262144) & 0xFFFFFF
     return struct.pack("!HHB", 0xBEDE, 1, (ext_id << 4) | 2) + value.to_bytes(3, "big")
+
+
+def padding_packet(
+    payload_type: int, seq: int, timestamp: int, ssrc: int, extensions: bytes
+) -> bytes:
+    """A padding-only RTP packet (RFC 3550 §5.1) of ``MAX_PADDING`` bytes of
+    padding, as browsers send on RTX to probe a link; ``extensions`` as from
+    :func:`abs_send_time`."""
+    first = 0xA0 | (0x10 if extensions else 0)
+    fixed = _HEADER.pack(first, payload_type & 0x7F, seq, timestamp, ssrc)
+    return fixed + extensions + bytes(MAX_PADDING - 1) + bytes((MAX_PADDING,))
 
 
 def opus_has_fec(payload: memoryview | bytes) -> bool:
@@ -261,6 +285,49 @@ def remb_bitrate(packet: bytes) -> int | None:
     exponent = packet[17] >> 2
     mantissa = ((packet[17] & 0x03) << 16) | (packet[18] << 8) | packet[19]
     return int(mantissa << exponent)
+
+
+def transport_feedback(packet: bytes) -> list[tuple[int, int | None]]:
+    """``(sequence number, arrival in µs)`` for each packet a transport-cc feedback
+    (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1) reports, arrival
+    None when it was not received; arrivals are on the receiver's clock, so only
+    their differences mean anything."""
+    if len(packet) < 20:
+        raise MalformedPacket("transport-cc feedback truncated")
+    end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
+    base, count = struct.unpack_from("!HH", packet, 12)
+    symbols: list[int] = []
+    at = 20
+    while len(symbols) < count:
+        if at + 2 > end:
+            raise MalformedPacket("transport-cc status chunks truncated")
+        chunk = _U16.unpack_from(packet, at)[0]
+        at += 2
+        if not chunk & 0x8000:  # run length
+            symbols += [chunk >> 13 & 3] * (chunk & 0x1FFF)
+        elif chunk & 0x4000:  # seven two-bit symbols
+            symbols += [chunk >> (12 - 2 * i) & 3 for i in range(7)]
+        else:  # fourteen one-bit symbols
+            symbols += [chunk >> (13 - i) & 1 for i in range(14)]
+    clock = int.from_bytes(packet[16:19], "big", signed=True) * 64000
+    reported: list[tuple[int, int | None]] = []
+    for i, symbol in enumerate(symbols[:count]):
+        seq = (base + i) & 0xFFFF
+        if symbol == 0:
+            reported.append((seq, None))
+            continue
+        if symbol == 3:
+            raise MalformedPacket("transport-cc status 3 is reserved")
+        size = symbol
+        if at + size > end:
+            raise MalformedPacket("transport-cc deltas truncated")
+        if size == 1:
+            clock += packet[at] * 250
+        else:
+            clock += struct.unpack_from("!h", packet, at)[0] * 250
+        at += size
+        reported.append((seq, clock))
+    return reported
 
 
 def sender_info(packet: bytes) -> tuple[int, int, int]:

@@ -215,7 +215,9 @@ class Peer:
         """Tell the media path which header extension ids the answer took."""
         ids = self.sdp.negotiated(answer)
         self.media.set_header_extensions(
-            transport_cc=ids.transport_cc, abs_send_time=ids.abs_send_time
+            transport_cc=ids.transport_cc,
+            abs_send_time=ids.abs_send_time,
+            sent_transport_cc=ids.sent_transport_cc,
         )
 
     async def close(self) -> None:

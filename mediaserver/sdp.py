@@ -10,10 +10,12 @@ of our offers so that on one connection (one BUNDLE group)
   type no description of the connection used yet;
 - the ``o=`` line keeps its session id and its version goes up by one with each
   description we send (RFC 3264 §8);
-- exactly two RTP header extensions are negotiated, with ids fixed for the
+- one RTP header extension is negotiated each way, with ids fixed for the
   connection: transport-cc on what the participant publishes (only when its offer
-  had it, with its id), abs-send-time on what the SFU sends (the participant's id
-  for it, or one no other extension of the connection uses);
+  had it, with its id); on what the SFU sends, transport-cc too when the offer
+  had it (feedback for the SFU's own estimate of the participant's downlink,
+  ``estimator.py``), else abs-send-time and REMB (the participant's id for it,
+  or one no other extension of the connection uses);
 - Opus asks for in-band FEC.
 
 :func:`bundle_dtls_role` reads a remote answer's DTLS role from the BUNDLE tag's
@@ -50,12 +52,13 @@ CodecKey = tuple[object, ...]
 
 @dataclass(frozen=True, slots=True)
 class HeaderExtensionIds:
-    """Ids of the two extensions on one connection; 0 when not negotiated."""
+    """Ids of the extensions on one connection; 0 when not negotiated."""
 
     #: on the RTP the participant publishes
     transport_cc: int = 0
-    #: on the RTP the SFU sends to the participant
+    #: on the RTP the SFU sends to the participant: one of the two
     abs_send_time: int = 0
+    sent_transport_cc: int = 0
 
 
 class PayloadTypes:
@@ -140,9 +143,13 @@ class ConnectionSdp:
                 if extension.uri == TRANSPORT_CC:
                     self._transport_cc_mids.add(mid)
                     self._transport_cc_pts.update(_pts_with_feedback(media))
+        transport_cc = ids.get(TRANSPORT_CC, 0)
         self.ids = HeaderExtensionIds(
-            transport_cc=ids.get(TRANSPORT_CC, 0),
-            abs_send_time=ids.get(ABS_SEND_TIME) or _free_id(used),
+            transport_cc=transport_cc,
+            abs_send_time=0
+            if transport_cc
+            else ids.get(ABS_SEND_TIME) or _free_id(used),
+            sent_transport_cc=transport_cc if transport_cc <= 14 else 0,
         )
 
     def local_answer(self, sdp: str) -> str:
@@ -155,7 +162,7 @@ class ConnectionSdp:
 
     def negotiated(self, answer: str) -> HeaderExtensionIds:
         """The extensions that ``answer`` (ours or the participant's) took."""
-        transport_cc = abs_send_time = 0
+        transport_cc = abs_send_time = sent_transport_cc = 0
         for media in _rtp_media(SessionDescription.parse(answer)):
             taken = {(e.uri, e.id) for e in media.rtp.headerExtensions}
             if media.rtp.muxId in self._published:
@@ -163,7 +170,9 @@ class ConnectionSdp:
                     transport_cc = self.ids.transport_cc
             elif (ABS_SEND_TIME, self.ids.abs_send_time) in taken:
                 abs_send_time = self.ids.abs_send_time
-        return HeaderExtensionIds(transport_cc, abs_send_time)
+            elif (TRANSPORT_CC, self.ids.sent_transport_cc) in taken:
+                sent_transport_cc = self.ids.sent_transport_cc
+        return HeaderExtensionIds(transport_cc, abs_send_time, sent_transport_cc)
 
     def _rewrite(self, sdp: str, *, renumber: bool) -> str:
         description = SessionDescription.parse(sdp)
@@ -192,21 +201,31 @@ class ConnectionSdp:
                 _add_feedback(codec, "transport-cc")
 
     def _sending(self, media: MediaDescription) -> None:
-        """What the SFU sends: abs-send-time and REMB, so that the participant's
-        browser estimates its downlink itself and tells us in REMB."""
-        media.rtp.headerExtensions = []
-        if self.ids.abs_send_time:
-            media.rtp.headerExtensions = [
-                RTCRtpHeaderExtensionParameters(
-                    id=self.ids.abs_send_time, uri=ABS_SEND_TIME
-                )
-            ]
+        """What the SFU sends: transport-cc, so that the participant's browser
+        tells us when each packet arrived and we estimate its downlink; without
+        it, abs-send-time and REMB, so that the browser estimates it itself."""
+        if self.ids.sent_transport_cc:
+            ext_id, uri, feedback, other = (
+                self.ids.sent_transport_cc,
+                TRANSPORT_CC,
+                "transport-cc",
+                "goog-remb",
+            )
+        else:
+            ext_id, uri, feedback, other = (
+                self.ids.abs_send_time,
+                ABS_SEND_TIME,
+                "goog-remb",
+                "transport-cc",
+            )
+        media.rtp.headerExtensions = (
+            [RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)] if ext_id else []
+        )
         for codec in media.rtp.codecs:
-            codec.rtcpFeedback = [
-                f for f in codec.rtcpFeedback if f.type != "transport-cc"
-            ]
-            if media.kind == "video" and not _is_rtx(codec):
-                _add_feedback(codec, "goog-remb")
+            codec.rtcpFeedback = [f for f in codec.rtcpFeedback if f.type != other]
+            # REMB is about video only; transport-cc feedback covers all
+            if not _is_rtx(codec) and (uri == TRANSPORT_CC or media.kind == "video"):
+                _add_feedback(codec, feedback)
 
 
 _SETUP = re.compile(r"^a=setup:(\S+)$")

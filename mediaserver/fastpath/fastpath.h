@@ -79,6 +79,17 @@ typedef struct {
     long long arrival_us[TWCC_RING];
 } TransportCc;
 
+/* what we sent a subscriber with our own transport-wide sequence numbers: its
+ * transport-cc feedback says when each arrived, our estimator (estimator.py)
+ * needs when it left and how big it was; ~3 s of video at 2.5 Mbit/s */
+#define SENT_RING 1024
+typedef struct {
+    unsigned int next; /* the next sequence number, 16 bits */
+    int seq[SENT_RING]; /* which number a slot holds, -1: none */
+    double at[SENT_RING];
+    int size[SENT_RING];
+} SentLog;
+
 typedef struct {
     PyObject_HEAD
     /* set by Python (forwarder.PeerMedia) */
@@ -97,7 +108,9 @@ typedef struct {
     /* header extension ids negotiated with this peer (0: not negotiated) */
     int transport_cc_id;  /* on what it sends us: answered with feedback */
     int abs_send_time_id; /* on what we send it: its own estimator reads it */
+    int sent_transport_cc_id; /* …or our numbers on what we send, for our estimator */
     TransportCc *twcc;    /* while transport_cc_id is set */
+    SentLog *sent;        /* while sent_transport_cc_id is set */
 } PeerCore;
 
 typedef struct {
@@ -166,7 +179,7 @@ int is_h264_keyframe_start(const unsigned char *p, Py_ssize_t n);
 int opus_has_fec(const unsigned char *p, Py_ssize_t n);
 
 /* twcc.c */
-#define ABS_SEND_TIME_SIZE 8 /* the extension block: profile, length, one element */
+#define EXTENSION_BLOCK 8 /* the extension block: profile, length, one element */
 const unsigned char *find_extension(const unsigned char *data, const RtpHeader *h,
                                     int id, int *size);
 void twcc_record(TransportCc *t, int id, const unsigned char *data, const RtpHeader *h,
@@ -174,6 +187,7 @@ void twcc_record(TransportCc *t, int id, const unsigned char *data, const RtpHea
 PyObject *twcc_feedback(TransportCc *t, unsigned int sender_ssrc,
                         unsigned int media_ssrc);
 void write_abs_send_time(unsigned char *o, int id, double now);
+void write_transport_seq(unsigned char *o, int id, SentLog *log, double now, int size);
 
 /* forward.c */
 int peer_handle(PeerCore *peer, unsigned char *buffer, Py_ssize_t length);

@@ -305,7 +305,8 @@ static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t lengt
     Py_ssize_t csrc = h->csrc_end - 12;
     Py_ssize_t rest = length - h->payload_offset;
     int abs_send_time = sub->abs_send_time_id;
-    Py_ssize_t extensions = abs_send_time ? ABS_SEND_TIME_SIZE : 0;
+    int numbered = sub->sent != NULL ? sub->sent_transport_cc_id : 0;
+    Py_ssize_t extensions = abs_send_time || numbered ? EXTENSION_BLOCK : 0;
     PyObject *out = PyBytes_FromStringAndSize(NULL, 12 + csrc + extensions + rest);
     if (out == NULL)
         return -1;
@@ -316,7 +317,10 @@ static int leg_forward(LegCore *leg, const unsigned char *data, Py_ssize_t lengt
     put32(o + 4, h->timestamp + leg->ts_offset);
     put32(o + 8, leg->ssrc);
     memcpy(o + 12, data + 12, csrc);
-    if (abs_send_time)
+    if (numbered)
+        write_transport_seq(o + 12 + csrc, numbered, sub->sent, now,
+                            (int)(12 + csrc + extensions + rest));
+    else if (abs_send_time)
         write_abs_send_time(o + 12 + csrc, abs_send_time, now);
     memcpy(o + 12 + csrc + extensions, data + h->payload_offset, rest);
     Py_ssize_t size = PyBytes_GET_SIZE(out);

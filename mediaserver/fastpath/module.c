@@ -93,14 +93,32 @@ static PyObject *peer_fast_handle(PeerCore *self, PyObject *arg) {
 }
 
 static PyObject *peer_set_extensions(PeerCore *self, PyObject *args) {
-    int transport_cc, abs_send_time;
-    if (!PyArg_ParseTuple(args, "ii", &transport_cc, &abs_send_time))
+    int transport_cc, abs_send_time, sent_transport_cc = 0;
+    if (!PyArg_ParseTuple(args, "ii|i", &transport_cc, &abs_send_time, &sent_transport_cc))
         return NULL;
+    /* ours go in a one-byte header */
     if (transport_cc < 0 || transport_cc > 255 || abs_send_time < 0 ||
-        abs_send_time > 14) { /* abs-send-time goes in a one-byte header */
+        abs_send_time > 14 || sent_transport_cc < 0 || sent_transport_cc > 14) {
         PyErr_SetString(PyExc_ValueError, "header extension id out of range");
         return NULL;
     }
+    if (abs_send_time && sent_transport_cc) {
+        PyErr_SetString(PyExc_ValueError,
+                        "abs-send-time or transport-cc on what we send, not both");
+        return NULL;
+    }
+    if (sent_transport_cc && self->sent == NULL) {
+        self->sent = PyMem_Malloc(sizeof(SentLog));
+        if (self->sent == NULL)
+            return PyErr_NoMemory();
+        self->sent->next = 1;
+        for (int i = 0; i < SENT_RING; i++)
+            self->sent->seq[i] = -1;
+    } else if (!sent_transport_cc && self->sent != NULL) {
+        PyMem_Free(self->sent);
+        self->sent = NULL;
+    }
+    self->sent_transport_cc_id = sent_transport_cc;
     if (transport_cc && self->twcc == NULL) {
         self->twcc = PyMem_Calloc(1, sizeof(TransportCc));
         if (self->twcc == NULL)
@@ -125,6 +143,29 @@ static PyObject *peer_record_transport_cc(PeerCore *self, PyObject *args) {
         twcc_record(self->twcc, self->transport_cc_id, view.buf, &h, now);
     PyBuffer_Release(&view);
     Py_RETURN_NONE;
+}
+
+static PyObject *peer_number_packet(PeerCore *self, PyObject *args) {
+    double now;
+    int size;
+    if (!PyArg_ParseTuple(args, "di", &now, &size))
+        return NULL;
+    if (self->sent == NULL)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    unsigned char block[EXTENSION_BLOCK];
+    write_transport_seq(block, self->sent_transport_cc_id, self->sent, now, size);
+    return PyBytes_FromStringAndSize((const char *)block, sizeof block);
+}
+
+static PyObject *peer_sent_packet(PeerCore *self, PyObject *arg) {
+    long seq = PyLong_AsLong(arg);
+    if (seq == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->sent == NULL || seq < 0 || seq > 0xFFFF ||
+        self->sent->seq[seq % SENT_RING] != seq)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(di)", self->sent->at[seq % SENT_RING],
+                         self->sent->size[seq % SENT_RING]);
 }
 
 static PyObject *peer_transport_feedback(PeerCore *self, PyObject *args) {
@@ -154,6 +195,8 @@ static int peer_clear(PeerCore *self) {
     self->rx = self->tx = NULL;
     PyMem_Free(self->twcc);
     self->twcc = NULL;
+    PyMem_Free(self->sent);
+    self->sent = NULL;
     return 0;
 }
 
@@ -178,6 +221,8 @@ static PyMemberDef peer_members[] = {
     {"_timing_count", T_LONGLONG, offsetof(PeerCore, timing_count), 0, NULL},
     {"transport_cc_id", T_INT, offsetof(PeerCore, transport_cc_id), READONLY, NULL},
     {"abs_send_time_id", T_INT, offsetof(PeerCore, abs_send_time_id), READONLY, NULL},
+    {"sent_transport_cc_id", T_INT, offsetof(PeerCore, sent_transport_cc_id), READONLY,
+     NULL},
     {NULL}};
 
 static PyMethodDef peer_methods[] = {
@@ -187,7 +232,13 @@ static PyMethodDef peer_methods[] = {
     {"fast_handle", (PyCFunction)peer_fast_handle, METH_O,
      "one SRTP datagram through the C path (as the socket drain does)"},
     {"_set_extensions", (PyCFunction)peer_set_extensions, METH_VARARGS,
-     "_set_extensions(transport_cc_id, abs_send_time_id): 0 for none"},
+     "_set_extensions(transport_cc_id, abs_send_time_id, sent_transport_cc_id=0): 0 "
+     "for none"},
+    {"number_packet", (PyCFunction)peer_number_packet, METH_VARARGS,
+     "number_packet(now, size) -> the transport-cc block for a packet we send now "
+     "(b'' when not negotiated), noted for sent_packet"},
+    {"sent_packet", (PyCFunction)peer_sent_packet, METH_O,
+     "sent_packet(seq) -> (sent at, size) of one of our numbered packets, or None"},
     {"record_transport_cc", (PyCFunction)peer_record_transport_cc, METH_VARARGS,
      "record_transport_cc(plain_rtp, now): what the C path notes of each packet"},
     {"transport_feedback", (PyCFunction)peer_transport_feedback, METH_VARARGS,

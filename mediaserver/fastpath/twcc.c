@@ -6,8 +6,9 @@
  * when each one arrived; about ten times a second forwarder.PeerMedia asks for the
  * feedback packet that tells the browser, so its delay-based estimator can size
  * the citizen's uplink. A subscriber's browser estimates its downlink itself from
- * the abs-send-time we write on each packet and reports it as REMB, which the
- * publisher gets (the minimum over its subscribers). */
+ * the abs-send-time we write on each packet and reports it as REMB, or numbers
+ * them with our own transport-wide sequence numbers, whose feedback our estimator
+ * reads (estimator.py); the publisher gets the minimum over its subscribers. */
 #include "fastpath.h"
 
 /* statuses in one feedback packet at most: ~0.4 s of video at 1.5 Mbit/s, and a
@@ -159,16 +160,36 @@ PyObject *twcc_feedback(TransportCc *t, unsigned int sender_ssrc,
     return packet;
 }
 
-/* the abs-send-time extension block (8 bytes) for a packet sent now: 6.18 fixed
- * point seconds, 24 bits; only differences matter, so the monotonic clock will do */
-void write_abs_send_time(unsigned char *o, int id, double now) {
-    unsigned int value = (unsigned int)((unsigned long long)(now * 262144.0) & 0xFFFFFF);
+/* an extension block of one one-byte-header element (RFC 8285) of `length` bytes
+ * (at most 3, so the block is one word after its header: EXTENSION_BLOCK) */
+static void start_block(unsigned char *o, int id, int length) {
     o[0] = 0xBE;
     o[1] = 0xDE;
     o[2] = 0;
     o[3] = 1;
-    o[4] = (unsigned char)((id << 4) | 2);
+    o[4] = (unsigned char)((id << 4) | (length - 1));
+}
+
+/* the abs-send-time extension block for a packet sent now: 6.18 fixed point
+ * seconds, 24 bits; only differences matter, so the monotonic clock will do */
+void write_abs_send_time(unsigned char *o, int id, double now) {
+    unsigned int value = (unsigned int)((unsigned long long)(now * 262144.0) & 0xFFFFFF);
+    start_block(o, id, 3);
     o[5] = value >> 16;
     o[6] = value >> 8;
     o[7] = value;
+}
+
+/* the transport-cc extension block with the next of our sequence numbers for
+ * this subscriber, noted with the time and the packet's size */
+void write_transport_seq(unsigned char *o, int id, SentLog *log, double now, int size) {
+    unsigned int seq = log->next & 0xFFFF;
+    log->next = (seq + 1) & 0xFFFF;
+    log->seq[seq % SENT_RING] = (int)seq;
+    log->at[seq % SENT_RING] = now;
+    log->size[seq % SENT_RING] = size;
+    start_block(o, id, 2);
+    o[5] = seq >> 8;
+    o[6] = seq & 0xFF;
+    o[7] = 0;
 }

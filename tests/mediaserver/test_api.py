@@ -51,11 +51,16 @@ async def test_probes_and_metrics(server):
 async def test_congestion_signals_are_counted(server):
     stats = server.app[STATS]
     stats.opus_fec, stats.transport_feedback = 7, 3
+    stats.transport_feedback_in, stats.probes, stats.probe_packets = 5, 2, 40
     text = await (await server.get("/metrics")).text()
     assert 'beeldbel_media_fec_packets_total{codec="opus"} 7.0' in text
-    assert (
-        'beeldbel_media_transport_feedback_total{direction="to_publisher"} 3.0' in text
-    )
+    for line in (
+        'beeldbel_media_transport_feedback_total{direction="to_publisher"} 3.0',
+        'beeldbel_media_transport_feedback_total{direction="from_subscriber"} 5.0',
+        'beeldbel_media_downlink_probes_total{sent="probes"} 2.0',
+        'beeldbel_media_downlink_probes_total{sent="padding_packets"} 40.0',
+    ):
+        assert line in text
 
 
 async def test_metrics_secret_is_required_when_set(make_server):

@@ -1,9 +1,11 @@
 """Congestion-control signals on the short path, C and Python alike.
 
 A publisher that numbers its packets (transport-cc) gets feedback on each one's
-arrival; a subscriber gets abs-send-time on each forwarded packet; Opus packets
-with in-band FEC are counted. The feedback is read back here by a parser written
-from the draft (both chunk kinds), not by the code that wrote it.
+arrival; a subscriber gets our own transport-wide numbers (or abs-send-time) on
+each forwarded packet, and its feedback reaches our estimate of its downlink;
+Opus packets with in-band FEC are counted. Feedback is read back by the
+package's parser, which is checked against packets built by hand from the
+draft, not by the code that wrote them.
 """
 
 from __future__ import annotations
@@ -45,38 +47,57 @@ class Feedback:
 
 
 def parse_feedback(packet: bytes) -> Feedback:
-    """draft-holmer-rmcat-transport-wide-cc-extensions-01, section 3.1."""
+    """A transport-cc feedback packet, read by the package's parser (itself
+    checked below against packets built by hand from the draft)."""
     assert packet[0] & 0x1F == 15
     assert packet[1] == 205
     assert (struct.unpack_from("!H", packet, 2)[0] + 1) * 4 == len(packet)
-    end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
     base, count = struct.unpack_from("!HH", packet, 12)
-    reference = int.from_bytes(packet[16:19], "big", signed=True)
-    symbols: list[int] = []
-    at = 20
-    while len(symbols) < count:
-        chunk = struct.unpack_from("!H", packet, at)[0]
-        at += 2
-        if not chunk & 0x8000:  # run length
-            symbols += [chunk >> 13 & 3] * (chunk & 0x1FFF)
-        elif chunk & 0x4000:  # seven two-bit symbols
-            symbols += [chunk >> (12 - 2 * i) & 3 for i in range(7)]
-        else:  # fourteen one-bit symbols
-            symbols += [chunk >> (13 - i) & 1 for i in range(14)]
-    arrivals = {}
-    clock = 0
-    for i, symbol in enumerate(symbols[:count]):
-        if symbol == 1:
-            clock += packet[at] * 250
-            at += 1
-        elif symbol == 2:
-            clock += struct.unpack_from("!h", packet, at)[0] * 250
-            at += 2
-        else:
-            continue
-        arrivals[(base + i) & 0xFFFF] = clock
-    assert at <= end
-    return Feedback(base, reference * 64000, count, arrivals)
+    reference = int.from_bytes(packet[16:19], "big", signed=True) * 64000
+    arrivals = {
+        seq: at - reference
+        for seq, at in rtp.transport_feedback(packet)
+        if at is not None
+    }
+    return Feedback(base, reference, count, arrivals)
+
+
+def test_the_feedback_parser_reads_every_chunk_kind():
+    """draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1, by hand: base
+    65534, 23 statuses over the wrap: a run-length chunk (two received, small
+    deltas), a one-bit vector chunk (one received, 13 lost) and a two-bit
+    vector chunk (a large negative delta, 6 lost); reference time 128 ms."""
+    chunks = struct.pack(
+        "!HHH",
+        0x2000 | 2,  # a run of two "small delta"
+        0x8000 | 0x2000,  # one bit: received, then 13 lost
+        0xC000 | 2 << 12,  # two bits: a large delta, then 6 lost
+    )
+    deltas = bytes([4, 8, 12]) + struct.pack("!h", -40)  # in units of 250 µs
+    body = struct.pack("!HHI", 65534, 2 + 14 + 7, 2 << 8 | 5) + chunks + deltas
+    packet = _rtcp_feedback(body)
+    reported = rtp.transport_feedback(packet)
+    assert len(reported) == 23
+    assert reported[:3] == [(65534, 129_000), (65535, 131_000), (0, 134_000)]
+    assert [seq for seq, at in reported if at is None] == [
+        *range(1, 14),
+        *range(15, 21),
+    ]
+    assert reported[16] == (14, 124_000)
+    for truncated in (packet[:-8], packet[:22]):
+        with pytest.raises(rtp.MalformedPacket):
+            rtp.transport_feedback(_rtcp_feedback(truncated[12:]))
+
+
+def _rtcp_feedback(body: bytes) -> bytes:
+    """An RTPFB FMT 15 packet around ``body`` (from the base sequence number
+    on), padded to 32 bits."""
+    padding = (4 - len(body) % 4) % 4
+    if padding:
+        body += bytes(padding - 1) + bytes((padding,))
+    words = (8 + len(body)) // 4
+    first = 0x80 | (0x20 if padding else 0) | 15
+    return struct.pack("!BBHII", first, 205, words, 1, 2) + body
 
 
 def numbered(seq: int, transport_seq: int) -> bytes:
@@ -165,10 +186,9 @@ def abs_send_time_of(packet: bytes) -> int | None:
     return int.from_bytes(block[5:8], "big")
 
 
-@pytest.mark.parametrize("path", ["fast_handle", "handle_datagram"])
-def test_forwarded_packets_carry_abs_send_time(path):
-    s = setup()
-    s.subscriber.set_header_extensions(abs_send_time=ABS_SEND_TIME)
+def forwarded(s: Setup, path: str, packets: list[bytes]) -> list[bytes]:
+    """``packets`` from the publisher, through the C path (sending from C) or the
+    Python one: the RTP the subscriber got, decrypted."""
     sender, receiver = udp_pair()
     with sender, receiver:
         if path == "fast_handle":
@@ -182,21 +202,92 @@ def test_forwarded_packets_carry_abs_send_time(path):
             assert prx is not None
             assert ptx is not None
             s.publisher.attach(prx.address, ptx.address, (prx, ptx), -1, host, 9)
-        now = time.monotonic()
-        feed(s, path, [vp8(0, keyframe=True), vp8(1, ext=b"\x10\xff\x00\x00")])
+        feed(s, path, packets)
         while True:
             try:
                 s.to_subscriber.append(receiver.recv(4096))
             except BlockingIOError:
                 break
-    forwarded = [p for p in plain(s.to_subscriber) if not rtp.is_rtcp(p)]
-    assert len(forwarded) == 2
-    for packet in forwarded:
+    return [p for p in plain(s.to_subscriber) if not rtp.is_rtcp(p)]
+
+
+@pytest.mark.parametrize("path", ["fast_handle", "handle_datagram"])
+def test_forwarded_packets_carry_abs_send_time(path):
+    s = setup()
+    s.subscriber.set_header_extensions(abs_send_time=ABS_SEND_TIME)
+    now = time.monotonic()
+    got = forwarded(s, path, [vp8(0, keyframe=True), vp8(1, ext=b"\x10\xff\x00\x00")])
+    assert len(got) == 2
+    for packet in got:
         stamp = abs_send_time_of(packet)
         assert stamp is not None
         # 6.18 fixed point, 24 bits: within 10 ms of when it was sent
         assert abs(stamp - (int(now * 262144) & 0xFFFFFF)) < 2622
         assert packet.endswith(vp8(1)[12:]) or packet.endswith(vp8(0, True)[12:])
+
+
+def transport_seq_of(packet: bytes) -> int:
+    header = rtp.parse_rtp(packet)
+    block = packet[header.csrc_end : header.payload_offset]
+    assert block[:4] == b"\xbe\xde\x00\x01"
+    assert block[4] == TRANSPORT_CC << 4 | 1
+    return int.from_bytes(block[5:7], "big")
+
+
+@pytest.mark.parametrize("path", ["fast_handle", "handle_datagram"])
+def test_forwarded_packets_carry_our_transport_wide_numbers(path):
+    """With transport-cc on what we send, every forwarded packet carries the
+    next of the subscriber's numbers, and the numbers remember when each packet
+    left and how big it was."""
+    s = setup()
+    s.subscriber.set_header_extensions(sent_transport_cc=TRANSPORT_CC)
+    before = time.monotonic()
+    packets = [
+        vp8(0, keyframe=True),
+        *(vp8(i, ext=b"\x10\xff\x00\x00") for i in (1, 2)),
+    ]
+    got = forwarded(s, path, packets)
+    after = time.monotonic()
+    assert [transport_seq_of(p) for p in got] == [1, 2, 3]
+    for packet, original in zip(got, packets, strict=True):
+        sent = s.subscriber.sent_packet(transport_seq_of(packet))
+        assert sent is not None
+        sent_at, size = sent
+        assert before <= sent_at <= after
+        assert size == len(packet)
+        ours, theirs = rtp.parse_rtp(packet), rtp.parse_rtp(original)
+        assert packet[ours.payload_offset :] == original[theirs.payload_offset :]
+    assert s.subscriber.sent_packet(4) is None
+    with pytest.raises(ValueError, match="not both"):
+        s.subscriber.set_header_extensions(
+            abs_send_time=ABS_SEND_TIME, sent_transport_cc=TRANSPORT_CC
+        )
+
+
+def test_a_subscribers_feedback_sets_what_its_publisher_may_send():
+    """The subscriber's browser is stood in for by a second PeerMedia that notes
+    when our numbered packets arrived and writes the feedback (the C code that
+    answers publishers). Over 0.4 s a third of them never arrive: back at the
+    SFU that feedback brings the subscriber's estimate down, and the publisher
+    hears it at once."""
+    s = setup()
+    s.subscriber.set_header_extensions(sent_transport_cc=TRANSPORT_CC)
+    browser = setup().publisher
+    browser.set_header_extensions(transport_cc=TRANSPORT_CC)
+    got = forwarded(s, "handle_datagram", [vp8(i, keyframe=i == 0) for i in range(40)])
+    start = time.monotonic()
+    for i, packet in enumerate(got):
+        if i % 3:
+            browser.record_transport_cc(packet, start + i * 0.01)
+    [feedback] = list(iter(lambda: browser.transport_feedback(1, 2), None))
+    estimate = s.subscriber.downlink
+    assert estimate is not None
+    before = estimate.bps
+    s.subscriber._handle_rtcp(feedback)
+    assert estimate.loss() > 0.3
+    assert estimate.bps < before
+    assert s.stream.remb == {s.subscriber.rtcp_ssrc: estimate.bps}
+    assert s.publisher._remb_sent == estimate.bps  # no audio measured yet
 
 
 def test_without_abs_send_time_forwarded_packets_carry_no_extension():

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
+from mediaserver.api import ROOMS
 from mediaserver.app import MUX
 from tests.firefox import Firefox, firefox
 from tests.helpers import wait_for
@@ -120,6 +121,15 @@ async def test_firefox_and_chromium_decode_each_other(call: Call, server) -> Non
     # Firefox only ever sees the SFU's one port (a host candidate on loopback)
     sfu = f"127.0.0.1:{server.app[MUX].port}"
     assert set(await call.firefox.evaluate("window.beeldbel.candidatePairs()")) == {sfu}
+    # both browsers tell the SFU when its packets arrived: it sizes their
+    # downlinks itself (mediaserver/estimator.py)
+    room = server.app[ROOMS].get("r1")
+
+    def feedback_from_both() -> bool:
+        estimates = [p.peer.media.downlink for p in room.participants.values()]
+        return len(estimates) == 2 and all(e and e.feedbacks > 5 for e in estimates)
+
+    await wait_for(feedback_from_both, 10, "transport-cc feedback from both")
 
 
 async def test_firefox_answers_the_offer_for_a_third(

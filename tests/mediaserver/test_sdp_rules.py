@@ -2,8 +2,9 @@
 
 Across our answer and every re-offer: a payload type keeps its codec (RFC 3264
 §8.3.2, RFC 8843), the ``o=`` line keeps its session id and its version goes up,
-and exactly two header extensions are negotiated with fixed ids (transport-cc on
-what the participant publishes, abs-send-time on what the SFU sends). A remote
+and one header extension is negotiated each way with a fixed id (transport-cc on
+what the participant publishes; on what the SFU sends, transport-cc too when the
+participant offered it, else abs-send-time). A remote
 answer's DTLS role is read from the BUNDLE tag's m-section only. The descriptions
 are read here with a parser of the test's own, not aiortc's.
 """
@@ -31,6 +32,7 @@ from mediaserver.sdp import (
     ABS_SEND_TIME,
     TRANSPORT_CC,
     ConnectionSdp,
+    HeaderExtensionIds,
     bundle_dtls_role,
 )
 from tests.helpers import wait_for
@@ -122,24 +124,31 @@ def assert_origin_rules(ours: list[str]) -> None:
 def assert_extension_rules(
     ours: list[str], published: set[str], transport_cc: int, abs_send_time: int
 ) -> None:
-    """Only our two extensions, with their ids, each on its side."""
+    """One extension each way, with its id: transport-cc both ways when the
+    participant offered it (our own estimate of its downlink), else
+    abs-send-time with REMB on what we send."""
     for sdp in ours:
         for section in sections(sdp):
             if section.kind not in ("audio", "video"):
                 continue
-            if section.mid in published:
-                expected = {transport_cc: TRANSPORT_CC} if transport_cc else {}
-                feedback = "transport-cc" if transport_cc else None
+            unwanted = None
+            if transport_cc:
+                expected = {transport_cc: TRANSPORT_CC}
+                feedback: str | None = "transport-cc"
+                unwanted = "goog-remb"
+            elif section.mid in published:
+                expected, feedback = {}, None
             else:
                 expected = {abs_send_time: ABS_SEND_TIME}
                 feedback = "goog-remb" if section.kind == "video" else None
+                unwanted = "transport-cc"
             assert section.extmap == expected, (section.mid, sdp)
             for pt, rtpmap in section.rtpmap.items():
                 fb = section.feedback.get(pt, set())
                 if feedback and not rtpmap.lower().startswith("rtx/"):
                     assert feedback in fb, (section.mid, pt, sdp)
-                if section.mid not in published:
-                    assert "transport-cc" not in fb, (section.mid, pt, sdp)
+                if section.mid not in published and unwanted:
+                    assert unwanted not in fb, (section.mid, pt, sdp)
 
 
 # test clients that number like Chrome
@@ -220,13 +229,27 @@ def sent_by_server(client: MediaClient) -> list[str]:
 
 @pytest.fixture
 def header_extensions(monkeypatch: pytest.MonkeyPatch) -> dict[int, list[Any]]:
-    """What each peer told its media path: ``{id(media): [(tcc, ast), …]}``."""
+    """What each peer told its media path:
+    ``{id(media): [(tcc, ast, sent tcc), …]}``."""
     told: dict[int, list[Any]] = {}
     original = PeerMedia.set_header_extensions
 
-    def record(self: PeerMedia, *, transport_cc: int, abs_send_time: int) -> None:
-        told.setdefault(id(self), []).append((transport_cc, abs_send_time))
-        original(self, transport_cc=transport_cc, abs_send_time=abs_send_time)
+    def record(
+        self: PeerMedia,
+        *,
+        transport_cc: int,
+        abs_send_time: int,
+        sent_transport_cc: int,
+    ) -> None:
+        told.setdefault(id(self), []).append(
+            (transport_cc, abs_send_time, sent_transport_cc)
+        )
+        original(
+            self,
+            transport_cc=transport_cc,
+            abs_send_time=abs_send_time,
+            sent_transport_cc=sent_transport_cc,
+        )
 
     monkeypatch.setattr(PeerMedia, "set_header_extensions", record)
     return told
@@ -266,14 +289,14 @@ async def test_a_payload_type_keeps_its_codec_across_reoffers(
         assert seen[96] == ("vp8/90000", None)
         assert seen[97] == ("rtx/90000", 96)
         assert_origin_rules(ours)
-        assert_extension_rules(ours, {"0", "1"}, transport_cc=3, abs_send_time=2)
+        assert_extension_rules(ours, {"0", "1"}, transport_cc=3, abs_send_time=0)
     assert "unknown_payload_type" not in server.app[STATS].dropped
     # each media path was told the ids once its answer was set, and then each time
     rooms = server.app[ROOMS].get("r1")
     for participant in rooms.participants.values():
         told = header_extensions[id(participant.peer.media)]
-        assert told[0] == (3, 0), told
-        assert told[-1] == (3, 2), told
+        assert told[0] == (3, 0, 0), told
+        assert told[-1] == (3, 0, 3), told
 
 
 async def test_aiortc_holds_no_extension_id_of_its_own(server, clients, token):
@@ -319,7 +342,8 @@ async def test_aiortc_holds_no_extension_id_of_its_own(server, clients, token):
 
 async def test_extension_ids_follow_the_offer_or_stay_clear_of_it():
     """abs-send-time takes the offer's id, else 2, else the lowest id the offer
-    left free; transport-cc is negotiated only when offered, with its id."""
+    left free; transport-cc is negotiated only when offered, with its id, and
+    then both ways, with no abs-send-time."""
     pc = RTCPeerConnection()
     pc.addTransceiver("audio")
     pc.addTrack(VideoStreamTrack())
@@ -337,7 +361,9 @@ async def test_extension_ids_follow_the_offer_or_stay_clear_of_it():
     assert (rules.ids.transport_cc, rules.ids.abs_send_time) == (0, 3)
     rules = ConnectionSdp()
     rules.learn_offer(SessionDescription.parse(chrome_like_offer(offer)))
-    assert (rules.ids.transport_cc, rules.ids.abs_send_time) == (3, 2)
+    assert rules.ids == HeaderExtensionIds(
+        transport_cc=3, abs_send_time=0, sent_transport_cc=3
+    )
 
 
 def test_new_codecs_get_payload_types_no_description_used():
@@ -476,8 +502,8 @@ async def test_three_chromium_pages_negotiate_by_the_rules(
     """Three Chromium pages through the SFU: the third joining makes re-offers.
     For each connection, a payload type means one codec in Chromium's offer, in
     our answer and offers, and in Chromium's answers; our ``o=`` versions go up;
-    Chromium takes transport-cc on what it sends and abs-send-time on what it
-    receives, with the ids of its own offer. Everyone decodes both others."""
+    Chromium takes transport-cc on what it sends and on what it receives, with
+    the id of its own offer. Everyone decodes both others."""
     from tests.mediaserver.sfu_page import chromium, page_url, serve_sfu_page
     from tests.mediaserver.test_browser import inbound
 
@@ -557,17 +583,12 @@ async def test_three_chromium_pages_negotiate_by_the_rules(
             uri: i for s in sections(client_offer) for i, uri in s.extmap.items()
         }
         published = {s.mid for s in sections(client_offer) if s.kind != "application"}
-        tcc, ast = offered[TRANSPORT_CC], offered[ABS_SEND_TIME]
-        assert_extension_rules(ours, published, transport_cc=tcc, abs_send_time=ast)
-        # Chromium took both, each on its side
+        tcc = offered[TRANSPORT_CC]
+        assert_extension_rules(ours, published, transport_cc=tcc, abs_send_time=0)
+        # Chromium took it both ways
         for section in sections(answers[-1]):
             if section.kind == "application":
                 continue
-            wanted = (
-                {tcc: TRANSPORT_CC}
-                if section.mid in published
-                else {ast: ABS_SEND_TIME}
-            )
-            assert section.extmap == wanted, (section.mid, answers[-1])
+            assert section.extmap == {tcc: TRANSPORT_CC}, (section.mid, answers[-1])
         told = header_extensions[id(record_["peer"].media)]
-        assert told[-1] == (tcc, ast), told
+        assert told[-1] == (tcc, 0, tcc), told
