@@ -119,8 +119,9 @@ CONDITIONS = {
         _step("downstep", "downlink", sender="employee"),
     )
 }
-#: The short test's step: 20 s at the low rate, as in the issue, and 20 s after.
+#: The short tests' steps: 20 s at the low rate, as in the issue, and 20 s after.
 SHORT_STEP = _step("step", "uplink", sender="citizen", times=(5, 25, 45))
+SHORT_DOWNSTEP = _step("downstep", "downlink", sender="employee", times=(5, 25, 45))
 STEPS = {"step", "downstep"}
 
 
