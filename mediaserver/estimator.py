@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 #: Where a new subscriber's estimate starts: a call's start sends less.
 START_BPS = 1_000_000
@@ -75,8 +76,7 @@ RETRANSMIT_SHARE = 0.2
 RETRANSMIT_BURST = 0.5
 
 
-@dataclass(slots=True)
-class Reported:
+class Reported(NamedTuple):
     """One of our packets as its feedback reports it."""
 
     seq: int
@@ -100,16 +100,19 @@ class DownlinkEstimate:
         self.bps = START_BPS
         #: feedback packets taken so far
         self.feedbacks = 0
-        # Per feedback, not per packet, but kept as running sums and a sliding
-        # minimum all the same: 10-20 feedbacks a second per subscriber.
-        #: (arrived at, size) of received packets, over RATE_WINDOW
-        self._arrivals: deque[tuple[float, int]] = deque()
+        # The windows hold one entry per feedback packet, not per reported
+        # packet: a feedback covers ~100 ms, and its packets are the costly part.
+        #: (first arrival, last arrival, octets, the first's octets) of what
+        #: arrived, over RATE_WINDOW
+        self._arrivals: deque[tuple[float, float, int, int]] = deque()
         self._arrived_octets = 0
-        #: (reported at, lost) over RATE_WINDOW, probes left out
-        self._outcomes: deque[tuple[float, bool]] = deque()
+        #: (reported at, lost, reported) over RATE_WINDOW, probes left out
+        self._outcomes: deque[tuple[float, int, int]] = deque()
         self._lost = 0
-        #: (sent at, one-way delay) over QUEUE_WINDOW, probes left out: only
-        #: those that may still be the window's least (delays rise left to right)
+        self._reported = 0
+        #: (last sent at, least one-way delay) over QUEUE_WINDOW of sending,
+        #: probes left out: only those that may still be the window's least
+        #: (delays rise left to right)
         self._delays: deque[tuple[float, float]] = deque()
         self._latest_sent = 0.0
         #: (second, least one-way delay in it) over BASE_WINDOW
@@ -142,51 +145,66 @@ class DownlinkEstimate:
         before = self.bps
         self.feedbacks += 1
         self._feedback_at = now
+        probing = self._probe is not None
+        first_arrival = last_arrival = least_delay = None
+        octets = first_size = lost = counted = 0
+        last_sent = 0.0
         for packet in packets:
-            arrived = packet.arrived_at
-            if arrived is not None:
-                self._note_floor(arrived - packet.sent_at, packet.sent_at)
-            if self._in_probe(packet.seq):
-                # a probe is judged on its own, and does not lift the growth
-                # ceiling by what it added
+            seq, sent_at, size, arrived = packet
+            if probing and self._in_probe(seq):
+                # a probe is judged on its own, and neither lifts the growth
+                # ceiling nor counts as congestion
                 self._probe_packets.append(packet)
                 continue
-            if arrived is not None:
-                self._arrivals.append((arrived, packet.size))
-                self._arrived_octets += packet.size
-            if now - self._probe_done_at >= PROBE_SETTLE:
-                self._note_outcome(packet, now)
+            counted += 1
+            if arrived is None:
+                lost += 1
+                continue
+            delay = arrived - sent_at
+            if least_delay is None or delay < least_delay:
+                least_delay = delay
+            if first_arrival is None:
+                first_arrival, first_size = arrived, size
+            last_arrival = arrived
+            octets += size
+            last_sent = sent_at
+        if first_arrival is not None and last_arrival is not None:
+            self._arrivals.append((first_arrival, last_arrival, octets, first_size))
+            self._arrived_octets += octets
+        if least_delay is not None:
+            self._note_floor(least_delay, int(last_sent))
+        if now - self._probe_done_at >= PROBE_SETTLE and counted:
+            self._outcomes.append((now, lost, counted))
+            self._lost += lost
+            self._reported += counted
+            if least_delay is not None:
+                delays = self._delays
+                while delays and delays[-1][1] >= least_delay:
+                    delays.pop()
+                delays.append((last_sent, least_delay))
+                self._latest_sent = max(self._latest_sent, last_sent)
         self._forget(now)
         self._finish_probe(now)
         self._adjust(now)
         return self.bps != before
 
-    def _note_outcome(self, packet: Reported, now: float) -> None:
-        lost = packet.arrived_at is None
-        self._outcomes.append((now, lost))
-        self._lost += lost
-        if packet.arrived_at is not None:
-            delay = packet.arrived_at - packet.sent_at
-            delays = self._delays
-            while delays and delays[-1][1] >= delay:
-                delays.pop()
-            delays.append((packet.sent_at, delay))
-            self._latest_sent = max(self._latest_sent, packet.sent_at)
-
-    def _note_floor(self, delay: float, sent_at: float) -> None:
-        second = int(sent_at)
-        if self._floor and self._floor[-1][0] == second:
-            if delay < self._floor[-1][1]:
-                self._floor[-1] = (second, delay)
+    def _note_floor(self, delay: float, second: int) -> None:
+        floor = self._floor
+        if floor and floor[-1][0] == second:
+            if delay < floor[-1][1]:
+                floor[-1] = (second, delay)
         else:
-            self._floor.append((second, delay))
+            floor.append((second, delay))
 
     def _forget(self, now: float) -> None:
-        newest = self._arrivals[-1][0] if self._arrivals else 0.0
-        while self._arrivals and self._arrivals[0][0] < newest - RATE_WINDOW:
-            self._arrived_octets -= self._arrivals.popleft()[1]
+        arrivals = self._arrivals
+        newest = arrivals[-1][1] if arrivals else 0.0
+        while arrivals and arrivals[0][1] < newest - RATE_WINDOW:
+            self._arrived_octets -= arrivals.popleft()[2]
         while self._outcomes and self._outcomes[0][0] < now - RATE_WINDOW:
-            self._lost -= self._outcomes.popleft()[1]
+            _, lost, counted = self._outcomes.popleft()
+            self._lost -= lost
+            self._reported -= counted
         # by when they were sent: a long queue delays all feedback
         start = self._latest_sent - QUEUE_WINDOW
         while self._delays and self._delays[0][0] < start:
@@ -198,18 +216,18 @@ class DownlinkEstimate:
 
     def delivered_bps(self) -> int | None:
         """What arrived over the last RATE_WINDOW, or None over too short a span."""
-        if len(self._arrivals) < 2:
+        if not self._arrivals:
             return None
-        span = self._arrivals[-1][0] - self._arrivals[0][0]
+        span = self._arrivals[-1][1] - self._arrivals[0][0]
         if span < RATE_WINDOW / 2:
             return None
-        octets = self._arrived_octets - self._arrivals[0][1]
-        return int(octets * 8 / span)
+        # what arrived after the first arrival, over the time since it
+        return int((self._arrived_octets - self._arrivals[0][3]) * 8 / span)
 
     def loss(self) -> float:
-        if not self._outcomes:
+        if not self._reported:
             return 0.0
-        return self._lost / len(self._outcomes)
+        return self._lost / self._reported
 
     def standing_queue(self) -> float:
         """Seconds of queue that did not drain over the last QUEUE_WINDOW."""
