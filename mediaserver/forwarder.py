@@ -487,7 +487,7 @@ class ProbeSender:
         size = 12 + 8 + rtp.MAX_PADDING
         owed = int(self.bps * elapsed / 8 / size) + 1 - self.sent
         estimate = self.media.downlink
-        if estimate is None or not self.media.transport.started:
+        if estimate is None or not self.media.transport.sending:
             return
         for _ in range(max(owed, 0)):
             seq = self._send_one(now, size)

@@ -207,6 +207,11 @@ class MediaTransport:
     def started(self) -> bool:
         return self._rx is not None
 
+    @property
+    def sending(self) -> bool:
+        """Whether :meth:`send_rtp` sends (until :meth:`stop`)."""
+        return self._tx is not None
+
     def start(
         self,
         dtls: RTCDtlsTransport,

@@ -21,6 +21,8 @@ import av
 import pytest
 
 from mediaserver import packet as rtp
+from mediaserver.estimator import PROBE_AGAIN, PROBE_SECONDS, DownlinkEstimate
+from tests.helpers import wait_for
 from tests.mediaserver.packets import rtp_packet
 from tests.mediaserver.test_fastpath import (
     AUDIO,
@@ -288,6 +290,43 @@ def test_a_subscribers_feedback_sets_what_its_publisher_may_send():
     assert estimate.bps < before
     assert s.stream.remb == {s.subscriber.rtcp_ssrc: estimate.bps}
     assert s.publisher._remb_sent == estimate.bps  # no audio measured yet
+
+
+async def test_a_probe_is_paced_padding_on_the_video_legs_rtx():
+    """A due probe: padding-only packets on the video leg's RTX SSRC, numbered
+    like all the subscriber sends, at about the probe's rate for its 30 ms, in
+    several ticks; the estimate knows its first and last number."""
+    s = setup()
+    s.subscriber.set_header_extensions(sent_transport_cc=TRANSPORT_CC)
+    forwarded(s, "handle_datagram", [vp8(0, keyframe=True)])  # starts the leg
+    s.to_subscriber.clear()
+    started = time.monotonic()
+    estimate = DownlinkEstimate(started - PROBE_AGAIN)  # a probe is due
+    s.subscriber.downlink = estimate
+    estimate.on_feedback([], started)  # feedback comes
+    bps = estimate.probe_due(started)
+    assert bps is not None
+    s.subscriber.send_transport_feedback()  # the room's 100 ms tick
+    assert estimate.probe_due(started) is None  # one at a time
+    await wait_for(lambda: estimate._probe and estimate._probe.last_seq, 1, "the end")
+    elapsed = time.monotonic() - started
+    padding = [rtp.parse_rtp(p) for p in plain(s.to_subscriber)]
+    assert {h.ssrc for h in padding} == {0xA2}  # the leg's RTX
+    assert all(h.payload_type == 99 and h.first_byte & 0x20 for h in padding)
+    assert all(h.payload_offset == h.payload_end for h in padding)  # padding only
+    numbers = [transport_seq_of(p) for p in plain(s.to_subscriber)]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert estimate._probe is not None
+    assert (estimate._probe.first_seq, estimate._probe.last_seq) == (
+        numbers[0],
+        numbers[-1],
+    )
+    size = len(plain(s.to_subscriber)[0])
+    expected = bps * PROBE_SECONDS / 8 / size
+    assert expected <= len(numbers) <= expected + 2
+    assert elapsed >= PROBE_SECONDS  # paced, not sent at once
+    assert s.stats.probes == 1
+    assert s.stats.probe_packets == len(numbers)
 
 
 def test_without_abs_send_time_forwarded_packets_carry_no_extension():
