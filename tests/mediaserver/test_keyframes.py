@@ -8,6 +8,7 @@ them is what turns a little loss into a frozen picture.
 from __future__ import annotations
 
 import os
+import time
 
 from mediaserver import packet as rtp
 from mediaserver.leg import HISTORY_SIZE, LegInfo
@@ -86,6 +87,27 @@ def test_a_nack_is_answered_from_history_without_a_keyframe_request():
     sent = s.leg._first_seq + 5
     from_subscriber(s, rtp.build_nack(0x77, s.leg.ssrc, [sent]))
     assert s.stats.retransmitted == 1
+    assert plis_to_publisher(s) == []
+
+
+def test_retransmissions_keep_to_a_share_of_the_subscribers_downlink():
+    """A subscriber whose downlink we estimate at 100 kbit/s asks for all ten
+    packets again: a fifth of 100 kbit/s over the bucket's half second is
+    1250 bytes, so about five of the ~230-byte packets go, and
+    the rest are counted as over the budget, not sent and not asked of the
+    publisher."""
+    s = setup()
+    s.subscriber.set_header_extensions(sent_transport_cc=3)
+    s = started(s)
+    estimate = s.subscriber.downlink
+    assert estimate is not None
+    estimate.bps = 100_000
+    estimate.allow_retransmission(0, time.monotonic() - 1)  # a full bucket
+    first = s.leg._first_seq
+    from_subscriber(s, rtp.build_nack(0x77, s.leg.ssrc, list(range(first, first + 10))))
+    assert 3 <= s.stats.retransmitted <= 6
+    assert s.stats.dropped["retransmission_budget"] == 10 - s.stats.retransmitted
+    assert nacks_to_publisher(s) == []
     assert plis_to_publisher(s) == []
 
 
