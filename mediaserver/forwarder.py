@@ -314,7 +314,7 @@ class PeerMedia(PeerCore):
         for publisher in publishers:
             publisher.on_estimate()
 
-    def _probe_if_due(self, now: float) -> None:
+    def probe_if_due(self, now: float) -> None:
         """Padding on a video leg's RTX stream, paced over PROBE_SECONDS, when
         the downlink estimate asks for a probe."""
         estimate = self.downlink
@@ -429,7 +429,6 @@ class PeerMedia(PeerCore):
 
         Called about ten times a second by the room for every participant; sends
         nothing when transport-cc was not negotiated or nothing arrived."""
-        self._probe_if_due(time.monotonic())
         media_ssrc = next(iter(self.streams), 0)
         while (
             feedback := self.transport_feedback(self.rtcp_ssrc, media_ssrc)

@@ -376,12 +376,19 @@ class Rooms:
                     media.send_receiver_report()
 
     def send_transport_feedback(self) -> None:
-        """transport-cc feedback to every participant that numbers its packets."""
+        """transport-cc feedback to every participant that numbers its packets,
+        and a probe of each downlink we estimate that is due one (whether or
+        not the participant publishes)."""
+        now = time.monotonic()
         for room in self.rooms.values():
             for participant in room.participants.values():
                 media = participant.peer.media
-                if media.transport_cc_id and media.transport.started:
+                if not media.transport.started:
+                    continue
+                if media.transport_cc_id:
                     media.send_transport_feedback()
+                if media.downlink is not None:
+                    media.probe_if_due(now)
 
     async def close(self) -> None:
         for room_id in list(self.rooms):

@@ -306,7 +306,7 @@ async def test_a_probe_is_paced_padding_on_the_video_legs_rtx():
     estimate.on_feedback([], started)  # feedback comes
     bps = estimate.probe_due(started)
     assert bps is not None
-    s.subscriber.send_transport_feedback()  # the room's 100 ms tick
+    s.subscriber.probe_if_due(started)  # the room's 100 ms tick
     assert estimate.probe_due(started) is None  # one at a time
     await wait_for(lambda: estimate._probe and estimate._probe.last_seq, 1, "the end")
     elapsed = time.monotonic() - started
