@@ -46,6 +46,28 @@ export function percentile(values, p) {
 }
 
 /**
+ * The candidate pair a stats report's transport uses (the selected one, else a
+ * nominated or selected pair that succeeded), or null.
+ * @param {RTCStatsReport} report
+ * @returns {any}
+ */
+export function selectedPair(report) {
+  /** @type {any} */
+  let pair = null;
+  report.forEach((entry) => {
+    if (entry.type === 'transport' && entry.selectedCandidatePairId) {
+      pair = report.get(entry.selectedCandidatePairId) || pair;
+    }
+  });
+  if (!pair) {
+    report.forEach((entry) => {
+      if (entry.type === 'candidate-pair' && entry.state === 'succeeded' && (entry.nominated || entry.selected)) pair = entry;
+    });
+  }
+  return pair;
+}
+
+/**
  * Read one summary from a stats report.
  * @param {RTCStatsReport} report
  * @returns {{rttMs: number | null, connectionType: 'direct'|'relay'|'unknown', lost: number, received: number,
@@ -55,17 +77,7 @@ export function summarize(report) {
   /** @type {Map<string, any>} */
   const byId = new Map();
   report.forEach((entry) => byId.set(entry.id, entry));
-  let pair = null;
-  for (const entry of byId.values()) {
-    if (entry.type === 'transport' && entry.selectedCandidatePairId) {
-      pair = byId.get(entry.selectedCandidatePairId) || pair;
-    }
-  }
-  if (!pair) {
-    for (const entry of byId.values()) {
-      if (entry.type === 'candidate-pair' && entry.state === 'succeeded' && (entry.nominated || entry.selected)) pair = entry;
-    }
-  }
+  const pair = selectedPair(report);
   /** @type {'direct'|'relay'|'unknown'} */
   let connectionType = 'unknown';
   let rttMs = null;

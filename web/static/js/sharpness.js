@@ -20,6 +20,8 @@
  * sizes. No DOM code.
  */
 
+import {selectedPair} from './media_stats.js';
+
 /** The estimate must reach this many times its lowest while held back. */
 export const RECOVERED = 2;
 /** ... in this many samples in a row. */
@@ -86,18 +88,14 @@ export class SharpnessWatch {
  */
 export function senderSample(report, at) {
   let limited = false;
-  /** @type {number | null} */
-  let available = null;
   report.forEach((entry) => {
     if (entry.type === 'outbound-rtp' && entry.kind === 'video') {
       limited = limited || entry.qualityLimitationReason === 'bandwidth';
-    } else if (entry.type === 'transport' && entry.selectedCandidatePairId) {
-      const pair = report.get(entry.selectedCandidatePairId);
-      if (typeof pair?.availableOutgoingBitrate === 'number') {
-        available = pair.availableOutgoingBitrate;
-      }
     }
   });
+  const pair = selectedPair(report);
+  /** @type {number | null} */
+  const available = typeof pair?.availableOutgoingBitrate === 'number' ? pair.availableOutgoingBitrate : null;
   return {limited, available, at};
 }
 
