@@ -23,6 +23,9 @@ FMT_PLI = 1
 FMT_FIR = 4
 FMT_REMB = 15
 FMT_TRANSPORT_CC = 15
+#: The most packets one transport-cc feedback may report (Chrome sends one at
+#: least every 250 ms: ~300 packets at 3 Mbit/s).
+MAX_FEEDBACK_STATUSES = 2048
 #: The most padding one RTP packet carries (its count is one byte).
 MAX_PADDING = 255
 
@@ -296,6 +299,10 @@ def transport_feedback(packet: bytes) -> list[tuple[int, int | None]]:
         raise MalformedPacket("transport-cc feedback truncated")
     end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
     base, count = struct.unpack_from("!HH", packet, 12)
+    if count > MAX_FEEDBACK_STATUSES:
+        # a browser reports a few hundred at most; 65535 would be work for
+        # nothing (we keep when 1024 packets left, fastpath SentLog)
+        raise MalformedPacket("transport-cc feedback reports too many packets")
     symbols: list[int] = []
     at = 20
     while len(symbols) < count:

@@ -89,6 +89,10 @@ def test_the_feedback_parser_reads_every_chunk_kind():
     for truncated in (packet[:-8], packet[:22]):
         with pytest.raises(rtp.MalformedPacket):
             rtp.transport_feedback(_rtcp_feedback(truncated[12:]))
+    # a run of 8191 claimed 65535 times over: refused before any work
+    endless = struct.pack("!HHI", 0, 0xFFFF, 0) + struct.pack("!H", 0x1FFF) * 9
+    with pytest.raises(rtp.MalformedPacket, match="too many"):
+        rtp.transport_feedback(_rtcp_feedback(endless))
 
 
 def _rtcp_feedback(body: bytes) -> bytes:
