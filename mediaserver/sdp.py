@@ -144,12 +144,14 @@ class ConnectionSdp:
                     self._transport_cc_mids.add(mid)
                     self._transport_cc_pts.update(_pts_with_feedback(media))
         transport_cc = ids.get(TRANSPORT_CC, 0)
+        # what we send carries one-byte headers: ids 1-14 (RFC 8285 §4.2)
+        sent_transport_cc = transport_cc if transport_cc in EXTENSION_IDS else 0
         self.ids = HeaderExtensionIds(
             transport_cc=transport_cc,
             abs_send_time=0
-            if transport_cc
+            if sent_transport_cc
             else ids.get(ABS_SEND_TIME) or _free_id(used),
-            sent_transport_cc=transport_cc if transport_cc <= 14 else 0,
+            sent_transport_cc=sent_transport_cc,
         )
 
     def local_answer(self, sdp: str) -> str:

@@ -364,6 +364,15 @@ async def test_extension_ids_follow_the_offer_or_stay_clear_of_it():
     assert rules.ids == HeaderExtensionIds(
         transport_cc=3, abs_send_time=0, sent_transport_cc=3
     )
+    # transport-cc with a two-byte id (15-255): what we send keeps abs-send-time
+    two_byte = chrome_like_offer(offer).replace(
+        f"a=extmap:3 {TRANSPORT_CC}", f"a=extmap:20 {TRANSPORT_CC}"
+    )
+    rules = ConnectionSdp()
+    rules.learn_offer(SessionDescription.parse(two_byte))
+    assert rules.ids == HeaderExtensionIds(
+        transport_cc=20, abs_send_time=2, sent_transport_cc=0
+    )
 
 
 def test_new_codecs_get_payload_types_no_description_used():
